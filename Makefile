@@ -1,0 +1,42 @@
+# The two commands of the README: `make demo` (the main job) and `make test` (the whole suite).
+# Both create the virtualenv in .venv and install what is missing, apt packages included.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# pip on these machines lists local wheel folders it skips; those lines are noise.
+QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither" || true; }
+
+.PHONY: install system-packages demo test lint down clean
+
+system-packages:
+	@command -v redis-server >/dev/null || { \
+	  echo "installing redis-server (Debian package)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip $(QUIET_PIP)
+	# CPU build first: with it installed, the torch range in pyproject.toml pulls nothing bigger.
+	$(PIP) install -q torch==2.13.0 $(QUIET_PIP)
+	$(PIP) install -q -e '.[test]' $(QUIET_PIP)
+	@touch $@
+
+install: system-packages $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/keyscope demo
+
+test: install
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q tests
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+down: install
+	$(VENV)/bin/keyscope down
+
+clean: down
+	rm -rf .keyscope

@@ -1,0 +1,83 @@
+"""Redis: cached per-user reads, dropped when new tests for the user land.
+
+Each user's cached reads live in one hash (`keyscope:user:{id}`, field per read), so the ingest job
+invalidates everything about a user with one DEL, and a TTL bounds staleness if an invalidation is lost.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+import redis
+import redis.asyncio as aioredis
+
+from app.config import Settings
+
+
+def user_cache_key(user_id: int) -> str:
+    return f"keyscope:user:{user_id}"
+
+
+def user_generation_key(user_id: int) -> str:
+    # Bumped on every invalidation, so a read that began before new data landed cannot cache stale data.
+    return f"keyscope:user:{user_id}:gen"
+
+
+class InsightsCache:
+    """Async read-through cache used by the Serve app."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._redis = aioredis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        self._ttl = settings.insights_ttl_s
+
+    async def get(self, user_id: int, read: str) -> Any | None:
+        """The cached JSON value of one read of a user, or None."""
+        raw = await self._redis.hget(user_cache_key(user_id), read)
+        return None if raw is None else json.loads(raw)
+
+    async def generation(self, user_id: int) -> bytes | None:
+        """The user's invalidation generation; pass it to `put` to refuse caching stale reads."""
+        return await self._redis.get(user_generation_key(user_id))
+
+    async def put(self, user_id: int, read: str, value: Any, generation: bytes | None) -> bool:
+        """Cache a read unless the user was invalidated since `generation` was taken; True if cached."""
+        key, gen_key = user_cache_key(user_id), user_generation_key(user_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(gen_key)
+                if await pipe.get(gen_key) != generation:
+                    return False
+                pipe.multi()
+                pipe.hset(key, read, json.dumps(value, separators=(",", ":")))
+                pipe.expire(key, self._ttl)
+                await pipe.execute()
+                return True
+            except aioredis.WatchError:
+                return False
+
+    async def ping(self) -> bool:
+        return bool(await self._redis.ping())
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def invalidate_users(settings: Settings, user_ids: Iterable[int]) -> int:
+    """Drop the cached reads of these users (sync, for the ingest job); returns keys deleted."""
+    keys = [user_cache_key(int(u)) for u in set(user_ids)]
+    if not keys:
+        return 0
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        deleted = 0
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            pipe = client.pipeline(transaction=False)
+            for key in chunk:
+                pipe.incr(key + ":gen")
+            pipe.delete(*chunk)
+            deleted += int(pipe.execute()[-1])
+        return deleted
+    finally:
+        client.close()

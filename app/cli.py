@@ -1,0 +1,225 @@
+"""`keyscope …` commands: thin over the stack, simulator, ingest job and API."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from typing import Any, Sequence
+
+import httpx
+from tqdm import tqdm
+
+from app.config import Settings
+
+log = logging.getLogger("keyscope")
+
+
+def _print_status(statuses) -> None:
+    for s in statuses:
+        mark = "up  " if s.running else "down"
+        origin = "started by keyscope" if s.started_by_stack else ("found running" if s.running else "")
+        print(f"  {s.name:<11} {mark} {s.address:<55} {origin}")
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from app.stack import LocalStack
+
+    stack = LocalStack(settings)
+    statuses = stack.up(with_serve=not args.no_serve, progress=lambda m: print(m, flush=True))
+    print(f"keyscope stack is up (data under {settings.data_dir}):")
+    _print_status(statuses)
+    return 0
+
+
+def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
+    from app.stack import LocalStack
+
+    stopped = LocalStack(settings).down(progress=lambda m: print(m, flush=True))
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing (keyscope had started nothing)"))
+    return 0
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    from app.stack import LocalStack
+
+    statuses = LocalStack(settings).status()
+    _print_status(statuses)
+    return 0 if all(s.running for s in statuses) else 3
+
+
+def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
+    from pipelines.ingest import run_ingest
+
+    report = run_ingest(settings, follow=args.follow)
+    print(report.line())
+    return 0
+
+
+async def post_tests(api_url: str, tests: list[dict[str, Any]], concurrency: int = 16) -> list[int]:
+    """POST each test to the API (with a progress bar); returns the status codes in order."""
+    statuses = [0] * len(tests)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(len(tests)):
+        queue.put_nowait(i)
+    bar = tqdm(total=len(tests), desc="POST /v1/tests", unit="test", disable=None)
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as client:
+
+        async def worker() -> None:
+            while not queue.empty():
+                i = queue.get_nowait()
+                for attempt in range(5):
+                    response = await client.post("/v1/tests", json=tests[i])
+                    if response.status_code != 503:
+                        break
+                    await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+                statuses[i] = response.status_code
+                bar.update(1)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    bar.close()
+    return statuses
+
+
+async def produce_tests(settings: Settings, tests: list[dict[str, Any]]) -> int:
+    """Validate, encode and produce tests straight to Kafka; returns how many were acknowledged."""
+    from app.codec import encode_test
+    from app.kafka import TestProducer
+    from app.schemas import parse_submission
+
+    producer = TestProducer(settings)
+    try:
+        for submission in tqdm(tests, desc="produce", unit="test", disable=None):
+            test = parse_submission(submission, settings.max_keystrokes)
+            await producer.send(test.user_id, encode_test(test))
+    finally:
+        await producer.close()
+    return len(tests)
+
+
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from app.simulate import simulate_tests
+
+    tests = simulate_tests(args.users, args.tests, seed=args.seed, first_user_id=args.first_user)
+    if args.to == "http":
+        codes = asyncio.run(post_tests(args.api or f"http://{settings.serve_host}:{settings.serve_port}", tests))
+        accepted = sum(1 for c in codes if c == 202)
+        print(f"submitted {len(tests)} tests over HTTP: {accepted} accepted (202)")
+        return 0 if accepted == len(tests) else 1
+    if args.to == "kafka":
+        produced = asyncio.run(produce_tests(settings, tests))
+        print(f"produced {produced} tests to {settings.keystroke_topic}")
+        return 0
+    for test in tests:
+        print(json.dumps(test))
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from app.simulate import simulate_tests
+    from app.stack import LocalStack
+    from pipelines.ingest import run_ingest
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    stack = LocalStack(settings)
+    stack.up(progress=lambda m: print(m, flush=True))
+    timings["stack up"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    tests = simulate_tests(args.users, args.tests, seed=args.seed)
+    api = stack.serve_url()
+    codes = asyncio.run(post_tests(api, tests))
+    accepted = sum(1 for c in codes if c == 202)
+    timings["simulate + POST"] = time.perf_counter() - t1
+    print(f"submitted {len(tests)} simulated tests ({args.users} users × {args.tests}) over HTTP: {accepted} accepted")
+
+    t2 = time.perf_counter()
+    report = run_ingest(settings)
+    timings["ingest job"] = time.perf_counter() - t2
+    print("ingest job: " + report.line())
+
+    user_id = tests[0]["user_id"]
+    insights = httpx.get(f"{api}/v1/users/{user_id}/insights", timeout=30)
+    insights.raise_for_status()
+    body = insights.json()
+    print(f"\ninsights of user {user_id}: {body['test_count']} tests, mean WPM {body['mean_wpm']:.1f}, "
+          f"mean accuracy {body['mean_accuracy']:.1%}")
+    print("  slowest keys:")
+    for key in body["slowest_keys"]:
+        print(f"    {key['key']!r:>6}  {key['mean_time_to_type_ms']:6.0f} ms to type, "
+              f"error rate {key['error_rate']:.1%} over {key['presses']} presses")
+    print("\ntimings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+    print("\ntry:")
+    print(f"  curl {api}/v1/users/{user_id}/insights")
+    print(f"  curl '{api}/v1/users/{user_id}/tests?limit=5'")
+    print(f"  {api}/docs                       (the OpenAPI schema)")
+    print(f"  http://127.0.0.1:{settings.ray_dashboard_port}      (Ray dashboard)")
+    print("  keyscope status | keyscope down")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keyscope",
+        description="keyscope: typing analytics on Kafka, Ray and ClickHouse. Service addresses come from "
+        "KAFKA_BOOTSTRAP, CLICKHOUSE_URL, REDIS_URL and RAY_ADDRESS (local defaults); data lives under "
+        "KEYSCOPE_DATA_DIR (default .keyscope/).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start the local stack (broker, ClickHouse endpoint, Redis, Ray, Serve app)")
+    up.add_argument("--no-serve", action="store_true", help="start the services but do not deploy the Serve app")
+    up.set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop what `keyscope up` started").set_defaults(func=cmd_down)
+    sub.add_parser("status", help="say what is running and where (exit 3 if something is down)").set_defaults(
+        func=cmd_status
+    )
+
+    ingest = sub.add_parser("ingest", help="run the ingest job (Kafka → metrics → ClickHouse) on the running stack")
+    ingest.add_argument("--follow", action="store_true", help="keep ingesting micro-batches until interrupted")
+    ingest.set_defaults(func=cmd_ingest)
+
+    simulate = sub.add_parser("simulate", help="generate typing tests from synthetic typists")
+    simulate.add_argument("--users", type=int, default=10, help="number of typists (default 10)")
+    simulate.add_argument("--tests", type=int, default=5, help="tests per typist (default 5)")
+    simulate.add_argument("--seed", type=int, default=0, help="random seed; same seed, same tests")
+    simulate.add_argument("--first-user", type=int, default=1, help="user id of the first typist (default 1)")
+    simulate.add_argument("--to", choices=("http", "kafka", "stdout"), default="http",
+                          help="POST to the API (default), produce to Kafka directly, or print JSON lines")
+    simulate.add_argument("--api", help="API base URL for --to http (default: the local Serve app)")
+    simulate.set_defaults(func=cmd_simulate)
+
+    demo = sub.add_parser("demo", help="the main job: stack up, simulate tests over HTTP, ingest, show insights")
+    demo.add_argument("--users", type=int, default=200)
+    demo.add_argument("--tests", type=int, default=10)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for noisy in ("aiokafka", "kafka", "urllib3", "httpx", "ray"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        settings = Settings.from_env()
+        return int(args.func(settings, args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a CLI user wants the reason, not a traceback
+        if args.verbose:
+            raise
+        print(f"keyscope {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,99 @@
+"""One Settings object, read once from the environment, with defaults for the local stack.
+
+Every process (CLI, Serve replicas, Ray Data workers) builds its Settings with `Settings.from_env()`
+and passes it down; no other module reads `os.environ`. Pointing KAFKA_BOOTSTRAP, CLICKHOUSE_URL,
+REDIS_URL and RAY_ADDRESS at real servers needs no code change.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where every service lives and the limits every stage shares."""
+
+    data_dir: Path = Path(".keyscope")
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    keystroke_topic: str = "keystroke-analytics"
+    dlq_topic: str = "keystroke-analytics-dlq"
+    topic_partitions: int = 8
+    consumer_group: str = "keyscope-ingest"
+    clickhouse_url: str = "http://127.0.0.1:8123/default"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    ray_address: str = "127.0.0.1:6380"
+    ray_dashboard_port: int = 8265
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 8000
+    max_keystrokes: int = 20_000
+    max_body_bytes: int = 2 * 1024 * 1024
+    max_text_chars: int = 10_000
+    insights_ttl_s: int = 3600
+    ingest_interval_s: float = 2.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Settings from KEYSCOPE_* and service URL variables, local defaults otherwise."""
+        env = os.environ if env is None else env
+        base = cls()
+        data_dir = Path(env.get("KEYSCOPE_DATA_DIR", str(base.data_dir))).resolve()
+        return cls(
+            data_dir=data_dir,
+            kafka_bootstrap=env.get("KAFKA_BOOTSTRAP", base.kafka_bootstrap),
+            keystroke_topic=env.get("KEYSCOPE_TOPIC", base.keystroke_topic),
+            dlq_topic=env.get("KEYSCOPE_DLQ_TOPIC", base.dlq_topic),
+            topic_partitions=_int(env, "KEYSCOPE_TOPIC_PARTITIONS", base.topic_partitions),
+            consumer_group=env.get("KEYSCOPE_CONSUMER_GROUP", base.consumer_group),
+            clickhouse_url=env.get("CLICKHOUSE_URL", base.clickhouse_url),
+            redis_url=env.get("REDIS_URL", base.redis_url),
+            ray_address=env.get("RAY_ADDRESS", base.ray_address),
+            ray_dashboard_port=_int(env, "KEYSCOPE_RAY_DASHBOARD_PORT", base.ray_dashboard_port),
+            serve_host=env.get("KEYSCOPE_SERVE_HOST", base.serve_host),
+            serve_port=_int(env, "KEYSCOPE_SERVE_PORT", base.serve_port),
+            max_keystrokes=_int(env, "KEYSCOPE_MAX_KEYSTROKES", base.max_keystrokes),
+            max_body_bytes=_int(env, "KEYSCOPE_MAX_BODY_BYTES", base.max_body_bytes),
+            insights_ttl_s=_int(env, "KEYSCOPE_INSIGHTS_TTL_S", base.insights_ttl_s),
+        )
+
+    def with_overrides(self, **changes: object) -> "Settings":
+        """A copy with some fields changed (tests and the stack use this)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def as_env(self) -> dict[str, str]:
+        """The environment variables that reproduce these settings in a child process."""
+        return {
+            "KEYSCOPE_DATA_DIR": str(self.data_dir),
+            "KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "KEYSCOPE_TOPIC": self.keystroke_topic,
+            "KEYSCOPE_DLQ_TOPIC": self.dlq_topic,
+            "KEYSCOPE_TOPIC_PARTITIONS": str(self.topic_partitions),
+            "KEYSCOPE_CONSUMER_GROUP": self.consumer_group,
+            "CLICKHOUSE_URL": self.clickhouse_url,
+            "REDIS_URL": self.redis_url,
+            "RAY_ADDRESS": self.ray_address,
+            "KEYSCOPE_RAY_DASHBOARD_PORT": str(self.ray_dashboard_port),
+            "KEYSCOPE_SERVE_HOST": self.serve_host,
+            "KEYSCOPE_SERVE_PORT": str(self.serve_port),
+            "KEYSCOPE_MAX_KEYSTROKES": str(self.max_keystrokes),
+            "KEYSCOPE_MAX_BODY_BYTES": str(self.max_body_bytes),
+            "KEYSCOPE_INSIGHTS_TTL_S": str(self.insights_ttl_s),
+        }
+
+    def describe(self) -> dict[str, str]:
+        """A printable view (no secrets are held here yet)."""
+        return {k: str(v) for k, v in asdict(self).items() if k != "extra"}

@@ -1,0 +1,182 @@
+"""Kafka through aiokafka: topics, the typing-test producer, end offsets and the dead-letter topic."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from app.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(RuntimeError):
+    """Kafka did not acknowledge a message; the caller should retry later."""
+
+
+def user_key(user_id: int) -> bytes:
+    """The partitioning key: all of a user's tests land on one partition, in order."""
+    return str(user_id).encode()
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create the keystroke and dead-letter topics if absent; returns the names created now."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(settings.keystroke_topic, num_partitions=settings.topic_partitions, replication_factor=1),
+            NewTopic(settings.dlq_topic, num_partitions=1, replication_factor=1),
+        ]
+        missing = [t for t in wanted if t.name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # created by a concurrent caller: the goal is met
+        return [t.name for t in missing]
+    finally:
+        await admin.close()
+
+
+class TestProducer:
+    """Produces encoded typing tests keyed by user; `send` returns once Kafka has acknowledged."""
+
+    __test__ = False  # a typing test, not a pytest test class
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def _started(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self._settings.kafka_bootstrap,
+                    acks="all",
+                    enable_idempotence=True,
+                    linger_ms=2,
+                    request_timeout_ms=10_000,
+                    max_request_size=4 * 1024 * 1024,
+                )
+                try:
+                    await producer.start()
+                except KafkaError as exc:
+                    await producer.stop()
+                    raise BrokerUnavailable(f"Kafka at {self._settings.kafka_bootstrap} is unavailable: {exc}") from exc
+                self._producer = producer
+            return self._producer
+
+    async def send(self, user_id: int, payload: bytes, topic: str | None = None) -> tuple[int, int]:
+        """(partition, offset) of the acknowledged message."""
+        producer = await self._started()
+        try:
+            meta = await asyncio.wait_for(
+                producer.send_and_wait(topic or self._settings.keystroke_topic, payload, key=user_key(user_id)),
+                timeout=15,
+            )
+        except (KafkaError, asyncio.TimeoutError) as exc:
+            raise BrokerUnavailable(f"Kafka did not acknowledge the test: {exc!r}") from exc
+        return meta.partition, meta.offset
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+
+async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """The next offset to be written, per partition of the topic."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await consumer._client.force_metadata_update()  # first call may race the metadata fetch
+            partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise RuntimeError(f"topic {topic!r} does not exist on {settings.kafka_bootstrap}")
+        offsets = await consumer.end_offsets([TopicPartition(topic, p) for p in sorted(partitions)])
+        return {tp.partition: int(offset) for tp, offset in offsets.items()}
+    finally:
+        await consumer.stop()
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message the pipeline could not accept, with where it came from and why."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    reason: str
+
+
+async def produce_dead_letters(settings: Settings, letters: list[DeadLetter]) -> None:
+    """Put the messages on the dead-letter topic with their origin and reason in headers."""
+    if not letters:
+        return
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", max_request_size=64 * 1024 * 1024
+    )
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(
+                settings.dlq_topic,
+                letter.value,
+                key=letter.key,
+                headers=[
+                    ("reason", letter.reason.encode()[:1000]),
+                    ("source_topic", settings.keystroke_topic.encode()),
+                    ("source_partition", str(letter.partition).encode()),
+                    ("source_offset", str(letter.offset).encode()),
+                ],
+            )
+            for letter in letters
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def read_dead_letters(settings: Settings, limit: int = 100) -> list[DeadLetter]:
+    """Up to `limit` dead letters from the start of the dead-letter topic."""
+    ends = await end_offsets(settings, settings.dlq_topic)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    letters: list[DeadLetter] = []
+    try:
+        parts = [TopicPartition(settings.dlq_topic, p) for p in ends]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        remaining = {p: end for p, end in ends.items() if end > 0}
+        while remaining and len(letters) < limit:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=limit)
+            if not batch:
+                break
+            for tp, messages in batch.items():
+                for message in messages:
+                    headers = {k: v.decode(errors="replace") for k, v in message.headers}
+                    letters.append(
+                        DeadLetter(
+                            int(headers.get("source_partition", -1)),
+                            int(headers.get("source_offset", -1)),
+                            message.key,
+                            message.value or b"",
+                            headers.get("reason", ""),
+                        )
+                    )
+                    if message.offset + 1 >= remaining.get(tp.partition, 0):
+                        remaining.pop(tp.partition, None)
+        return letters[:limit]
+    finally:
+        await consumer.stop()

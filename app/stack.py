@@ -1,0 +1,370 @@
+"""The local stack: a Kafka-protocol broker, the ClickHouse endpoint, Redis, a Ray head and the Serve app.
+
+Everything binds 127.0.0.1 and keeps its data under `Settings.data_dir` (default `.keyscope/`).
+`up` starts only what does not already answer and waits until each service answers; it records what
+it started in `stack.json`, and `down` stops exactly those processes (SIGINT for the broker, so it
+persists its log), never another Ray cluster or a Redis it found running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlparse
+
+import redis
+
+from app.clickhouse.client import clickhouse_client
+from app.clickhouse.migrate import apply_migrations
+from app.config import Settings
+from app.kafka import ensure_topics
+
+log = logging.getLogger("keyscope.stack")
+
+
+class StackError(RuntimeError):
+    """A service of the local stack could not be started or reached; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    address: str
+    running: bool
+    started_by_stack: bool
+    detail: str = ""
+
+
+def _host_port(address: str, default_port: int) -> tuple[str, int]:
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    return parsed.hostname or "127.0.0.1", parsed.port or default_port
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True if something accepts TCP connections there."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """True if a GET of the URL answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status == 200
+    except Exception:
+        return False
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float, process: subprocess.Popen | None = None, log_file: Path | None = None) -> None:
+    """Poll `check` until it holds; raise StackError naming `what` (and the log's tail) on timeout or exit."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if process is not None and process.poll() is not None:
+            break
+        time.sleep(0.25)
+    tail = ""
+    if log_file is not None and log_file.exists():
+        tail = "\n" + "\n".join(log_file.read_text(errors="replace").splitlines()[-15:])
+    state = f"exited with {process.returncode}" if process is not None and process.poll() is not None else f"not ready after {timeout:.0f} s"
+    raise StackError(f"{what} {state}{tail}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _stop_pid(pid: int, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+    if not _pid_alive(pid):
+        return
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _pid_alive(pid):
+        time.sleep(0.1)
+    if _pid_alive(pid):
+        log.warning("pid %d ignored signal %d; killing it", pid, sig)
+        os.kill(pid, signal.SIGKILL)
+
+
+def broker_binary() -> Path:
+    """The noida-db broker binary shipped inside its wheel (run directly: the console script leaves it behind)."""
+    import noida_db
+
+    binary = Path(noida_db.__file__).parent / "noida-db"
+    if not binary.exists():
+        raise StackError(f"noida-db binary not found at {binary}; is noida-db==0.2.3 installed?")
+    if not os.access(binary, os.X_OK):
+        binary.chmod(0o755)
+    return binary
+
+
+def ray_temp_dir(settings: Settings) -> Path:
+    """Ray's session directory for this stack. Short (/tmp) because Ray puts Unix sockets under it."""
+    import hashlib
+
+    digest = hashlib.sha1(str(settings.data_dir).encode()).hexdigest()[:8]
+    return Path("/tmp") / f"keyscope-ray-{digest}"
+
+
+class LocalStack:
+    """Start, stop and inspect the local stack described by a Settings object."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.data_dir
+        self.state_file = self.root / "stack.json"
+        self.logs = self.root / "logs"
+
+    # state ---------------------------------------------------------------------------------------
+    def _state(self) -> dict:
+        if self.state_file.exists():
+            return json.loads(self.state_file.read_text())
+        return {}
+
+    def _save(self, state: dict) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.state_file)
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log_file = open(self.logs / f"{name}.log", "ab")
+        return subprocess.Popen(
+            argv,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,  # survives the CLI, and Ctrl-C in the terminal does not reach it
+        )
+
+    # services ------------------------------------------------------------------------------------
+    def _broker_address(self) -> tuple[str, int]:
+        return _host_port(self.settings.kafka_bootstrap.split(",")[0], 9092)
+
+    def _clickhouse_address(self) -> tuple[str, int]:
+        return _host_port(self.settings.clickhouse_url, 8123)
+
+    def _redis_address(self) -> tuple[str, int]:
+        return _host_port(self.settings.redis_url, 6379)
+
+    def _ray_address(self) -> tuple[str, int]:
+        return _host_port(self.settings.ray_address, 6380)
+
+    def _redis_answers(self) -> bool:
+        try:
+            return bool(redis.Redis.from_url(self.settings.redis_url, socket_timeout=1, socket_connect_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+    def start_broker(self, state: dict) -> None:
+        host, port = self._broker_address()
+        if port_open(host, port):
+            return
+        process = self._spawn(
+            "broker",
+            [str(broker_binary()), "start", "--only", "kafka", "--host", host, "--kafka-port", str(port),
+             "--data-dir", str(self.root / "kafka")],
+        )
+        state["broker"] = {"pid": process.pid}
+        self._save(state)
+        wait_until(lambda: port_open(host, port), f"Kafka broker on {host}:{port}", 60, process, self.logs / "broker.log")
+
+    def start_clickhouse(self, state: dict) -> None:
+        host, port = self._clickhouse_address()
+        if http_ok(f"http://{host}:{port}/ping"):
+            return
+        process = self._spawn(
+            "clickhouse",
+            [sys.executable, "-m", "app.clickhouse.endpoint", "--data-dir", str(self.root / "clickhouse"),
+             "--host", host, "--port", str(port)],
+        )
+        state["clickhouse"] = {"pid": process.pid}
+        self._save(state)
+        wait_until(lambda: http_ok(f"http://{host}:{port}/ping"), f"ClickHouse endpoint on {host}:{port}", 60, process,
+                   self.logs / "clickhouse.log")
+
+    def start_redis(self, state: dict) -> None:
+        if self._redis_answers():
+            return
+        host, port = self._redis_address()
+        server = shutil.which("redis-server")
+        if server is None:
+            raise StackError(f"no Redis answers at {self.settings.redis_url} and redis-server is not installed "
+                             "(run `make install`, which installs Debian's redis-server)")
+        directory = self.root / "redis"
+        directory.mkdir(parents=True, exist_ok=True)
+        process = self._spawn(
+            "redis",
+            [server, "--bind", host, "--port", str(port), "--dir", str(directory), "--save", "", "--appendonly", "no",
+             "--protected-mode", "yes"],
+        )
+        state["redis"] = {"pid": process.pid}
+        self._save(state)
+        wait_until(self._redis_answers, f"Redis on {host}:{port}", 30, process, self.logs / "redis.log")
+
+    def _ray_env(self) -> dict[str, str]:
+        env = {**self.settings.as_env(), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+               "RAY_SERVE_ENABLE_ACCESS_LOG": "0"}
+        env.pop("RAY_ADDRESS")  # `ray start --head` must not try to join another cluster
+        return env
+
+    def start_ray(self, state: dict) -> None:
+        host, port = self._ray_address()
+        dashboard = f"http://{host}:{self.settings.ray_dashboard_port}/api/version"
+        if port_open(host, port) and http_ok(dashboard):
+            return
+        temp_dir = ray_temp_dir(self.settings)
+        ray_cli = Path(sys.executable).with_name("ray")
+        argv = [str(ray_cli), "start", "--head", f"--port={port}", f"--node-ip-address={host}",
+                "--dashboard-host=127.0.0.1", f"--dashboard-port={self.settings.ray_dashboard_port}",
+                "--include-dashboard=true", f"--temp-dir={temp_dir}", "--num-cpus=2", "--disable-usage-stats"]
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with open(self.logs / "ray-start.log", "ab") as out:
+            result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env={
+                k: v for k, v in {**os.environ, **self._ray_env()}.items() if k != "RAY_ADDRESS"})
+        state["ray"] = {"temp_dir": str(temp_dir)}
+        self._save(state)
+        if result.returncode != 0:
+            raise StackError(f"`ray start --head` failed (exit {result.returncode}); see {self.logs / 'ray-start.log'}")
+        wait_until(lambda: http_ok(dashboard), f"Ray head (dashboard {dashboard})", 90, None, self.logs / "ray-start.log")
+
+    def serve_url(self) -> str:
+        return f"http://{self.settings.serve_host}:{self.settings.serve_port}"
+
+    def deploy_serve(self, state: dict) -> None:
+        if http_ok(self.serve_url() + "/healthz"):
+            return
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with open(self.logs / "serve-deploy.log", "ab") as out:
+            result = subprocess.run([sys.executable, "-m", "serve.deploy"], stdout=out, stderr=subprocess.STDOUT,
+                                    env={**os.environ, **self.settings.as_env(), "RAY_AUTH_MODE": "disabled"})
+        if result.returncode != 0:
+            raise StackError(f"deploying the Serve app failed; see {self.logs / 'serve-deploy.log'}")
+        state["serve"] = {"url": self.serve_url()}
+        self._save(state)
+        wait_until(lambda: http_ok(self.serve_url() + "/healthz"), f"Serve app at {self.serve_url()}", 120)
+
+    def prepare_data(self) -> None:
+        """Create the Kafka topics and apply ClickHouse migrations (both idempotent)."""
+        created = asyncio.run(ensure_topics(self.settings))
+        if created:
+            log.info("created topics %s", ", ".join(created))
+        client = clickhouse_client(self.settings.clickhouse_url)
+        try:
+            apply_migrations(client)
+        finally:
+            client.close()
+
+    # commands ------------------------------------------------------------------------------------
+    def up(self, with_serve: bool = True, progress: Callable[[str], None] = lambda _: None) -> list[ServiceStatus]:
+        """Start what is not running, wait for each service, prepare topics and schema; returns the status."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        state = self._state()
+        steps: list[tuple[str, Callable[[dict], None]]] = [
+            ("Kafka broker", self.start_broker),
+            ("ClickHouse endpoint", self.start_clickhouse),
+            ("Redis", self.start_redis),
+            ("Ray head", self.start_ray),
+        ]
+        for name, start in steps:
+            progress(f"starting {name}…")
+            start(state)
+        progress("creating topics and applying ClickHouse migrations…")
+        self.prepare_data()
+        if with_serve:
+            progress("deploying the Serve app…")
+            self.deploy_serve(state)
+        return self.status()
+
+    def down(self, progress: Callable[[str], None] = lambda _: None) -> list[str]:
+        """Stop what `up` started, in reverse order; returns what was stopped."""
+        state = self._state()
+        stopped = []
+        if "ray" in state:
+            progress("stopping the Ray head (and Serve)…")
+            stop_ray_cluster(Path(state["ray"]["temp_dir"]))
+            stopped.append("ray")
+        state.pop("serve", None)
+        for name, sig in (("redis", signal.SIGTERM), ("clickhouse", signal.SIGTERM), ("broker", signal.SIGINT)):
+            if name in state:
+                progress(f"stopping {name}…")
+                _stop_pid(int(state[name]["pid"]), sig)
+                stopped.append(name)
+        if self.state_file.exists():
+            self.state_file.unlink()
+        return stopped
+
+    def status(self) -> list[ServiceStatus]:
+        """What is running and where."""
+        state = self._state()
+        b_host, b_port = self._broker_address()
+        c_host, c_port = self._clickhouse_address()
+        r_host, r_port = self._ray_address()
+        dashboard = f"http://{r_host}:{self.settings.ray_dashboard_port}"
+        return [
+            ServiceStatus("kafka", self.settings.kafka_bootstrap, port_open(b_host, b_port), "broker" in state),
+            ServiceStatus("clickhouse", self.settings.clickhouse_url, http_ok(f"http://{c_host}:{c_port}/ping"),
+                          "clickhouse" in state),
+            ServiceStatus("redis", self.settings.redis_url, self._redis_answers(), "redis" in state),
+            ServiceStatus("ray", f"{self.settings.ray_address} (dashboard {dashboard})",
+                          http_ok(dashboard + "/api/version"), "ray" in state),
+            ServiceStatus("serve", self.serve_url(), http_ok(self.serve_url() + "/healthz"), "serve" in state),
+        ]
+
+
+def stop_ray_cluster(temp_dir: Path, timeout: float = 30.0) -> int:
+    """Stop the Ray processes of the cluster whose session lives in `temp_dir` (not `ray stop`, which kills
+    every cluster on the machine); returns how many processes were signalled."""
+    marker = str(temp_dir)
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            pids.append(int(proc.name))
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_pid_alive(p) for p in pids):
+        time.sleep(0.2)
+    for pid in pids:
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    return len(pids)

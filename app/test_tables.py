@@ -1,0 +1,154 @@
+"""Arrow tables of analysed typing tests, shaped as the ClickHouse tables they are stored in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from app.analytics.metrics import BatchAnalysis, TestBatch, analyse_batch
+from app.analytics.transcription import segment_ids
+from app.schemas import (
+    KEY_STAT_SCHEMA,
+    KEYSTROKE_SCHEMA,
+    METRIC_FIELDS,
+    NAMED_KEYS,
+    TEST_RESULT_SCHEMA,
+    TypingTest,
+)
+
+
+@dataclass(frozen=True)
+class TestTables:
+    """The rows one batch of tests adds to `keystrokes`, `test_key_stats` and `test_results`."""
+
+    __test__ = False  # a typing test, not a pytest test class
+
+    keystrokes: pa.Table
+    key_stats: pa.Table
+    results: pa.Table
+
+    def only(self, keep_results: np.ndarray) -> "TestTables":
+        """The tables restricted to the tests whose result rows are marked in `keep_results`."""
+        if bool(np.all(keep_results)):
+            return self
+        results = self.results.filter(pa.array(keep_results))
+        kept = test_keys(results)
+        return TestTables(
+            self.keystrokes.filter(pc.is_in(test_keys(self.keystrokes), kept)),
+            self.key_stats.filter(pc.is_in(test_keys(self.key_stats), kept)),
+            results,
+        )
+
+
+def test_keys(table: pa.Table) -> pa.Array:
+    """'user_id/test_id' per row: one value that names a test across users."""
+    user = pc.cast(table.column("user_id"), pa.string())
+    return pc.binary_join_element_wise(user, table.column("test_id"), "/").combine_chunks()
+
+
+_NO_KEY = -(10**6)  # a code that names no key: stored as ''
+
+
+def _key_names(codes: np.ndarray) -> pa.Array:
+    """Key names for code points and named-key codes (dictionary lookup, no per-key Python)."""
+    unique, inverse = np.unique(codes, return_inverse=True)
+    names = ["" if c == _NO_KEY else chr(c) if c >= 0 else NAMED_KEYS[-c - 1] for c in unique.tolist()]
+    return pa.DictionaryArray.from_arrays(pa.array(inverse.astype(np.int32)), pa.array(names, pa.string())).cast(
+        pa.string()
+    )
+
+
+def build_tables(tests: list[TypingTest], partitions: np.ndarray, offsets: np.ndarray) -> TestTables:
+    """Analyse the tests and lay out their storage rows; `partitions`/`offsets` say where each came from."""
+    batch = TestBatch.from_tests(tests)
+    analysis = analyse_batch(batch)
+    return tables_from_analysis(tests, batch, analysis, partitions, offsets)
+
+
+def tables_from_analysis(
+    tests: list[TypingTest],
+    batch: TestBatch,
+    analysis: BatchAnalysis,
+    partitions: np.ndarray,
+    offsets: np.ndarray,
+) -> TestTables:
+    """Storage rows of an analysed batch."""
+    seg = segment_ids(batch.offsets)
+    counts = np.diff(batch.offsets)
+    user_ids = np.array([t.user_id for t in tests], dtype=np.uint64)
+    test_ids = pa.array([t.test_id for t in tests], pa.string())
+    started = np.array([t.started_at_ms for t in tests], dtype=np.int64)
+    seq = np.arange(batch.key_codes.shape[0], dtype=np.int64) - np.repeat(batch.offsets[:-1], counts)
+    has_target = analysis.target_codes >= 0
+
+    keystrokes = pa.table(
+        {
+            "user_id": pa.array(user_ids[seg]),
+            "test_id": test_ids.take(pa.array(seg)),
+            "started_at": pa.array(started[seg], pa.timestamp("ms", tz="UTC")),
+            "seq": pa.array(seq.astype(np.uint16)),
+            "key": _key_names(batch.key_codes.astype(np.int64)),
+            "target": _key_names(np.where(has_target, analysis.target_codes, _NO_KEY)),
+            "down_ms": pa.array(batch.down_ms.astype(np.uint32)),
+            "hold_ms": pa.array(analysis.hold_ms),
+            "iki_ms": pa.array(analysis.iki_ms),
+            "correct": pa.array(analysis.correct.astype(np.uint8)),
+        },
+        schema=KEYSTROKE_SCHEMA,
+    )
+
+    key_stats = _key_stats(tests, seg, analysis, user_ids, started)
+    results = pa.table(
+        {
+            "user_id": pa.array(user_ids),
+            "test_id": test_ids,
+            "started_at": pa.array(started, pa.timestamp("ms", tz="UTC")),
+            "layout": pa.array([t.layout for t in tests], pa.string()),
+            "language": pa.array([t.language for t in tests], pa.string()),
+            "text": pa.array(batch.texts, pa.string()),
+            "transcribed": pa.array(analysis.transcription.transcribed, pa.string()),
+            "keystroke_count": pa.array(counts.astype(np.uint32)),
+            "duration_ms": pa.array(analysis.duration_ms.astype(np.uint32)),
+            **{name: pa.array(analysis.metrics[name]) for name in METRIC_FIELDS},
+            "kafka_partition": pa.array(np.asarray(partitions, dtype=np.uint32)),
+            "kafka_offset": pa.array(np.asarray(offsets, dtype=np.uint64)),
+        },
+        schema=TEST_RESULT_SCHEMA,
+    )
+    return TestTables(keystrokes, key_stats, results)
+
+
+def _key_stats(
+    tests: list[TypingTest], seg: np.ndarray, analysis: BatchAnalysis, user_ids: np.ndarray, started: np.ndarray
+) -> pa.Table:
+    """Per (test, presented key): presses, errors, and time-to-type totals."""
+    has_target = analysis.target_codes >= 0
+    if not has_target.any():
+        return KEY_STAT_SCHEMA.empty_table()
+    tseg = seg[has_target]
+    target = analysis.target_codes[has_target]
+    group = tseg * 0x110000 + target  # one id per (test, key): code points are < 0x110000
+    unique, inverse = np.unique(group, return_inverse=True)
+    n = unique.shape[0]
+    iki = analysis.iki_ms[has_target].astype(np.int64)
+    timed = iki >= 0
+    errors = ~analysis.correct[has_target]
+    group_test = unique // 0x110000
+    return pa.table(
+        {
+            "user_id": pa.array(user_ids[group_test]),
+            "test_id": pa.array([tests[i].test_id for i in group_test.tolist()], pa.string()),
+            "started_at": pa.array(started[group_test], pa.timestamp("ms", tz="UTC")),
+            "key": _key_names(unique % 0x110000),
+            "presses": pa.array(np.bincount(inverse, minlength=n).astype(np.uint32)),
+            "errors": pa.array(np.bincount(inverse, weights=errors, minlength=n).astype(np.uint32)),
+            "timed_presses": pa.array(np.bincount(inverse, weights=timed, minlength=n).astype(np.uint32)),
+            "time_to_type_sum_ms": pa.array(
+                np.bincount(inverse, weights=np.where(timed, iki, 0), minlength=n).astype(np.uint64)
+            ),
+        },
+        schema=KEY_STAT_SCHEMA,
+    )

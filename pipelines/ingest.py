@@ -1,0 +1,235 @@
+"""Ingest job: keystroke-analytics topic → decode → per-test metrics → ClickHouse, then store offsets.
+
+    ray job submit --address http://127.0.0.1:8265 --working-dir . -- python -m pipelines.ingest [--follow]
+
+Each pass snapshots the topic's end offsets, reads exactly [stored offset, end) per partition with a
+bounded `ray.data.read_kafka`, decodes and analyses the messages in `map_batches` (pyarrow batches),
+and the driver writes what the workers return. Offsets are stored only after the data is durable,
+and tests whose result row already exists are skipped, so a crash at any point loses nothing and
+duplicates nothing on the next pass. Undecodable messages go to the dead-letter topic with a reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import ray
+
+from app.cache import invalidate_users
+from app.clickhouse.client import clickhouse_client
+from app.clickhouse.migrate import apply_migrations
+from app.clickhouse.store import load_offsets, store_offsets, stored_tests, write_tables
+from app.codec import DecodeError, decode_test
+from app.config import Settings
+from app.kafka import DeadLetter, end_offsets, produce_dead_letters
+from app.schemas import TypingTest
+from app.test_tables import TestTables, build_tables, test_keys
+
+log = logging.getLogger("keyscope.ingest")
+
+# What a worker returns for one input batch: one row holding each output table as an Arrow IPC stream
+# (one row, so Ray can split or merge blocks without separating a batch's tables).
+_PARTS = ("keystrokes", "key_stats", "results", "dead")
+_PART_SCHEMA = pa.schema([(name, pa.large_binary()) for name in _PARTS])
+_DEAD_SCHEMA = pa.schema(
+    [("partition", pa.int32()), ("offset", pa.int64()), ("key", pa.binary()), ("value", pa.binary()), ("reason", pa.string())]
+)
+
+
+class SimulatedCrash(RuntimeError):
+    """Raised by the crash hooks that the fault tests use to stop a pass at a chosen point."""
+
+
+@dataclass
+class IngestReport:
+    """What one or more passes did."""
+
+    passes: int = 0
+    messages: int = 0
+    tests_written: int = 0
+    duplicates_skipped: int = 0
+    dead_lettered: int = 0
+    keystrokes_written: int = 0
+    seconds: float = 0.0
+    offsets: dict[int, int] = field(default_factory=dict)
+
+    def add(self, other: "IngestReport") -> None:
+        self.passes += other.passes
+        self.messages += other.messages
+        self.tests_written += other.tests_written
+        self.duplicates_skipped += other.duplicates_skipped
+        self.dead_lettered += other.dead_lettered
+        self.keystrokes_written += other.keystrokes_written
+        self.seconds += other.seconds
+        self.offsets.update(other.offsets)
+
+    def line(self) -> str:
+        rate = self.keystrokes_written / self.seconds if self.seconds else 0.0
+        return (
+            f"{self.messages} messages → {self.tests_written} tests ({self.keystrokes_written} keystrokes) stored, "
+            f"{self.duplicates_skipped} duplicates skipped, {self.dead_lettered} dead-lettered "
+            f"in {self.seconds:.1f} s ({rate:,.0f} keystrokes/s)"
+        )
+
+
+def _to_ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _from_ipc(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+
+
+def analyse_messages(messages: pa.Table, max_keystrokes: int = 20_000) -> pa.Table:
+    """Decode and analyse a batch of Kafka records; returns the storage tables and dead letters as IPC parts."""
+    values = messages.column("value").to_pylist()
+    keys = messages.column("key").to_pylist()
+    partitions = messages.column("partition").to_numpy()
+    offsets = messages.column("offset").to_numpy()
+    tests: list[TypingTest] = []
+    origin: list[int] = []
+    dead: dict[str, list] = {name: [] for name in _DEAD_SCHEMA.names}
+    for i, value in enumerate(values):
+        try:
+            if value is None:
+                raise DecodeError("empty message")
+            tests.append(decode_test(value, max_keystrokes))
+            origin.append(i)
+        except DecodeError as exc:
+            for name, item in zip(_DEAD_SCHEMA.names, (int(partitions[i]), int(offsets[i]), keys[i], value or b"", str(exc))):
+                dead[name].append(item)
+    where = np.array(origin, dtype=np.int64)
+    tables = build_tables(tests, partitions[where], offsets[where])
+    parts = (tables.keystrokes, tables.key_stats, tables.results, pa.table(dead, schema=_DEAD_SCHEMA))
+    return pa.table({name: [_to_ipc(t)] for name, t in zip(_PARTS, parts)}, schema=_PART_SCHEMA)
+
+
+def _unpack(batch: pa.Table) -> tuple[list[TestTables], list[DeadLetter]]:
+    tables: list[TestTables] = []
+    dead: list[DeadLetter] = []
+    for row in batch.to_pylist():
+        group = {name: _from_ipc(row[name]) for name in _PARTS}
+        tables.append(TestTables(group["keystrokes"], group["key_stats"], group["results"]))
+        for letter in group["dead"].to_pylist():
+            dead.append(DeadLetter(letter["partition"], letter["offset"], letter["key"], letter["value"], letter["reason"]))
+    return tables, dead
+
+
+def _new_tests(client, tables: TestTables, seen: set[str]) -> TestTables:
+    """The tests in `tables` not stored before and not already written in this pass (first copy wins)."""
+    keys = test_keys(tables.results).to_pylist()
+    users = tables.results.column("user_id").to_pylist()
+    ids = tables.results.column("test_id").to_pylist()
+    stored = stored_tests(client, list(zip(users, ids)))
+    keep = np.zeros(len(keys), dtype=bool)
+    for i, (key, user, test_id) in enumerate(zip(keys, users, ids)):
+        if key not in seen and (user, test_id) not in stored:
+            keep[i] = True
+        seen.add(key)
+    return tables.only(keep)
+
+
+def ingest_once(
+    settings: Settings,
+    *,
+    max_messages_per_partition: int | None = None,
+    crash_after_write: bool = False,
+) -> IngestReport:
+    """One bounded pass over everything between the stored offsets and the topic's end offsets now."""
+    started = time.perf_counter()
+    report = IngestReport(passes=1)
+    client = clickhouse_client(settings.clickhouse_url)
+    try:
+        apply_migrations(client)
+        start = load_offsets(client, settings.consumer_group, settings.keystroke_topic)
+        ends = asyncio.run(end_offsets(settings, settings.keystroke_topic))
+        begin = {p: start.get(p, 0) for p in ends}
+        stop = {p: ends[p] if max_messages_per_partition is None else min(ends[p], begin[p] + max_messages_per_partition) for p in ends}
+        pending = {p: stop[p] - begin[p] for p in ends if stop[p] > begin[p]}
+        if not pending:
+            report.seconds = time.perf_counter() - started
+            return report
+        log.info("reading %d messages from %d partitions of %s", sum(pending.values()), len(pending), settings.keystroke_topic)
+        dataset = ray.data.read_kafka(
+            settings.keystroke_topic,
+            bootstrap_servers=settings.kafka_bootstrap,
+            start_offset={settings.keystroke_topic: begin},
+            end_offset={settings.keystroke_topic: stop},
+        ).map_batches(
+            analyse_messages,
+            batch_format="pyarrow",
+            batch_size=2048,
+            fn_kwargs={"max_keystrokes": settings.max_keystrokes},
+        )
+        seen: set[str] = set()
+        dead_letters: list[DeadLetter] = []
+        for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+            parts, dead = _unpack(batch)
+            dead_letters.extend(dead)
+            for tables in parts:
+                report.messages += tables.results.num_rows
+                fresh = _new_tests(client, tables, seen)
+                report.duplicates_skipped += tables.results.num_rows - fresh.results.num_rows
+                write_tables(client, fresh)
+                invalidate_users(settings, fresh.results.column("user_id").to_pylist())
+                report.tests_written += fresh.results.num_rows
+                report.keystrokes_written += fresh.keystrokes.num_rows
+        report.messages += len(dead_letters)
+        asyncio.run(produce_dead_letters(settings, dead_letters))
+        report.dead_lettered = len(dead_letters)
+        if crash_after_write:
+            raise SimulatedCrash("stopped between the ClickHouse write and the offset store")
+        store_offsets(client, settings.consumer_group, settings.keystroke_topic, stop)
+        report.offsets = stop
+    finally:
+        client.close()
+    report.seconds = time.perf_counter() - started
+    log.info("ingest pass: %s", report.line())
+    return report
+
+
+def run_ingest(settings: Settings, *, follow: bool = False, max_passes: int | None = None) -> IngestReport:
+    """Drain the topic (one pass), or with `follow` keep running passes every `ingest_interval_s`."""
+    if not ray.is_initialized():
+        ray.init(address=settings.ray_address, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    total = IngestReport()
+    while True:
+        report = ingest_once(settings)
+        total.add(report)
+        if not follow or (max_passes is not None and total.passes >= max_passes):
+            return total
+        if report.messages == 0:
+            time.sleep(settings.ingest_interval_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.ingest",
+        description="Move typing tests from Kafka into ClickHouse with their metrics. Without --follow, "
+        "drain what is on the topic now and exit (for `ray job submit` and RayJob).",
+    )
+    parser.add_argument("--follow", action="store_true", help="keep running micro-batches until interrupted")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = Settings.from_env()
+    try:
+        report = run_ingest(settings, follow=args.follow)
+    except KeyboardInterrupt:
+        log.info("interrupted; offsets up to the last finished pass are stored")
+        return 130
+    print(report.line())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
