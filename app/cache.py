@@ -7,7 +7,8 @@ invalidates everything about a user with one DEL, and a TTL bounds staleness if 
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis

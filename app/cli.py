@@ -8,12 +8,13 @@ import json
 import logging
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import httpx
 from tqdm import tqdm
 
-from app.config import Settings
+from app.config import Settings, apply_local_ray_env
 
 log = logging.getLogger("keyscope")
 
@@ -71,7 +72,7 @@ async def post_tests(api_url: str, tests: list[dict[str, Any]], concurrency: int
         async def worker() -> None:
             while not queue.empty():
                 i = queue.get_nowait()
-                for attempt in range(5):
+                for _ in range(5):
                     response = await client.post("/v1/tests", json=tests[i])
                     if response.status_code != 503:
                         break
@@ -146,12 +147,16 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     insights = httpx.get(f"{api}/v1/users/{user_id}/insights", timeout=30)
     insights.raise_for_status()
     body = insights.json()
-    print(f"\ninsights of user {user_id}: {body['test_count']} tests, mean WPM {body['mean_wpm']:.1f}, "
-          f"mean accuracy {body['mean_accuracy']:.1%}")
+    print(
+        f"\ninsights of user {user_id}: {body['test_count']} tests, mean WPM {body['mean_wpm']:.1f}, "
+        f"mean accuracy {body['mean_accuracy']:.1%}"
+    )
     print("  slowest keys:")
     for key in body["slowest_keys"]:
-        print(f"    {key['key']!r:>6}  {key['mean_time_to_type_ms']:6.0f} ms to type, "
-              f"error rate {key['error_rate']:.1%} over {key['presses']} presses")
+        print(
+            f"    {key['key']!r:>6}  {key['mean_time_to_type_ms']:6.0f} ms to type, "
+            f"error rate {key['error_rate']:.1%} over {key['presses']} presses"
+        )
     print("\ntimings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     print("\ntry:")
     print(f"  curl {api}/v1/users/{user_id}/insights")
@@ -189,8 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--tests", type=int, default=5, help="tests per typist (default 5)")
     simulate.add_argument("--seed", type=int, default=0, help="random seed; same seed, same tests")
     simulate.add_argument("--first-user", type=int, default=1, help="user id of the first typist (default 1)")
-    simulate.add_argument("--to", choices=("http", "kafka", "stdout"), default="http",
-                          help="POST to the API (default), produce to Kafka directly, or print JSON lines")
+    simulate.add_argument(
+        "--to",
+        choices=("http", "kafka", "stdout"),
+        default="http",
+        help="POST to the API (default), produce to Kafka directly, or print JSON lines",
+    )
     simulate.add_argument("--api", help="API base URL for --to http (default: the local Serve app)")
     simulate.set_defaults(func=cmd_simulate)
 
@@ -205,10 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
     for noisy in ("aiokafka", "kafka", "urllib3", "httpx", "ray"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    apply_local_ray_env()  # before anything imports ray
     try:
         settings = Settings.from_env()
         return int(args.func(settings, args))

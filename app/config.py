@@ -8,9 +8,9 @@ REDIS_URL and RAY_ADDRESS at real servers needs no code change.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -21,6 +21,23 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+
+
+# Ray settings for a local cluster: no token auth, no usage reporting, and the node IP kept on loopback.
+# They must be in the environment before `import ray` (Ray reads some at import time).
+LOCAL_RAY_ENV: dict[str, str] = {
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_SERVE_ENABLE_ACCESS_LOG": "0",
+}
+
+
+def apply_local_ray_env(env: dict[str, str] | None = None) -> None:
+    """Put LOCAL_RAY_ENV defaults into `env` (the process environment by default), keeping set values."""
+    target = os.environ if env is None else env
+    for name, value in LOCAL_RAY_ENV.items():
+        target.setdefault(name, value)
 
 
 @dataclass(frozen=True)
@@ -47,7 +64,7 @@ class Settings:
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Settings from KEYSCOPE_* and service URL variables, local defaults otherwise."""
         env = os.environ if env is None else env
         base = cls()
@@ -70,7 +87,7 @@ class Settings:
             insights_ttl_s=_int(env, "KEYSCOPE_INSIGHTS_TTL_S", base.insights_ttl_s),
         )
 
-    def with_overrides(self, **changes: object) -> "Settings":
+    def with_overrides(self, **changes: object) -> Settings:
         """A copy with some fields changed (tests and the stack use this)."""
         return replace(self, **changes)  # type: ignore[arg-type]
 

@@ -82,7 +82,7 @@ class TestProducer:
                 producer.send_and_wait(topic or self._settings.keystroke_topic, payload, key=user_key(user_id)),
                 timeout=15,
             )
-        except (KafkaError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, KafkaError) as exc:
             raise BrokerUnavailable(f"Kafka did not acknowledge the test: {exc!r}") from exc
         return meta.partition, meta.offset
 

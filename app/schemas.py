@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -20,9 +21,32 @@ LAYOUTS: tuple[str, ...] = ("qwerty", "qwertz", "azerty", "dvorak", "colemak")
 # Named keys as browsers report them (KeyboardEvent.key). On the wire a named key is -(index + 1),
 # so this order is part of the wire format: append, never reorder.
 NAMED_KEYS: tuple[str, ...] = (
-    "Backspace", "Shift", "Enter", "Tab", "CapsLock", "Control", "Alt", "Meta", "Escape", "Delete",
-    "ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End", "PageUp", "PageDown", "Insert",
-    "AltGraph", "Dead", "Compose", "Unidentified", "NumLock", "ScrollLock", "ContextMenu",
+    "Backspace",
+    "Shift",
+    "Enter",
+    "Tab",
+    "CapsLock",
+    "Control",
+    "Alt",
+    "Meta",
+    "Escape",
+    "Delete",
+    "ArrowLeft",
+    "ArrowRight",
+    "ArrowUp",
+    "ArrowDown",
+    "Home",
+    "End",
+    "PageUp",
+    "PageDown",
+    "Insert",
+    "AltGraph",
+    "Dead",
+    "Compose",
+    "Unidentified",
+    "NumLock",
+    "ScrollLock",
+    "ContextMenu",
 )
 NAMED_KEY_CODES: dict[str, int] = {name: -(i + 1) for i, name in enumerate(NAMED_KEYS)}
 BACKSPACE_CODE = NAMED_KEY_CODES["Backspace"]
@@ -96,7 +120,7 @@ def parse_started_at(value: Any, field: str = "started_at") -> int:
     except ValueError as exc:
         raise SubmissionError(field, f"must be an ISO-8601 timestamp, got {text!r}") from exc
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     millis = int(round(moment.timestamp() * 1000))
     if not 0 <= millis < 2**47:
         raise SubmissionError(field, "is out of range")
@@ -105,7 +129,7 @@ def parse_started_at(value: Any, field: str = "started_at") -> int:
 
 def format_started_at(millis: int) -> str:
     """ISO-8601 UTC text (millisecond precision) of epoch milliseconds."""
-    moment = datetime.fromtimestamp(millis / 1000, tz=timezone.utc)
+    moment = datetime.fromtimestamp(millis / 1000, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis % 1000:03d}Z"
 
 
@@ -126,7 +150,9 @@ def _key_code(value: Any, field: str) -> int:
         return ord(key)
     code = NAMED_KEY_CODES.get(key)
     if code is None:
-        raise SubmissionError(field, f"must be one character or a named key ({', '.join(NAMED_KEYS[:5])}, …), got {key!r}")
+        raise SubmissionError(
+            field, f"must be one character or a named key ({', '.join(NAMED_KEYS[:5])}, …), got {key!r}"
+        )
     return code
 
 

@@ -19,16 +19,16 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlparse
 
 import redis
 
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import apply_migrations
-from app.config import Settings
+from app.config import LOCAL_RAY_ENV, Settings
 from app.kafka import ensure_topics
 
 log = logging.getLogger("keyscope.stack")
@@ -70,7 +70,13 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def wait_until(check: Callable[[], bool], what: str, timeout: float, process: subprocess.Popen | None = None, log_file: Path | None = None) -> None:
+def wait_until(
+    check: Callable[[], bool],
+    what: str,
+    timeout: float,
+    process: subprocess.Popen | None = None,
+    log_file: Path | None = None,
+) -> None:
     """Poll `check` until it holds; raise StackError naming `what` (and the log's tail) on timeout or exit."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -82,7 +88,11 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float, process: su
     tail = ""
     if log_file is not None and log_file.exists():
         tail = "\n" + "\n".join(log_file.read_text(errors="replace").splitlines()[-15:])
-    state = f"exited with {process.returncode}" if process is not None and process.poll() is not None else f"not ready after {timeout:.0f} s"
+    state = (
+        f"exited with {process.returncode}"
+        if process is not None and process.poll() is not None
+        else f"not ready after {timeout:.0f} s"
+    )
     raise StackError(f"{what} {state}{tail}")
 
 
@@ -155,17 +165,20 @@ class LocalStack:
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(self.state_file)
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    def _spawn(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, drop: tuple[str, ...] = ()
+    ) -> subprocess.Popen:
         self.logs.mkdir(parents=True, exist_ok=True)
-        log_file = open(self.logs / f"{name}.log", "ab")
-        return subprocess.Popen(
-            argv,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,  # survives the CLI, and Ctrl-C in the terminal does not reach it
-        )
+        environment = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in drop}
+        with open(self.logs / f"{name}.log", "ab") as log_file:
+            return subprocess.Popen(
+                argv,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=environment,
+                start_new_session=True,  # survives the CLI, and Ctrl-C in the terminal does not reach it
+            )
 
     # services ------------------------------------------------------------------------------------
     def _broker_address(self) -> tuple[str, int]:
@@ -182,7 +195,9 @@ class LocalStack:
 
     def _redis_answers(self) -> bool:
         try:
-            return bool(redis.Redis.from_url(self.settings.redis_url, socket_timeout=1, socket_connect_timeout=1).ping())
+            return bool(
+                redis.Redis.from_url(self.settings.redis_url, socket_timeout=1, socket_connect_timeout=1).ping()
+            )
         except redis.RedisError:
             return False
 
@@ -192,12 +207,24 @@ class LocalStack:
             return
         process = self._spawn(
             "broker",
-            [str(broker_binary()), "start", "--only", "kafka", "--host", host, "--kafka-port", str(port),
-             "--data-dir", str(self.root / "kafka")],
+            [
+                str(broker_binary()),
+                "start",
+                "--only",
+                "kafka",
+                "--host",
+                host,
+                "--kafka-port",
+                str(port),
+                "--data-dir",
+                str(self.root / "kafka"),
+            ],
         )
         state["broker"] = {"pid": process.pid}
         self._save(state)
-        wait_until(lambda: port_open(host, port), f"Kafka broker on {host}:{port}", 60, process, self.logs / "broker.log")
+        wait_until(
+            lambda: port_open(host, port), f"Kafka broker on {host}:{port}", 60, process, self.logs / "broker.log"
+        )
 
     def start_clickhouse(self, state: dict) -> None:
         host, port = self._clickhouse_address()
@@ -205,13 +232,27 @@ class LocalStack:
             return
         process = self._spawn(
             "clickhouse",
-            [sys.executable, "-m", "app.clickhouse.endpoint", "--data-dir", str(self.root / "clickhouse"),
-             "--host", host, "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "app.clickhouse.endpoint",
+                "--data-dir",
+                str(self.root / "clickhouse"),
+                "--host",
+                host,
+                "--port",
+                str(port),
+            ],
         )
         state["clickhouse"] = {"pid": process.pid}
         self._save(state)
-        wait_until(lambda: http_ok(f"http://{host}:{port}/ping"), f"ClickHouse endpoint on {host}:{port}", 60, process,
-                   self.logs / "clickhouse.log")
+        wait_until(
+            lambda: http_ok(f"http://{host}:{port}/ping"),
+            f"ClickHouse endpoint on {host}:{port}",
+            60,
+            process,
+            self.logs / "clickhouse.log",
+        )
 
     def start_redis(self, state: dict) -> None:
         if self._redis_answers():
@@ -219,22 +260,36 @@ class LocalStack:
         host, port = self._redis_address()
         server = shutil.which("redis-server")
         if server is None:
-            raise StackError(f"no Redis answers at {self.settings.redis_url} and redis-server is not installed "
-                             "(run `make install`, which installs Debian's redis-server)")
+            raise StackError(
+                f"no Redis answers at {self.settings.redis_url} and redis-server is not installed "
+                "(run `make install`, which installs Debian's redis-server)"
+            )
         directory = self.root / "redis"
         directory.mkdir(parents=True, exist_ok=True)
         process = self._spawn(
             "redis",
-            [server, "--bind", host, "--port", str(port), "--dir", str(directory), "--save", "", "--appendonly", "no",
-             "--protected-mode", "yes"],
+            [
+                server,
+                "--bind",
+                host,
+                "--port",
+                str(port),
+                "--dir",
+                str(directory),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ],
         )
         state["redis"] = {"pid": process.pid}
         self._save(state)
         wait_until(self._redis_answers, f"Redis on {host}:{port}", 30, process, self.logs / "redis.log")
 
     def _ray_env(self) -> dict[str, str]:
-        env = {**self.settings.as_env(), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
-               "RAY_SERVE_ENABLE_ACCESS_LOG": "0"}
+        env = {**self.settings.as_env(), **LOCAL_RAY_ENV}
         env.pop("RAY_ADDRESS")  # `ray start --head` must not try to join another cluster
         return env
 
@@ -243,20 +298,35 @@ class LocalStack:
         dashboard = f"http://{host}:{self.settings.ray_dashboard_port}/api/version"
         if port_open(host, port) and http_ok(dashboard):
             return
-        temp_dir = ray_temp_dir(self.settings)
         ray_cli = Path(sys.executable).with_name("ray")
-        argv = [str(ray_cli), "start", "--head", f"--port={port}", f"--node-ip-address={host}",
-                "--dashboard-host=127.0.0.1", f"--dashboard-port={self.settings.ray_dashboard_port}",
-                "--include-dashboard=true", f"--temp-dir={temp_dir}", "--num-cpus=2", "--disable-usage-stats"]
-        self.logs.mkdir(parents=True, exist_ok=True)
-        with open(self.logs / "ray-start.log", "ab") as out:
-            result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env={
-                k: v for k, v in {**os.environ, **self._ray_env()}.items() if k != "RAY_ADDRESS"})
-        state["ray"] = {"temp_dir": str(temp_dir)}
+        # --block keeps `ray start` in the foreground as the leader of a session of its own: every Ray process
+        # of this cluster belongs to that session, so `down` stops exactly them (`ray stop` would stop every
+        # cluster on the machine).
+        argv = [
+            str(ray_cli),
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            f"--node-ip-address={host}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={self.settings.ray_dashboard_port}",
+            "--include-dashboard=true",
+            f"--temp-dir={ray_temp_dir(self.settings)}",
+            "--num-cpus=2",
+            "--disable-usage-stats",
+            # Fixed ports beside the GCS port, so two stacks (a developer's and the tests') never collide on
+            # Ray's defaults; worker ports keep Ray's range (10002–19999), so keep stack ports outside it.
+            f"--ray-client-server-port={port + 1}",
+            f"--dashboard-agent-listen-port={port + 2}",
+            f"--dashboard-agent-grpc-port={port + 3}",
+            f"--metrics-export-port={port + 4}",
+            f"--runtime-env-agent-port={port + 5}",
+        ]
+        process = self._spawn("ray", argv, env=self._ray_env(), drop=("RAY_ADDRESS",))
+        state["ray"] = {"pid": process.pid}
         self._save(state)
-        if result.returncode != 0:
-            raise StackError(f"`ray start --head` failed (exit {result.returncode}); see {self.logs / 'ray-start.log'}")
-        wait_until(lambda: http_ok(dashboard), f"Ray head (dashboard {dashboard})", 90, None, self.logs / "ray-start.log")
+        wait_until(lambda: http_ok(dashboard), f"Ray head (dashboard {dashboard})", 120, process, self.logs / "ray.log")
 
     def serve_url(self) -> str:
         return f"http://{self.settings.serve_host}:{self.settings.serve_port}"
@@ -266,8 +336,12 @@ class LocalStack:
             return
         self.logs.mkdir(parents=True, exist_ok=True)
         with open(self.logs / "serve-deploy.log", "ab") as out:
-            result = subprocess.run([sys.executable, "-m", "serve.deploy"], stdout=out, stderr=subprocess.STDOUT,
-                                    env={**os.environ, **self.settings.as_env(), "RAY_AUTH_MODE": "disabled"})
+            result = subprocess.run(
+                [sys.executable, "-m", "serve.deploy"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.settings.as_env(), **LOCAL_RAY_ENV},
+            )
         if result.returncode != 0:
             raise StackError(f"deploying the Serve app failed; see {self.logs / 'serve-deploy.log'}")
         state["serve"] = {"url": self.serve_url()}
@@ -312,7 +386,7 @@ class LocalStack:
         stopped = []
         if "ray" in state:
             progress("stopping the Ray head (and Serve)…")
-            stop_ray_cluster(Path(state["ray"]["temp_dir"]))
+            stop_session(int(state["ray"]["pid"]))
             stopped.append("ray")
         state.pop("serve", None)
         for name, sig in (("redis", signal.SIGTERM), ("clickhouse", signal.SIGTERM), ("broker", signal.SIGINT)):
@@ -333,38 +407,52 @@ class LocalStack:
         dashboard = f"http://{r_host}:{self.settings.ray_dashboard_port}"
         return [
             ServiceStatus("kafka", self.settings.kafka_bootstrap, port_open(b_host, b_port), "broker" in state),
-            ServiceStatus("clickhouse", self.settings.clickhouse_url, http_ok(f"http://{c_host}:{c_port}/ping"),
-                          "clickhouse" in state),
+            ServiceStatus(
+                "clickhouse",
+                self.settings.clickhouse_url,
+                http_ok(f"http://{c_host}:{c_port}/ping"),
+                "clickhouse" in state,
+            ),
             ServiceStatus("redis", self.settings.redis_url, self._redis_answers(), "redis" in state),
-            ServiceStatus("ray", f"{self.settings.ray_address} (dashboard {dashboard})",
-                          http_ok(dashboard + "/api/version"), "ray" in state),
+            ServiceStatus(
+                "ray",
+                f"{self.settings.ray_address} (dashboard {dashboard})",
+                http_ok(dashboard + "/api/version"),
+                "ray" in state,
+            ),
             ServiceStatus("serve", self.serve_url(), http_ok(self.serve_url() + "/healthz"), "serve" in state),
         ]
 
 
-def stop_ray_cluster(temp_dir: Path, timeout: float = 30.0) -> int:
-    """Stop the Ray processes of the cluster whose session lives in `temp_dir` (not `ray stop`, which kills
-    every cluster on the machine); returns how many processes were signalled."""
-    marker = str(temp_dir)
-    pids = []
+def _session_members(session_id: int) -> list[int]:
+    members = []
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+        if not proc.name.isdigit():
             continue
         try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
+            # Field 6 of /proc/PID/stat is the session id; the command name in field 2 may hold spaces.
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
             continue
-        if marker in cmdline:
-            pids.append(int(proc.name))
-    for pid in pids:
+        if int(fields[3]) == session_id and fields[0] != "Z":
+            members.append(int(proc.name))
+    return members
+
+
+def stop_session(leader: int, timeout: float = 30.0) -> int:
+    """Stop a process started with its own session and everything else in that session (SIGTERM, then
+    SIGKILL after `timeout`); returns how many processes were signalled."""
+    _stop_pid(leader, signal.SIGTERM, timeout)
+    members = _session_members(leader)
+    for pid in members:
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_pid_alive(p) for p in pids):
+    while time.monotonic() < deadline and any(_pid_alive(p) for p in members):
         time.sleep(0.2)
-    for pid in pids:
+    for pid in members:
         if _pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
-    return len(pids)
+    return len(members) + 1

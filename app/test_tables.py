@@ -30,7 +30,7 @@ class TestTables:
     key_stats: pa.Table
     results: pa.Table
 
-    def only(self, keep_results: np.ndarray) -> "TestTables":
+    def only(self, keep_results: np.ndarray) -> TestTables:
         """The tables restricted to the tests whose result rows are marked in `keep_results`."""
         if bool(np.all(keep_results)):
             return self

@@ -38,7 +38,13 @@ log = logging.getLogger("keyscope.ingest")
 _PARTS = ("keystrokes", "key_stats", "results", "dead")
 _PART_SCHEMA = pa.schema([(name, pa.large_binary()) for name in _PARTS])
 _DEAD_SCHEMA = pa.schema(
-    [("partition", pa.int32()), ("offset", pa.int64()), ("key", pa.binary()), ("value", pa.binary()), ("reason", pa.string())]
+    [
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("key", pa.binary()),
+        ("value", pa.binary()),
+        ("reason", pa.string()),
+    ]
 )
 
 
@@ -59,7 +65,7 @@ class IngestReport:
     seconds: float = 0.0
     offsets: dict[int, int] = field(default_factory=dict)
 
-    def add(self, other: "IngestReport") -> None:
+    def add(self, other: IngestReport) -> None:
         self.passes += other.passes
         self.messages += other.messages
         self.tests_written += other.tests_written
@@ -105,7 +111,9 @@ def analyse_messages(messages: pa.Table, max_keystrokes: int = 20_000) -> pa.Tab
             tests.append(decode_test(value, max_keystrokes))
             origin.append(i)
         except DecodeError as exc:
-            for name, item in zip(_DEAD_SCHEMA.names, (int(partitions[i]), int(offsets[i]), keys[i], value or b"", str(exc))):
+            for name, item in zip(
+                _DEAD_SCHEMA.names, (int(partitions[i]), int(offsets[i]), keys[i], value or b"", str(exc))
+            ):
                 dead[name].append(item)
     where = np.array(origin, dtype=np.int64)
     tables = build_tables(tests, partitions[where], offsets[where])
@@ -120,7 +128,9 @@ def _unpack(batch: pa.Table) -> tuple[list[TestTables], list[DeadLetter]]:
         group = {name: _from_ipc(row[name]) for name in _PARTS}
         tables.append(TestTables(group["keystrokes"], group["key_stats"], group["results"]))
         for letter in group["dead"].to_pylist():
-            dead.append(DeadLetter(letter["partition"], letter["offset"], letter["key"], letter["value"], letter["reason"]))
+            dead.append(
+                DeadLetter(letter["partition"], letter["offset"], letter["key"], letter["value"], letter["reason"])
+            )
     return tables, dead
 
 
@@ -153,12 +163,20 @@ def ingest_once(
         start = load_offsets(client, settings.consumer_group, settings.keystroke_topic)
         ends = asyncio.run(end_offsets(settings, settings.keystroke_topic))
         begin = {p: start.get(p, 0) for p in ends}
-        stop = {p: ends[p] if max_messages_per_partition is None else min(ends[p], begin[p] + max_messages_per_partition) for p in ends}
+        stop = {
+            p: ends[p] if max_messages_per_partition is None else min(ends[p], begin[p] + max_messages_per_partition)
+            for p in ends
+        }
         pending = {p: stop[p] - begin[p] for p in ends if stop[p] > begin[p]}
         if not pending:
             report.seconds = time.perf_counter() - started
             return report
-        log.info("reading %d messages from %d partitions of %s", sum(pending.values()), len(pending), settings.keystroke_topic)
+        log.info(
+            "reading %d messages from %d partitions of %s",
+            sum(pending.values()),
+            len(pending),
+            settings.keystroke_topic,
+        )
         dataset = ray.data.read_kafka(
             settings.keystroke_topic,
             bootstrap_servers=settings.kafka_bootstrap,

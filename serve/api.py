@@ -116,7 +116,9 @@ class KeyscopeAPI:
             await self.producer.send(test.user_id, encode_test(test))
         except BrokerUnavailable as exc:
             log.warning("produce failed: %s", exc)
-            return error_response(503, "broker_unavailable", "the queue is unavailable; retry later", None, **{"Retry-After": "5"})
+            return error_response(
+                503, "broker_unavailable", "the queue is unavailable; retry later", None, **{"Retry-After": "5"}
+            )
         return JSONResponse(Queued(test_id=test.test_id).model_dump(), status_code=202)
 
     async def _cached(self, user_id: int, read: str, compute) -> Any:
@@ -137,7 +139,9 @@ class KeyscopeAPI:
         return value
 
     async def tests(self, user_id: int, limit: int) -> Any:
-        return await self._cached(user_id, f"tests:{limit}", lambda: user_tests(self.clickhouse(), user_id, limit) or None)
+        return await self._cached(
+            user_id, f"tests:{limit}", lambda: user_tests(self.clickhouse(), user_id, limit) or None
+        )
 
     async def insights(self, user_id: int) -> Any:
         return await self._cached(user_id, "insights", lambda: user_insights(self.clickhouse(), user_id))

@@ -38,7 +38,7 @@ class TestBatch:
     texts: list[str]
 
     @classmethod
-    def from_tests(cls, tests: list[TypingTest]) -> "TestBatch":
+    def from_tests(cls, tests: list[TypingTest]) -> TestBatch:
         """One batch holding the given tests in order."""
         counts = np.array([t.keystroke_count for t in tests], dtype=np.int64)
         offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)

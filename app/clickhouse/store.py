@@ -7,7 +7,7 @@ Reads that must count exactly use FINAL, restricted to one user's key range.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -47,7 +47,8 @@ def stored_tests(client: Client, tests: list[tuple[int, str]]) -> set[tuple[int,
 def load_offsets(client: Client, group: str, topic: str) -> dict[int, int]:
     """The next offset to read per partition, as last stored by the ingest job."""
     rows = client.query(
-        "SELECT partition, next_offset FROM ingest_offsets FINAL WHERE consumer_group = {g:String} AND topic = {t:String}",
+        "SELECT partition, next_offset FROM ingest_offsets FINAL "
+        "WHERE consumer_group = {g:String} AND topic = {t:String}",
         parameters={"g": group, "t": topic},
     ).result_rows
     return {int(p): int(o) for p, o in rows}
@@ -57,7 +58,7 @@ def store_offsets(client: Client, group: str, topic: str, offsets: dict[int, int
     """Record that everything before these offsets is stored."""
     if not offsets:
         return
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = [[group, topic, int(p), int(o), now] for p, o in sorted(offsets.items())]
     client.insert(
         "ingest_offsets", rows, column_names=["consumer_group", "topic", "partition", "next_offset", "updated_at"]

@@ -72,8 +72,15 @@ def test_named_keys_count_as_presses_but_not_character_presses():
 
 def test_single_keystroke_has_zero_rates_instead_of_undefined():
     m = analyse_test(make("a", [("a", 0, None)]))
-    assert m == {"wpm": 0.0, "accuracy": 1.0, "uncorrected_error_rate": 0.0, "kspc": 1.0,
-                 "mean_iki_ms": 0.0, "mean_hold_ms": 0.0, "rollover_ratio": 0.0}
+    assert m == {
+        "wpm": 0.0,
+        "accuracy": 1.0,
+        "uncorrected_error_rate": 0.0,
+        "kspc": 1.0,
+        "mean_iki_ms": 0.0,
+        "mean_hold_ms": 0.0,
+        "rollover_ratio": 0.0,
+    }
 
 
 strokes_strategy = st.lists(
@@ -131,8 +138,9 @@ def test_rates_stay_in_range(text, raw):
 @given(st.text(alphabet="abcdefgh ", min_size=1, max_size=40), st.integers(30, 300))
 def test_a_perfect_test_has_zero_error_rates(text, gap):
     strokes = [{"key": ch, "down": i * gap, "up": i * gap + 20} for i, ch in enumerate(text)]
-    m = analyse_test(parse_submission({"user_id": 1, "started_at": "2026-11-27T10:00:00Z", "text": text,
-                                       "keystrokes": strokes}))
+    m = analyse_test(
+        parse_submission({"user_id": 1, "started_at": "2026-11-27T10:00:00Z", "text": text, "keystrokes": strokes})
+    )
     assert m["uncorrected_error_rate"] == 0.0
     assert m["accuracy"] == 1.0
     assert m["kspc"] == 1.0

@@ -1,0 +1,1 @@
+"""Keyscope's domain core: what every stage shares."""

@@ -1,0 +1,1 @@
+"""Pure analytics over keystroke arrays: layouts, metrics and aggregates."""

@@ -1,0 +1,58 @@
+"""Shared fixtures: one local stack (real broker, ClickHouse endpoint, Redis, Ray head, Serve app) per
+test session, on ports of its own so it never meets a developer's stack, stopped at the end."""
+
+from __future__ import annotations
+
+import os
+
+from app.config import Settings, apply_local_ray_env
+
+apply_local_ray_env()  # before ray is imported anywhere in the test process
+
+import pytest  # noqa: E402
+
+TEST_PORTS = {
+    "KAFKA_BOOTSTRAP": "127.0.0.1:29092",
+    "CLICKHOUSE_URL": "http://127.0.0.1:28123/default",
+    "RAY_ADDRESS": "127.0.0.1:26380",
+    "KEYSCOPE_RAY_DASHBOARD_PORT": "28265",
+    "KEYSCOPE_SERVE_PORT": "28000",
+    # Redis: the machine's own server when one answers (else the stack starts one here); DB 13 is the tests'.
+    "REDIS_URL": os.environ.get("KEYSCOPE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13"),
+}
+
+
+@pytest.fixture(scope="session")
+def stack_settings(tmp_path_factory) -> Settings:
+    return Settings.from_env({**TEST_PORTS, "KEYSCOPE_DATA_DIR": str(tmp_path_factory.mktemp("keyscope-stack"))})
+
+
+@pytest.fixture(scope="session")
+def stack(stack_settings):
+    """The running local stack (started once per session, stopped at its end)."""
+    import redis
+
+    from app.stack import LocalStack
+
+    local = LocalStack(stack_settings)
+    try:
+        local.up(progress=lambda message: print(message, flush=True))
+        redis.Redis.from_url(stack_settings.redis_url).flushdb()
+        yield local
+    finally:
+        local.down()
+
+
+@pytest.fixture(scope="session")
+def ray_driver(stack, stack_settings):
+    """This process connected to the stack's Ray cluster as a driver (for running the ingest job in-process)."""
+    import ray
+
+    ray.init(address=stack_settings.ray_address, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def api_url(stack) -> str:
+    return stack.serve_url()
