@@ -12,7 +12,7 @@ import json
 import logging
 from typing import Any
 
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -24,7 +24,7 @@ from app.clickhouse.store import user_insights, user_tests
 from app.codec import encode_test
 from app.config import Settings
 from app.kafka import BrokerUnavailable, TestProducer
-from app.schemas import MAX_USER_ID, SubmissionError, parse_submission
+from app.schemas import SubmissionError, parse_submission
 
 log = logging.getLogger("keyscope.api")
 
@@ -151,8 +151,8 @@ class KeyscopeAPI:
         await self.cache.close()
 
 
-def build_app(api_factory) -> FastAPI:
-    """The FastAPI app; `api_factory(request)` returns the KeyscopeAPI serving the request."""
+def build_app() -> FastAPI:
+    """The FastAPI app with the API's error handlers; routes are added by the Serve ingress (serve/app.py)."""
     app = FastAPI(
         title="keyscope",
         version="0.1.0",
@@ -169,36 +169,8 @@ def build_app(api_factory) -> FastAPI:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_response(exc.status_code, "http_error", str(exc.detail))
 
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.post(
-        "/v1/tests",
-        status_code=202,
-        response_model=Queued,
-        summary="Submit a finished typing test",
-        responses={400: {}, 413: {}, 422: {}, 503: {}},
-    )
-    async def submit_test(request: Request) -> JSONResponse:
-        return await api_factory(request).submit(request)
-
-    @app.get("/v1/users/{user_id}/tests", response_model=TestList, summary="A user's newest tests", responses={404: {}})
-    async def list_tests(
-        request: Request,
-        user_id: int = Path(ge=1, le=MAX_USER_ID),
-        limit: int = Query(20, ge=1, le=1000, description="How many tests, newest first"),
-    ) -> Any:
-        tests = await api_factory(request).tests(user_id, limit)
-        if not tests:
-            return error_response(404, "unknown_user", f"no tests for user {user_id}", "user_id")
-        return {"user_id": user_id, "tests": tests}
-
-    @app.get("/v1/users/{user_id}/insights", response_model=Insights, summary="A user's insights", responses={404: {}})
-    async def insights(request: Request, user_id: int = Path(ge=1, le=MAX_USER_ID)) -> Any:
-        value = await api_factory(request).insights(user_id)
-        if value is None:
-            return error_response(404, "unknown_user", f"no tests for user {user_id}", "user_id")
-        return value
-
     return app
+
+
+def not_found(user_id: int) -> JSONResponse:
+    return error_response(404, "unknown_user", f"no tests for user {user_id}", "user_id")
