@@ -439,20 +439,16 @@ def _session_members(session_id: int) -> list[int]:
     return members
 
 
-def stop_session(leader: int, timeout: float = 30.0) -> int:
-    """Stop a process started with its own session and everything else in that session (SIGTERM, then
-    SIGKILL after `timeout`); returns how many processes were signalled."""
-    _stop_pid(leader, signal.SIGTERM, timeout)
-    members = _session_members(leader)
-    for pid in members:
+def stop_session(leader: int, timeout: float = 15.0) -> int:
+    """Stop a process started in a session of its own, then anything left in that session; returns how many
+    processes were left for SIGKILL. SIGINT is what `ray start --block` answers by stopping its cluster
+    cleanly (it ignores SIGTERM, as do gcs_server and the autoscaler monitor)."""
+    _stop_pid(leader, signal.SIGINT, timeout)
+    leftovers = _session_members(leader)
+    for pid in leftovers:
+        log.warning("pid %d outlived the Ray head; killing it", pid)
         try:
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_pid_alive(p) for p in members):
-        time.sleep(0.2)
-    for pid in members:
-        if _pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
-    return len(members) + 1
+    return len(leftovers)

@@ -1,0 +1,105 @@
+"""The storage layer against both chDB in-process (`chdb://`) and the stack's ClickHouse HTTP endpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.clickhouse.client import clickhouse_client
+from app.clickhouse.migrate import MIGRATIONS_DIR, apply_migrations, load_migrations
+from app.clickhouse.store import load_offsets, store_offsets, stored_tests, user_insights, user_tests, write_tables
+from app.schemas import parse_submission
+from app.simulate import simulate_tests
+from app.test_tables import build_tables
+from tests.reference import reference_metrics
+
+
+@pytest.fixture(params=["chdb", "http"])
+def client(request, tmp_path):
+    if request.param == "chdb":
+        ch = clickhouse_client(f"chdb://{tmp_path / 'chdb'}")
+    else:
+        settings = request.getfixturevalue("stack_settings")
+        request.getfixturevalue("stack")
+        admin = clickhouse_client(settings.clickhouse_url)
+        database = f"store_test_{tmp_path.name.replace('-', '_')}"
+        admin.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+        admin.close()
+        ch = clickhouse_client(settings.clickhouse_url.rsplit("/", 1)[0] + "/" + database)
+    try:
+        apply_migrations(ch)
+        yield ch
+    finally:
+        ch.close()
+
+
+def submissions(n_users=3, n_tests=2, first_user_id=1):
+    return simulate_tests(n_users, n_tests, seed=21, first_user_id=first_user_id)
+
+
+def tables_of(subs):
+    tests = [parse_submission(s) for s in subs]
+    return build_tables(tests, np.zeros(len(tests), np.int64), np.arange(len(tests), dtype=np.int64))
+
+
+def test_migrations_apply_once(client):
+    assert apply_migrations(client) == []  # the fixture applied them already
+    names = {row[0] for row in client.query("SHOW TABLES").result_rows}
+    assert {"keystrokes", "test_results", "test_key_stats", "ingest_offsets", "schema_migrations"} <= names
+    versions = [row[0] for row in client.query("SELECT version FROM schema_migrations ORDER BY version").result_rows]
+    assert versions == [m.version for m in load_migrations()]
+
+
+def test_an_edited_migration_is_refused(client, tmp_path):
+    edited = tmp_path / "migrations"
+    edited.mkdir()
+    for path in MIGRATIONS_DIR.glob("*.sql"):
+        (edited / path.name).write_text(path.read_text() + "\n-- edited\n")
+    with pytest.raises(RuntimeError, match="changed after it was applied"):
+        apply_migrations(client, edited)
+
+
+def test_written_tests_read_back_with_their_metrics(client):
+    subs = submissions()
+    write_tables(client, tables_of(subs))
+    for user_id in {s["user_id"] for s in subs}:
+        mine = sorted((s for s in subs if s["user_id"] == user_id), key=lambda s: s["started_at"], reverse=True)
+        rows = user_tests(client, user_id, limit=10)
+        assert [r["test_id"] for r in rows] == [s["test_id"] for s in mine]
+        for row, sub in zip(rows, mine):
+            expected = reference_metrics(sub["text"], sub["keystrokes"])
+            assert row["wpm"] == pytest.approx(expected["wpm"])
+            assert row["accuracy"] == pytest.approx(expected["accuracy"])
+            assert row["started_at"] == sub["started_at"]
+    insights = user_insights(client, subs[0]["user_id"])
+    assert insights["test_count"] == 2
+    assert sum(k["presses"] for k in insights["keys"]) > 0
+    assert user_insights(client, 987_654) is None
+    assert user_tests(client, 987_654, 5) == []
+
+
+def test_writing_the_same_tests_twice_reads_as_once(client):
+    subs = submissions(first_user_id=40)
+    tables = tables_of(subs)
+    write_tables(client, tables)
+    write_tables(client, tables)  # a re-run after a crash between the write and the offset store
+    assert len(user_tests(client, 40, limit=10)) == 2
+    assert user_insights(client, 40)["test_count"] == 2
+    presses = client.query("SELECT count() FROM keystrokes FINAL WHERE user_id = 40").result_rows[0][0]
+    assert presses == sum(len(s["keystrokes"]) for s in subs if s["user_id"] == 40)
+
+
+def test_stored_tests_finds_exactly_the_stored_pairs(client):
+    subs = submissions(first_user_id=60)
+    write_tables(client, tables_of(subs[:2]))
+    asked = [(s["user_id"], s["test_id"]) for s in subs] + [(61, subs[0]["test_id"])]
+    assert stored_tests(client, asked) == {(s["user_id"], s["test_id"]) for s in subs[:2]}
+    assert stored_tests(client, []) == set()
+
+
+def test_offsets_latest_store_wins(client):
+    assert load_offsets(client, "g", "t") == {}
+    store_offsets(client, "g", "t", {0: 5, 1: 7})
+    store_offsets(client, "g", "t", {0: 9})
+    store_offsets(client, "other", "t", {0: 100})
+    assert load_offsets(client, "g", "t") == {0: 9, 1: 7}
