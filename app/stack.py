@@ -290,6 +290,8 @@ class LocalStack:
 
     def _ray_env(self) -> dict[str, str]:
         env = {**self.settings.as_env(), **LOCAL_RAY_ENV}
+        # `ray job submit -- python …` runs `python` from the head's PATH: make it this virtualenv's.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
         env.pop("RAY_ADDRESS")  # `ray start --head` must not try to join another cluster
         return env
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
+import signal
 import statistics
+import subprocess
+import sys
+import time
 
 import httpx
 import pytest
@@ -252,3 +257,45 @@ def test_garbage_on_the_topic_goes_to_the_dlq_and_does_not_stop_the_job(stack, r
     mine = [d for d in letters if d.value == garbage]
     assert len(mine) == 1 and "magic" in mine[0].reason
     assert run_ingest(stack_settings).dead_lettered == 0  # offsets moved past it: not dead-lettered twice
+
+
+def test_the_job_runs_through_ray_job_submit(stack, api_url, stack_settings):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    test = simulate_tests(1, 1, seed=12, first_user_id=11_000)[0]
+    assert post_all(api_url, [test])[0].status_code == 202
+    jobs = JobSubmissionClient(f"http://127.0.0.1:{stack_settings.ray_dashboard_port}")
+    job_id = jobs.submit_job(entrypoint="python -m pipelines.ingest")
+    deadline = time.monotonic() + 180
+    while jobs.get_job_status(job_id) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+        assert time.monotonic() < deadline, "ingest job did not finish in 3 minutes"
+        time.sleep(1)
+    assert jobs.get_job_status(job_id) == JobStatus.SUCCEEDED, jobs.get_job_logs(job_id)
+    assert "stored" in jobs.get_job_logs(job_id)
+    assert httpx.get(f"{api_url}/v1/users/11000/tests").json()["tests"][0]["test_id"] == test["test_id"]
+
+
+def test_follow_mode_ingests_new_tests_until_interrupted(stack, api_url, stack_settings):
+    env = {**os.environ, **stack_settings.as_env()}
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.ingest", "--follow"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        tests = simulate_tests(1, 3, seed=13, first_user_id=12_000)
+        for test in tests:
+            assert post_all(api_url, [test])[0].status_code == 202
+            time.sleep(1)
+        deadline = time.monotonic() + 120
+        while True:
+            listed = httpx.get(f"{api_url}/v1/users/12000/tests").json().get("tests", [])
+            if len(listed) == 3:
+                break
+            assert time.monotonic() < deadline, "follow mode did not ingest the tests within 2 minutes"
+            time.sleep(1)
+    finally:
+        follower.send_signal(signal.SIGINT)
+        output = follower.communicate(timeout=60)[0].decode(errors="replace")
+    assert follower.returncode == 130, output
