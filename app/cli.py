@@ -55,6 +55,10 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines.ingest import run_ingest
 
+    if args.max_messages is not None:
+        if args.max_messages < 0:
+            raise ValueError("--max-messages must be ≥ 0")
+        settings = settings.with_overrides(ingest_max_messages=args.max_messages)
     report = run_ingest(settings, follow=args.follow)
     print(report.line())
     return 0
@@ -187,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = sub.add_parser("ingest", help="run the ingest job (Kafka → metrics → ClickHouse) on the running stack")
     ingest.add_argument("--follow", action="store_true", help="keep ingesting micro-batches until interrupted")
+    ingest.add_argument("--max-messages", type=int, metavar="N",
+                        help="at most N messages per partition in one pass (0 = no limit; default from "
+                        "KEYSCOPE_INGEST_MAX_MESSAGES)")
     ingest.set_defaults(func=cmd_ingest)
 
     simulate = sub.add_parser("simulate", help="generate typing tests from synthetic typists")

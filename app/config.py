@@ -29,7 +29,6 @@ LOCAL_RAY_ENV: dict[str, str] = {
     "RAY_AUTH_MODE": "disabled",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    "RAY_SERVE_ENABLE_ACCESS_LOG": "0",
 }
 
 
@@ -61,6 +60,7 @@ class Settings:
     max_text_chars: int = 10_000
     insights_ttl_s: int = 3600
     ingest_interval_s: float = 2.0
+    ingest_max_messages: int = 0  # per partition and pass; 0 = everything up to the end offsets
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -85,6 +85,7 @@ class Settings:
             max_keystrokes=_int(env, "KEYSCOPE_MAX_KEYSTROKES", base.max_keystrokes),
             max_body_bytes=_int(env, "KEYSCOPE_MAX_BODY_BYTES", base.max_body_bytes),
             insights_ttl_s=_int(env, "KEYSCOPE_INSIGHTS_TTL_S", base.insights_ttl_s),
+            ingest_max_messages=_int(env, "KEYSCOPE_INGEST_MAX_MESSAGES", base.ingest_max_messages),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -109,6 +110,7 @@ class Settings:
             "KEYSCOPE_MAX_KEYSTROKES": str(self.max_keystrokes),
             "KEYSCOPE_MAX_BODY_BYTES": str(self.max_body_bytes),
             "KEYSCOPE_INSIGHTS_TTL_S": str(self.insights_ttl_s),
+            "KEYSCOPE_INGEST_MAX_MESSAGES": str(self.ingest_max_messages),
         }
 
     def describe(self) -> dict[str, str]:

@@ -216,18 +216,27 @@ def ingest_once(
 
 
 def run_ingest(settings: Settings, *, follow: bool = False, max_passes: int | None = None) -> IngestReport:
-    """Drain the topic (one pass), or with `follow` keep running passes every `ingest_interval_s`."""
+    """Drain the topic, or with `follow` keep running passes (pausing `ingest_interval_s` when idle).
+
+    With `ingest_max_messages` set, each pass reads at most that many messages per partition, so a large
+    backlog is stored (and its offsets committed) in bounded steps.
+    """
     if not ray.is_initialized():
         ray.init(address=settings.ray_address, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
+    cap = settings.ingest_max_messages or None
     total = IngestReport()
     while True:
-        report = ingest_once(settings)
+        report = ingest_once(settings, max_messages_per_partition=cap)
         total.add(report)
-        if not follow or (max_passes is not None and total.passes >= max_passes):
+        if max_passes is not None and total.passes >= max_passes:
             return total
         if report.messages == 0:
+            if not follow:
+                return total
             time.sleep(settings.ingest_interval_s)
+        elif not follow and cap is None:
+            return total  # one uncapped pass read everything up to the end offsets
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,9 +246,19 @@ def main(argv: list[str] | None = None) -> int:
         "drain what is on the topic now and exit (for `ray job submit` and RayJob).",
     )
     parser.add_argument("--follow", action="store_true", help="keep running micro-batches until interrupted")
+    parser.add_argument(
+        "--max-messages",
+        type=int,
+        help="at most this many messages per partition in one pass (default: KEYSCOPE_INGEST_MAX_MESSAGES, "
+        "0 = no limit)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = Settings.from_env()
+    if args.max_messages is not None:
+        if args.max_messages < 0:
+            parser.error("--max-messages must be ≥ 0")
+        settings = settings.with_overrides(ingest_max_messages=args.max_messages)
     try:
         report = run_ingest(settings, follow=args.follow)
     except KeyboardInterrupt:

@@ -1,32 +1,42 @@
-"""Deploy the Serve application onto the running Ray cluster: `python -m serve.deploy`.
+"""Deploy serve/config.yaml (the deploy contract) onto the running Ray cluster: `python -m serve.deploy`.
 
-HTTP binds Settings.serve_host (127.0.0.1 locally); the app outlives this process.
+The config goes through the dashboard's Serve REST API, exactly as `serve deploy` and KubeRay's RayService
+submit it; only `http_options` host and port are taken from Settings (127.0.0.1:8000 locally).
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Any
 
-import ray
-from ray import serve
+import yaml
+from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
 
 from app.config import Settings
 
+CONFIG_PATH = Path(__file__).with_name("config.yaml")
+log = logging.getLogger("keyscope.deploy")
+
+
+def deploy_config(settings: Settings, path: Path = CONFIG_PATH) -> dict[str, Any]:
+    """The deploy contract with this environment's HTTP host and port."""
+    config = yaml.safe_load(path.read_text())
+    config.setdefault("http_options", {}).update(host=settings.serve_host, port=settings.serve_port)
+    return config
+
 
 def deploy(settings: Settings) -> None:
-    """Start Serve's proxy on the configured host/port and (re)deploy the keyscope app."""
-    from serve.app import app
-
-    if not ray.is_initialized():
-        ray.init(address=settings.ray_address, log_to_driver=False)
-    serve.start(http_options={"host": settings.serve_host, "port": settings.serve_port})
-    serve.run(app, name="keyscope", route_prefix="/", blocking=False)
+    """Submit the Serve config to the cluster's dashboard; the app outlives this process."""
+    dashboard = f"http://127.0.0.1:{settings.ray_dashboard_port}"
+    ServeSubmissionClient(dashboard).deploy_applications(deploy_config(settings))
+    log.info("submitted %s to %s", CONFIG_PATH.name, dashboard)
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO)
     deploy(Settings.from_env())
-    print("keyscope Serve app deployed")
+    print("keyscope Serve config submitted")
     return 0
 
 

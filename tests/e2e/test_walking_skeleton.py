@@ -299,3 +299,13 @@ def test_follow_mode_ingests_new_tests_until_interrupted(stack, api_url, stack_s
         follower.send_signal(signal.SIGINT)
         output = follower.communicate(timeout=60)[0].decode(errors="replace")
     assert follower.returncode == 130, output
+
+
+def test_a_capped_pass_size_drains_a_backlog_in_bounded_steps(stack, ray_driver, api_url, stack_settings):
+    run_ingest(stack_settings)  # start from a drained topic
+    tests = simulate_tests(1, 3, seed=14, first_user_id=13_000)  # one user: one partition, three messages
+    assert all(r.status_code == 202 for r in post_all(api_url, tests))
+    report = run_ingest(stack_settings.with_overrides(ingest_max_messages=1))
+    assert report.tests_written == 3
+    assert report.passes == 4  # one message a pass, then an empty pass that ends the drain
+    assert len(httpx.get(f"{api_url}/v1/users/13000/tests").json()["tests"]) == 3
