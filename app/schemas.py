@@ -314,6 +314,19 @@ TEST_RESULT_SCHEMA = pa.schema(
     ]
 )
 
+# Confusions: which key was typed where another was presented, per test.
+CONFUSION_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.uint64()),
+        ("test_id", pa.string()),
+        ("started_at", pa.timestamp("ms", tz="UTC")),
+        ("key", pa.string()),
+        ("typed", pa.string()),
+        ("count", pa.uint32()),
+    ]
+)
+
+# Per test and presented key (test_key_stats) or letter pair (test_pair_stats, `key` holds the two characters).
 KEY_STAT_SCHEMA = pa.schema(
     [
         ("user_id", pa.uint64()),

@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 from app.analytics.metrics import BatchAnalysis, TestBatch, analyse_batch
 from app.analytics.transcription import segment_ids
 from app.schemas import (
+    CONFUSION_SCHEMA,
     KEY_STAT_SCHEMA,
     KEYSTROKE_SCHEMA,
     METRIC_FIELDS,
@@ -22,13 +23,25 @@ from app.schemas import (
 
 @dataclass(frozen=True)
 class TestTables:
-    """The rows one batch of tests adds to `keystrokes`, `test_key_stats` and `test_results`."""
+    """The rows one batch of tests adds to each table; `results` is written last (it marks a test complete)."""
 
     __test__ = False  # a typing test, not a pytest test class
 
     keystrokes: pa.Table
     key_stats: pa.Table
+    pair_stats: pa.Table
+    confusions: pa.Table
     results: pa.Table
+
+    def parts(self) -> dict[str, pa.Table]:
+        """ClickHouse table name → rows, in write order."""
+        return {
+            "keystrokes": self.keystrokes,
+            "test_key_stats": self.key_stats,
+            "test_pair_stats": self.pair_stats,
+            "test_confusions": self.confusions,
+            "test_results": self.results,
+        }
 
     def only(self, keep_results: np.ndarray) -> TestTables:
         """The tables restricted to the tests whose result rows are marked in `keep_results`."""
@@ -37,8 +50,10 @@ class TestTables:
         results = self.results.filter(pa.array(keep_results))
         kept = test_keys(results)
         return TestTables(
-            self.keystrokes.filter(pc.is_in(test_keys(self.keystrokes), kept)),
-            self.key_stats.filter(pc.is_in(test_keys(self.key_stats), kept)),
+            *(
+                table.filter(pc.is_in(test_keys(table), kept))
+                for table in (self.keystrokes, self.key_stats, self.pair_stats, self.confusions)
+            ),
             results,
         )
 
@@ -101,6 +116,8 @@ def tables_from_analysis(
     )
 
     key_stats = _key_stats(tests, seg, analysis, user_ids, started)
+    pair_stats = _pair_stats(tests, seg, analysis, user_ids, started)
+    confusions = _confusions(tests, seg, analysis, batch.key_codes.astype(np.int64), user_ids, started)
     results = pa.table(
         {
             "user_id": pa.array(user_ids),
@@ -118,37 +135,112 @@ def tables_from_analysis(
         },
         schema=TEST_RESULT_SCHEMA,
     )
-    return TestTables(keystrokes, key_stats, results)
+    return TestTables(keystrokes, key_stats, pair_stats, confusions, results)
 
 
-def _key_stats(
-    tests: list[TypingTest], seg: np.ndarray, analysis: BatchAnalysis, user_ids: np.ndarray, started: np.ndarray
+_UNIT = 1 << 21  # code points are < 2**21: a pair of them packs into 42 bits, a test index above that
+
+
+def _grouped(seg: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(test index, unit, inverse) of the distinct (test, unit) groups; `units` are < 2**42."""
+    unique, inverse = np.unique(seg.astype(np.int64) << 42 | units, return_inverse=True)
+    return unique >> 42, unique & ((1 << 42) - 1), inverse
+
+
+def _unit_stats(
+    tests: list[TypingTest],
+    seg: np.ndarray,
+    units: np.ndarray,
+    names: pa.Array,
+    errors: np.ndarray,
+    timed_ms: np.ndarray,
+    user_ids: np.ndarray,
+    started: np.ndarray,
 ) -> pa.Table:
-    """Per (test, presented key): presses, errors, and time-to-type totals."""
-    has_target = analysis.target_codes >= 0
-    if not has_target.any():
+    """Per (test, key or pair): presses, errors and time-to-type totals (`timed_ms` −1 = not timed)."""
+    if units.shape[0] == 0:
         return KEY_STAT_SCHEMA.empty_table()
-    tseg = seg[has_target]
-    target = analysis.target_codes[has_target]
-    group = tseg * 0x110000 + target  # one id per (test, key): code points are < 0x110000
-    unique, inverse = np.unique(group, return_inverse=True)
-    n = unique.shape[0]
-    iki = analysis.iki_ms[has_target].astype(np.int64)
-    timed = iki >= 0
-    errors = ~analysis.correct[has_target]
-    group_test = unique // 0x110000
+    group_test, _, inverse = _grouped(seg, units)
+    n = group_test.shape[0]
+    timed = timed_ms >= 0
+    first = np.zeros(n, dtype=np.int64)
+    first[inverse[::-1]] = np.arange(units.shape[0] - 1, -1, -1)  # one member of each group, for its name
     return pa.table(
         {
             "user_id": pa.array(user_ids[group_test]),
             "test_id": pa.array([tests[i].test_id for i in group_test.tolist()], pa.string()),
             "started_at": pa.array(started[group_test], pa.timestamp("ms", tz="UTC")),
-            "key": _key_names(unique % 0x110000),
+            "key": names.take(pa.array(first)),
             "presses": pa.array(np.bincount(inverse, minlength=n).astype(np.uint32)),
             "errors": pa.array(np.bincount(inverse, weights=errors, minlength=n).astype(np.uint32)),
             "timed_presses": pa.array(np.bincount(inverse, weights=timed, minlength=n).astype(np.uint32)),
             "time_to_type_sum_ms": pa.array(
-                np.bincount(inverse, weights=np.where(timed, iki, 0), minlength=n).astype(np.uint64)
+                np.bincount(inverse, weights=np.where(timed, timed_ms, 0), minlength=n).astype(np.uint64)
             ),
         },
         schema=KEY_STAT_SCHEMA,
+    )
+
+
+def _key_stats(
+    tests: list[TypingTest], seg: np.ndarray, analysis: BatchAnalysis, user_ids: np.ndarray, started: np.ndarray
+) -> pa.Table:
+    """Per (test, presented key): presses, errors, and time since the previous press."""
+    has_target = analysis.target_codes >= 0
+    target = analysis.target_codes[has_target]
+    return _unit_stats(
+        tests,
+        seg[has_target],
+        target,
+        _key_names(target),
+        ~analysis.correct[has_target],
+        analysis.iki_ms[has_target].astype(np.int64),
+        user_ids,
+        started,
+    )
+
+
+def _pair_stats(
+    tests: list[TypingTest], seg: np.ndarray, analysis: BatchAnalysis, user_ids: np.ndarray, started: np.ndarray
+) -> pa.Table:
+    """Per (test, presented letter pair): presses of the pair's second character at its position, errors,
+    and the transition time, timed only when the press before was the pair's first character, correct."""
+    position = analysis.transcription.position
+    target = analysis.target_codes
+    has_pair = (target >= 0) & (position >= 1)
+    prev_target = np.full_like(target, -1)
+    prev_target[1:] = target[:-1]
+    prev_ok = np.zeros(target.shape[0], dtype=bool)
+    prev_ok[1:] = analysis.correct[:-1] & (position[:-1] == position[1:] - 1) & (seg[:-1] == seg[1:])
+    # The pair's first character is the presented one before this position, typed or not.
+    first_char = analysis.presented_before
+    has_pair &= first_char >= 0
+    units = first_char[has_pair] * _UNIT + target[has_pair]
+    names = pc.binary_join_element_wise(_key_names(first_char[has_pair]), _key_names(target[has_pair]), "")
+    timed = np.where(prev_ok[has_pair], analysis.iki_ms[has_pair], -1).astype(np.int64)
+    return _unit_stats(
+        tests, seg[has_pair], units, names, ~analysis.correct[has_pair], timed, user_ids, started
+    )
+
+
+def _confusions(
+    tests: list[TypingTest], seg: np.ndarray, analysis: BatchAnalysis, codes: np.ndarray, user_ids: np.ndarray,
+    started: np.ndarray,
+) -> pa.Table:
+    """Per (test, presented key, key typed instead): how often."""
+    wrong = (analysis.target_codes >= 0) & ~analysis.correct & (codes >= 0)
+    if not wrong.any():
+        return CONFUSION_SCHEMA.empty_table()
+    target, typed = analysis.target_codes[wrong], codes[wrong]
+    group_test, unit, inverse = _grouped(seg[wrong], target * _UNIT + typed)
+    return pa.table(
+        {
+            "user_id": pa.array(user_ids[group_test]),
+            "test_id": pa.array([tests[i].test_id for i in group_test.tolist()], pa.string()),
+            "started_at": pa.array(started[group_test], pa.timestamp("ms", tz="UTC")),
+            "key": _key_names(unit // _UNIT),
+            "typed": _key_names(unit % _UNIT),
+            "count": pa.array(np.bincount(inverse, minlength=group_test.shape[0]).astype(np.uint32)),
+        },
+        schema=CONFUSION_SCHEMA,
     )

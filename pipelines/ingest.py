@@ -24,7 +24,7 @@ import ray
 from app.cache import invalidate_users
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import apply_migrations
-from app.clickhouse.store import load_offsets, store_offsets, stored_tests, write_tables
+from app.clickhouse.store import load_offsets, store_offsets, write_tables
 from app.codec import DecodeError, decode_test
 from app.config import Settings
 from app.kafka import DeadLetter, end_offsets, produce_dead_letters
@@ -35,7 +35,7 @@ log = logging.getLogger("keyscope.ingest")
 
 # What a worker returns for one input batch: one row holding each output table as an Arrow IPC stream
 # (one row, so Ray can split or merge blocks without separating a batch's tables).
-_PARTS = ("keystrokes", "key_stats", "results", "dead")
+_PARTS = ("keystrokes", "key_stats", "pair_stats", "confusions", "results", "dead")
 _PART_SCHEMA = pa.schema([(name, pa.large_binary()) for name in _PARTS])
 _DEAD_SCHEMA = pa.schema(
     [
@@ -117,7 +117,7 @@ def analyse_messages(messages: pa.Table, max_keystrokes: int = 20_000) -> pa.Tab
                 dead[name].append(item)
     where = np.array(origin, dtype=np.int64)
     tables = build_tables(tests, partitions[where], offsets[where])
-    parts = (tables.keystrokes, tables.key_stats, tables.results, pa.table(dead, schema=_DEAD_SCHEMA))
+    parts = (*(getattr(tables, name) for name in _PARTS[:-1]), pa.table(dead, schema=_DEAD_SCHEMA))
     return pa.table({name: [_to_ipc(t)] for name, t in zip(_PARTS, parts)}, schema=_PART_SCHEMA)
 
 
@@ -126,7 +126,7 @@ def _unpack(batch: pa.Table) -> tuple[list[TestTables], list[DeadLetter]]:
     dead: list[DeadLetter] = []
     for row in batch.to_pylist():
         group = {name: _from_ipc(row[name]) for name in _PARTS}
-        tables.append(TestTables(group["keystrokes"], group["key_stats"], group["results"]))
+        tables.append(TestTables(*(group[name] for name in _PARTS[:-1])))
         for letter in group["dead"].to_pylist():
             dead.append(
                 DeadLetter(letter["partition"], letter["offset"], letter["key"], letter["value"], letter["reason"])
@@ -134,16 +134,11 @@ def _unpack(batch: pa.Table) -> tuple[list[TestTables], list[DeadLetter]]:
     return tables, dead
 
 
-def _new_tests(client, tables: TestTables, seen: set[str]) -> TestTables:
-    """The tests in `tables` not stored before and not already written in this pass (first copy wins)."""
-    keys = test_keys(tables.results).to_pylist()
-    users = tables.results.column("user_id").to_pylist()
-    ids = tables.results.column("test_id").to_pylist()
-    stored = stored_tests(client, list(zip(users, ids)))
-    keep = np.zeros(len(keys), dtype=bool)
-    for i, (key, user, test_id) in enumerate(zip(keys, users, ids)):
-        if key not in seen and (user, test_id) not in stored:
-            keep[i] = True
+def _first_copies(tables: TestTables, seen: set[str]) -> TestTables:
+    """The tests in `tables` not already met in this pass (a re-sent test's first copy wins)."""
+    keep = np.zeros(tables.results.num_rows, dtype=bool)
+    for i, key in enumerate(test_keys(tables.results).to_pylist()):
+        keep[i] = key not in seen
         seen.add(key)
     return tables.only(keep)
 
@@ -195,12 +190,11 @@ def ingest_once(
             dead_letters.extend(dead)
             for tables in parts:
                 report.messages += tables.results.num_rows
-                fresh = _new_tests(client, tables, seen)
-                report.duplicates_skipped += tables.results.num_rows - fresh.results.num_rows
-                write_tables(client, fresh)
-                invalidate_users(settings, fresh.results.column("user_id").to_pylist())
-                report.tests_written += fresh.results.num_rows
-                report.keystrokes_written += fresh.keystrokes.num_rows
+                written = write_tables(client, _first_copies(tables, seen))
+                report.duplicates_skipped += tables.results.num_rows - written.results.num_rows
+                invalidate_users(settings, written.results.column("user_id").to_pylist())
+                report.tests_written += written.results.num_rows
+                report.keystrokes_written += written.keystrokes.num_rows
         report.messages += len(dead_letters)
         asyncio.run(produce_dead_letters(settings, dead_letters))
         report.dead_lettered = len(dead_letters)

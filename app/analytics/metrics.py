@@ -62,6 +62,7 @@ class BatchAnalysis:
     metrics: dict[str, np.ndarray]  # metric name -> float64 per test
     transcription: Transcription
     target_codes: np.ndarray  # int64 per keystroke: presented code point at the typed position, -1 if none
+    presented_before: np.ndarray  # int64 per keystroke: presented code point before the typed position, -1 if none
     correct: np.ndarray  # bool per keystroke (character presses only can be correct)
     iki_ms: np.ndarray  # int32 per keystroke: time since the previous press of the test, -1 for the first
     hold_ms: np.ndarray  # int32 per keystroke, -1 unknown
@@ -110,6 +111,9 @@ def analyse_batch(batch: TestBatch) -> BatchAnalysis:
     target_index = np.where(has_target, text_starts[seg] + position, 0)
     target = np.where(has_target, presented_codes[target_index] if presented_codes.size else -1, -1)
     correct = has_target & (target == codes)
+    has_before = has_target & (position >= 1)
+    before_index = np.where(has_before, target_index - 1, 0)
+    presented_before = np.where(has_before, presented_codes[before_index] if presented_codes.size else -1, -1)
 
     last = np.where(counts > 0, offsets[1:] - 1, 0)
     start = np.where(counts > 0, offsets[:-1], 0)
@@ -145,6 +149,7 @@ def analyse_batch(batch: TestBatch) -> BatchAnalysis:
         metrics=metrics,
         transcription=transcription,
         target_codes=target,
+        presented_before=presented_before,
         correct=correct,
         iki_ms=iki.astype(np.int32),
         hold_ms=hold.astype(np.int32),

@@ -10,33 +10,57 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
 from app.schemas import METRIC_FIELDS, format_started_at
 from app.test_tables import TestTables
 
+STORED_TABLES = ("keystrokes", "test_key_stats", "test_pair_stats", "test_confusions", "test_results")
 SLOWEST_KEYS = 5
 MIN_TIMED_PRESSES = 3  # fewer timed presses say too little about a key's speed to rank it
 
 
-def write_tables(client: Client, tables: TestTables) -> None:
-    """Store a batch of tests; the result rows go last, so a stored result means a complete test."""
+def write_tables(client: Client, tables: TestTables) -> TestTables:
+    """Store a batch of tests, each table's rows at most once per test; returns the tests completed now.
+
+    Tables are written in order with the result rows last, so a stored result means a complete test. A test
+    whose rows reached some tables before a crash gets only its missing tables' rows on the next run: each
+    test's rows enter each table once, which keeps the materialized views over them exact.
+    """
     if tables.results.num_rows == 0:
-        return
-    client.insert_arrow("keystrokes", tables.keystrokes)
-    if tables.key_stats.num_rows:
-        client.insert_arrow("test_key_stats", tables.key_stats)
-    client.insert_arrow("test_results", tables.results)
+        return tables
+    tests = list(zip(tables.results.column("user_id").to_pylist(), tables.results.column("test_id").to_pylist()))
+    done = stored_tests(client, tests)
+    pending = tables.only(np.array([t not in done for t in tests], dtype=bool))
+    if pending.results.num_rows == 0:
+        return pending
+    remaining = [t for t in tests if t not in done]
+    for table, rows in pending.parts().items():
+        if table != "test_results":
+            present = stored_tests(client, remaining, table)
+            if present:
+                rows = rows.filter(pa.array([t not in present for t in _pairs(rows)], type=pa.bool_()))
+        if rows.num_rows:
+            client.insert_arrow(table, rows)
+    return pending
 
 
-def stored_tests(client: Client, tests: list[tuple[int, str]]) -> set[tuple[int, str]]:
-    """The (user_id, test_id) pairs among `tests` that already have a result row."""
+def _pairs(table: pa.Table) -> list[tuple[int, str]]:
+    return list(zip(table.column("user_id").to_pylist(), table.column("test_id").to_pylist()))
+
+
+def stored_tests(client: Client, tests: list[tuple[int, str]], table: str = "test_results") -> set[tuple[int, str]]:
+    """The (user_id, test_id) pairs among `tests` that already have rows in `table`."""
     if not tests:
         return set()
+    if table not in STORED_TABLES:
+        raise ValueError(f"unknown table {table!r}")
     users = sorted({u for u, _ in tests})
     ids = sorted({t for _, t in tests})
     rows = client.query(
-        "SELECT DISTINCT user_id, test_id FROM test_results "
+        f"SELECT DISTINCT user_id, test_id FROM {table} "
         "WHERE user_id IN {users:Array(UInt64)} AND test_id IN {ids:Array(String)}",
         parameters={"users": users, "ids": ids},
     ).result_rows
