@@ -53,13 +53,16 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
-    from pipelines.ingest import run_ingest
+    from pipelines.ingest import StopRequest, run_ingest
 
     if args.max_messages is not None:
         if args.max_messages < 0:
             raise ValueError("--max-messages must be ≥ 0")
         settings = settings.with_overrides(ingest_max_messages=args.max_messages)
-    report = run_ingest(settings, follow=args.follow)
+    stop = StopRequest()
+    if args.follow:
+        stop.install()
+    report = run_ingest(settings, follow=args.follow, stop=stop)
     print(report.line())
     return 0
 
@@ -171,6 +174,17 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    if args.workload == "analytics":
+        from bench.analytics import print_table, run
+
+        result = run(users=args.users, tests_per_user=args.tests, repeats=args.repeats)
+        print("per-test analytics on simulated tests, one process:")
+        print_table(result.rows())
+        return 0
+    raise ValueError(f"unknown benchmark {args.workload!r}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keyscope",
@@ -209,6 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--api", help="API base URL for --to http (default: the local Serve app)")
     simulate.set_defaults(func=cmd_simulate)
+
+    bench = sub.add_parser("bench", help="run a benchmark and print its table")
+    bench.add_argument("workload", choices=("analytics",), help="analytics: keystrokes analysed per second per core")
+    bench.add_argument("--users", type=int, default=200, help="simulated typists (default 200)")
+    bench.add_argument("--tests", type=int, default=10, help="tests per typist (default 10)")
+    bench.add_argument("--repeats", type=int, default=5, help="timed repeats; the best is reported (default 5)")
+    bench.set_defaults(func=cmd_bench)
 
     demo = sub.add_parser("demo", help="the main job: stack up, simulate tests over HTTP, ingest, show insights")
     demo.add_argument("--users", type=int, default=200)

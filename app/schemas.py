@@ -280,13 +280,16 @@ KEYSTROKE_SCHEMA = pa.schema(
         ("seq", pa.uint16()),
         ("key", pa.string()),
         ("target", pa.string()),
+        ("prev_target", pa.string()),
         ("down_ms", pa.uint32()),
         ("hold_ms", pa.int32()),
         ("iki_ms", pa.int32()),
         ("correct", pa.uint8()),
+        ("clean_transition", pa.uint8()),
     ]
 )
 
+# Per-test metrics (float, NULL where undefined) and counts, as stored and as the API names them.
 METRIC_FIELDS: tuple[str, ...] = (
     "wpm",
     "accuracy",
@@ -295,7 +298,42 @@ METRIC_FIELDS: tuple[str, ...] = (
     "mean_iki_ms",
     "mean_hold_ms",
     "rollover_ratio",
+    "raw_wpm",
+    "net_wpm",
+    "corrected_error_rate",
+    "total_error_rate",
+    "ecpc",
+    "median_iki_ms",
+    "consistency",
+    "key_consistency",
+    "iki_cv",
+    "slowdown",
+    "health_score",
+    "health_speed",
+    "health_accuracy",
+    "health_consistency",
+    "health_rhythm",
+    "health_fatigue",
 )
+COUNT_FIELDS: tuple[str, ...] = (
+    "chars_correct",
+    "chars_incorrect",
+    "chars_extra",
+    "chars_missed",
+    "c_correct",
+    "inf",
+    "if_",
+    "corrections",
+    "hesitations",
+    "hesitations_word_start",
+    "hesitations_after_error",
+    "transpositions",
+    "doubled_letters",
+    "dropped_letters",
+    "error_bursts",
+)
+ERROR_LOCATION_FIELDS: tuple[str, ...] = ("errors_by_finger", "errors_by_hand", "errors_by_row")
+SERIES_FIELDS: tuple[str, ...] = ("per_second_wpm", "word_burst_wpm")
 
 TEST_RESULT_SCHEMA = pa.schema(
     [
@@ -309,6 +347,9 @@ TEST_RESULT_SCHEMA = pa.schema(
         ("keystroke_count", pa.uint32()),
         ("duration_ms", pa.uint32()),
         *[(name, pa.float64()) for name in METRIC_FIELDS],
+        *[(name, pa.uint32()) for name in COUNT_FIELDS],
+        *[(name, pa.list_(pa.uint32())) for name in ERROR_LOCATION_FIELDS],
+        *[(name, pa.list_(pa.float32())) for name in SERIES_FIELDS],
         ("kafka_partition", pa.uint32()),
         ("kafka_offset", pa.uint64()),
     ]

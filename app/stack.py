@@ -120,7 +120,7 @@ def _stop_pid(pid: int, sig: int = signal.SIGTERM, timeout: float = 20.0) -> Non
     while time.monotonic() < deadline and _pid_alive(pid):
         time.sleep(0.1)
     if _pid_alive(pid):
-        log.warning("pid %d ignored signal %d; killing it", pid, sig)
+        log.info("pid %d still running %.0f s after signal %d; killing it", pid, timeout, sig)
         os.kill(pid, signal.SIGKILL)
 
 
@@ -441,16 +441,27 @@ def _session_members(session_id: int) -> list[int]:
     return members
 
 
-def stop_session(leader: int, timeout: float = 15.0) -> int:
+def stop_session(leader: int, timeout: float = 10.0) -> int:
     """Stop a process started in a session of its own, then anything left in that session; returns how many
-    processes were left for SIGKILL. SIGINT is what `ray start --block` answers by stopping its cluster
-    cleanly (it ignores SIGTERM, as do gcs_server and the autoscaler monitor)."""
+    processes had to be killed. SIGINT is what `ray start --block` answers by stopping its cluster cleanly (it
+    ignores SIGTERM, as do gcs_server and the autoscaler monitor); what is left then gets SIGTERM, and
+    SIGKILL a few seconds later."""
     _stop_pid(leader, signal.SIGINT, timeout)
     leftovers = _session_members(leader)
     for pid in leftovers:
-        log.warning("pid %d outlived the Ray head; killing it", pid)
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_pid_alive(p) for p in leftovers):
+        time.sleep(0.2)
+    killed = [p for p in leftovers if _pid_alive(p)]
+    for pid in killed:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    return len(leftovers)
+    if killed:
+        log.info("killed %d Ray processes that outlived the head", len(killed))
+    return len(killed)

@@ -12,10 +12,13 @@ from app.analytics.metrics import BatchAnalysis, TestBatch, analyse_batch
 from app.analytics.transcription import segment_ids
 from app.schemas import (
     CONFUSION_SCHEMA,
+    COUNT_FIELDS,
+    ERROR_LOCATION_FIELDS,
     KEY_STAT_SCHEMA,
     KEYSTROKE_SCHEMA,
     METRIC_FIELDS,
     NAMED_KEYS,
+    SERIES_FIELDS,
     TEST_RESULT_SCHEMA,
     TypingTest,
 )
@@ -107,10 +110,12 @@ def tables_from_analysis(
             "seq": pa.array(seq.astype(np.uint16)),
             "key": _key_names(batch.key_codes.astype(np.int64)),
             "target": _key_names(np.where(has_target, analysis.target_codes, _NO_KEY)),
+            "prev_target": _key_names(np.where(analysis.presented_before >= 0, analysis.presented_before, _NO_KEY)),
             "down_ms": pa.array(batch.down_ms.astype(np.uint32)),
             "hold_ms": pa.array(analysis.hold_ms),
             "iki_ms": pa.array(analysis.iki_ms),
             "correct": pa.array(analysis.correct.astype(np.uint8)),
+            "clean_transition": pa.array(clean_transitions(seg, analysis).astype(np.uint8)),
         },
         schema=KEYSTROKE_SCHEMA,
     )
@@ -129,13 +134,38 @@ def tables_from_analysis(
             "transcribed": pa.array(analysis.transcription.transcribed, pa.string()),
             "keystroke_count": pa.array(counts.astype(np.uint32)),
             "duration_ms": pa.array(analysis.duration_ms.astype(np.uint32)),
-            **{name: pa.array(analysis.metrics[name]) for name in METRIC_FIELDS},
+            # NaN (undefined) becomes NULL.
+            **{name: pa.array(analysis.metrics[name], pa.float64(), from_pandas=True) for name in METRIC_FIELDS},
+            **{name: pa.array(analysis.counts[name].astype(np.uint32)) for name in COUNT_FIELDS},
+            **{name: _rows_as_lists(getattr(analysis, name)) for name in ERROR_LOCATION_FIELDS},
+            **{name: _series_as_lists(*analysis.series[name]) for name in SERIES_FIELDS},
             "kafka_partition": pa.array(np.asarray(partitions, dtype=np.uint32)),
             "kafka_offset": pa.array(np.asarray(offsets, dtype=np.uint64)),
         },
         schema=TEST_RESULT_SCHEMA,
     )
     return TestTables(keystrokes, key_stats, pair_stats, confusions, results)
+
+
+def _rows_as_lists(matrix: np.ndarray) -> pa.Array:
+    """A tests × k count matrix as one list<uint32> per test."""
+    matrix = np.ascontiguousarray(matrix, dtype=np.uint32)
+    offsets = np.arange(matrix.shape[0] + 1, dtype=np.int32) * matrix.shape[1]
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(matrix.reshape(-1)))
+
+
+def _series_as_lists(values: np.ndarray, offsets: np.ndarray) -> pa.Array:
+    """Concatenated per-test series as one list<float32> per test."""
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values.astype(np.float32)))
+
+
+def clean_transitions(seg: np.ndarray, analysis: BatchAnalysis) -> np.ndarray:
+    """Per keystroke: the press before, in the same test, typed the previous presented character correctly,
+    so this press's IKI is a clean letter-pair transition."""
+    position = analysis.transcription.position
+    clean = np.zeros(position.shape[0], dtype=bool)
+    clean[1:] = analysis.correct[:-1] & (position[:-1] == position[1:] - 1) & (seg[:-1] == seg[1:])
+    return clean & (analysis.target_codes >= 0) & (analysis.presented_before >= 0)
 
 
 _UNIT = 1 << 21  # code points are < 2**21: a pair of them packs into 42 bits, a test index above that
@@ -205,16 +235,11 @@ def _pair_stats(
 ) -> pa.Table:
     """Per (test, presented letter pair): presses of the pair's second character at its position, errors,
     and the transition time, timed only when the press before was the pair's first character, correct."""
-    position = analysis.transcription.position
     target = analysis.target_codes
-    has_pair = (target >= 0) & (position >= 1)
-    prev_target = np.full_like(target, -1)
-    prev_target[1:] = target[:-1]
-    prev_ok = np.zeros(target.shape[0], dtype=bool)
-    prev_ok[1:] = analysis.correct[:-1] & (position[:-1] == position[1:] - 1) & (seg[:-1] == seg[1:])
     # The pair's first character is the presented one before this position, typed or not.
     first_char = analysis.presented_before
-    has_pair &= first_char >= 0
+    has_pair = (target >= 0) & (first_char >= 0)
+    prev_ok = clean_transitions(seg, analysis)
     units = first_char[has_pair] * _UNIT + target[has_pair]
     names = pc.binary_join_element_wise(_key_names(first_char[has_pair]), _key_names(target[has_pair]), "")
     timed = np.where(prev_ok[has_pair], analysis.iki_ms[has_pair], -1).astype(np.int64)

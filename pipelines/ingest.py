@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -209,8 +211,29 @@ def ingest_once(
     return report
 
 
-def run_ingest(settings: Settings, *, follow: bool = False, max_passes: int | None = None) -> IngestReport:
-    """Drain the topic, or with `follow` keep running passes (pausing `ingest_interval_s` when idle).
+class StopRequest:
+    """Set by SIGINT/SIGTERM in follow mode: the pass in flight finishes and stores its offsets, then the job
+    exits. A second signal interrupts at once."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        log.info("signal %d: stopping after the current pass", signum)
+        self.event.set()
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self)
+
+
+def run_ingest(
+    settings: Settings, *, follow: bool = False, max_passes: int | None = None, stop: StopRequest | None = None
+) -> IngestReport:
+    """Drain the topic, or with `follow` keep running passes (pausing `ingest_interval_s` when idle) until
+    `stop` is set.
 
     With `ingest_max_messages` set, each pass reads at most that many messages per partition, so a large
     backlog is stored (and its offsets committed) in bounded steps.
@@ -219,18 +242,20 @@ def run_ingest(settings: Settings, *, follow: bool = False, max_passes: int | No
         ray.init(address=settings.ray_address, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     cap = settings.ingest_max_messages or None
+    stop = stop or StopRequest()
     total = IngestReport()
-    while True:
+    while not stop.event.is_set():
         report = ingest_once(settings, max_messages_per_partition=cap)
         total.add(report)
         if max_passes is not None and total.passes >= max_passes:
-            return total
+            break
         if report.messages == 0:
             if not follow:
-                return total
-            time.sleep(settings.ingest_interval_s)
+                break
+            stop.event.wait(settings.ingest_interval_s)
         elif not follow and cap is None:
-            return total  # one uncapped pass read everything up to the end offsets
+            break  # one uncapped pass read everything up to the end offsets
+    return total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,12 +278,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.max_messages < 0:
             parser.error("--max-messages must be ≥ 0")
         settings = settings.with_overrides(ingest_max_messages=args.max_messages)
+    stop = StopRequest()
+    if args.follow:
+        stop.install()
     try:
-        report = run_ingest(settings, follow=args.follow)
+        report = run_ingest(settings, follow=args.follow, stop=stop)
     except KeyboardInterrupt:
         log.info("interrupted; offsets up to the last finished pass are stored")
         return 130
     print(report.line())
+    if stop.event.is_set():
+        print("stopped on request after a finished pass")
     return 0
 
 

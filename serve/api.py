@@ -15,62 +15,19 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.cache import InsightsCache
 from app.clickhouse.client import clickhouse_client
-from app.clickhouse.store import user_insights, user_tests
+from app.clickhouse.store import user_tests
 from app.codec import encode_test
 from app.config import Settings
+from app.insights import build_insights, build_key_table, build_progress
 from app.kafka import BrokerUnavailable, TestProducer
 from app.schemas import SubmissionError, parse_submission
+from serve.models import Queued
 
 log = logging.getLogger("keyscope.api")
-
-
-class Queued(BaseModel):
-    test_id: str = Field(description="The test's id: the one submitted, or one derived from its content")
-    status: str = Field("queued", description="Always 'queued': the test is on Kafka and will be analysed")
-
-
-class TestMetrics(BaseModel):
-    test_id: str
-    started_at: str = Field(description="ISO-8601 UTC")
-    layout: str
-    language: str
-    keystroke_count: int
-    duration_ms: int
-    wpm: float = Field(description="(len(T) − 1) / S × 60 / 5")
-    accuracy: float = Field(description="correct character presses / character presses")
-    uncorrected_error_rate: float = Field(description="MSD(P, T) / max(len(P), len(T))")
-    kspc: float = Field(description="key presses / len(T)")
-    mean_iki_ms: float
-    mean_hold_ms: float
-    rollover_ratio: float
-
-
-class TestList(BaseModel):
-    user_id: int
-    tests: list[TestMetrics]
-
-
-class KeyStat(BaseModel):
-    key: str = Field(description="The presented character")
-    presses: int
-    errors: int
-    error_rate: float
-    timed_presses: int
-    mean_time_to_type_ms: float | None = Field(description="Mean time since the previous key press")
-
-
-class Insights(BaseModel):
-    user_id: int
-    test_count: int
-    mean_wpm: float
-    mean_accuracy: float
-    keys: list[KeyStat]
-    slowest_keys: list[KeyStat]
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None, **headers: str) -> JSONResponse:
@@ -144,7 +101,13 @@ class KeyscopeAPI:
         )
 
     async def insights(self, user_id: int) -> Any:
-        return await self._cached(user_id, "insights", lambda: user_insights(self.clickhouse(), user_id))
+        return await self._cached(user_id, "insights", lambda: build_insights(self.clickhouse(), user_id))
+
+    async def key_table(self, user_id: int) -> Any:
+        return await self._cached(user_id, "keys", lambda: build_key_table(self.clickhouse(), user_id))
+
+    async def progress(self, user_id: int) -> Any:
+        return await self._cached(user_id, "progress", lambda: build_progress(self.clickhouse(), user_id))
 
     async def close(self) -> None:
         await self.producer.close()

@@ -3,7 +3,6 @@
 """The Ray Serve application: one FastAPI ingress deployment (insights, predictor and practice text
 deployments join it later). Deploy with `keyscope up`, or `serve run serve.app:app`."""
 
-
 from typing import Any
 
 from fastapi import Path, Query, Request
@@ -12,7 +11,8 @@ from ray import serve
 
 from app.config import Settings
 from app.schemas import MAX_USER_ID
-from serve.api import Insights, KeyscopeAPI, Queued, TestList, build_app, not_found
+from serve.api import KeyscopeAPI, build_app, not_found
+from serve.models import Insights, KeyTable, Progress, Queued, TestList
 
 fastapi_app = build_app()
 
@@ -55,6 +55,23 @@ class Ingress:
     )
     async def insights(self, user_id: int = Path(ge=1, le=MAX_USER_ID)) -> Any:
         value = await self.api.insights(user_id)
+        return value if value is not None else not_found(user_id)
+
+    @fastapi_app.get(
+        "/v1/users/{user_id}/keys",
+        response_model=KeyTable,
+        summary="Per-key and per-letter-pair table for a keyboard heatmap",
+        responses={404: {}},
+    )
+    async def keys(self, user_id: int = Path(ge=1, le=MAX_USER_ID)) -> Any:
+        value = await self.api.key_table(user_id)
+        return value if value is not None else not_found(user_id)
+
+    @fastapi_app.get(
+        "/v1/users/{user_id}/progress", response_model=Progress, summary="Progress series", responses={404: {}}
+    )
+    async def progress(self, user_id: int = Path(ge=1, le=MAX_USER_ID)) -> Any:
+        value = await self.api.progress(user_id)
         return value if value is not None else not_found(user_id)
 
     async def __del__(self) -> None:

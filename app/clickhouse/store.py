@@ -7,6 +7,7 @@ Reads that must count exactly use FINAL, restricted to one user's key range.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,12 +15,10 @@ import numpy as np
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
-from app.schemas import METRIC_FIELDS, format_started_at
+from app.schemas import COUNT_FIELDS, ERROR_LOCATION_FIELDS, METRIC_FIELDS, SERIES_FIELDS, format_started_at
 from app.test_tables import TestTables
 
 STORED_TABLES = ("keystrokes", "test_key_stats", "test_pair_stats", "test_confusions", "test_results")
-SLOWEST_KEYS = 5
-MIN_TIMED_PRESSES = 3  # fewer timed presses say too little about a key's speed to rank it
 
 
 def write_tables(client: Client, tables: TestTables) -> TestTables:
@@ -89,8 +88,16 @@ def store_offsets(client: Client, group: str, topic: str, offsets: dict[int, int
     )
 
 
-def _metrics_row(row: dict[str, Any]) -> dict[str, Any]:
-    out = {
+def _number(value: Any) -> float | None:
+    """A JSON-safe float: None for NULL or NaN."""
+    if value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) or math.isinf(number) else number
+
+
+def _test_row(row: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "test_id": row["test_id"],
         "started_at": format_started_at(int(row["started_ms"])),
         "layout": row["layout"],
@@ -98,53 +105,122 @@ def _metrics_row(row: dict[str, Any]) -> dict[str, Any]:
         "keystroke_count": int(row["keystroke_count"]),
         "duration_ms": int(row["duration_ms"]),
     }
-    out.update({name: float(row[name]) for name in METRIC_FIELDS})
+    out.update({name: _number(row[name]) for name in METRIC_FIELDS})
+    out["char_stats"] = {name.removeprefix("chars_"): int(row[name]) for name in COUNT_FIELDS[:4]}
+    out.update({name: int(row[name]) for name in COUNT_FIELDS[4:]})
+    out.update({name: [int(v) for v in row[name]] for name in ERROR_LOCATION_FIELDS})
+    out.update({name: [round(float(v), 2) for v in row[name]] for name in SERIES_FIELDS})
     return out
 
 
+_TEST_COLUMNS = ", ".join(
+    ("test_id", "toUnixTimestamp64Milli(started_at) AS started_ms", "layout", "language", "keystroke_count",
+     "duration_ms", *METRIC_FIELDS, *COUNT_FIELDS, *ERROR_LOCATION_FIELDS, *SERIES_FIELDS)
+)
+
+
 def user_tests(client: Client, user_id: int, limit: int) -> list[dict[str, Any]]:
-    """The user's newest tests, newest first, with their metrics."""
+    """The user's newest tests, newest first, with every per-test metric (None where undefined)."""
     result = client.query(
-        "SELECT test_id, toUnixTimestamp64Milli(started_at) AS started_ms, layout, language, keystroke_count, "
-        f"duration_ms, {', '.join(METRIC_FIELDS)} FROM test_results FINAL WHERE user_id = {{u:UInt64}} "
+        f"SELECT {_TEST_COLUMNS} FROM test_results FINAL WHERE user_id = {{u:UInt64}} "
         "ORDER BY started_at DESC, test_id DESC LIMIT {n:UInt32}",
         parameters={"u": user_id, "n": limit},
     )
-    return [_metrics_row(dict(zip(result.column_names, row))) for row in result.result_rows]
+    return [_test_row(dict(zip(result.column_names, row))) for row in result.result_rows]
 
 
-def user_insights(client: Client, user_id: int) -> dict[str, Any] | None:
-    """Test count, mean wpm and accuracy, per-key time-to-type and error rate, slowest keys; None if no tests."""
-    summary = client.query(
-        "SELECT count(), avg(wpm), avg(accuracy) FROM test_results FINAL WHERE user_id = {u:UInt64}",
+def user_test_history(client: Client, user_id: int) -> pa.Table:
+    """The user's tests in chronological order with the per-test facts progress and advice need."""
+    return client.query_arrow(
+        "SELECT test_id, started_at, layout, keystroke_count, wpm, accuracy, health_score, consistency, "
+        "hesitations, hesitations_word_start, hesitations_after_error, slowdown, chars_incorrect, corrections, "
+        "transpositions, doubled_letters, dropped_letters, error_bursts "
+        "FROM test_results FINAL WHERE user_id = {u:UInt64} ORDER BY started_at, test_id",
         parameters={"u": user_id},
-    ).result_rows[0]
-    if int(summary[0]) == 0:
-        return None
-    key_rows = client.query(
-        "SELECT key, sum(presses), sum(errors), sum(timed_presses), sum(time_to_type_sum_ms) "
-        "FROM test_key_stats FINAL WHERE user_id = {u:UInt64} GROUP BY key ORDER BY key",
+    )
+
+
+def user_unit_history(client: Client, user_id: int, kind: str) -> pa.Table:
+    """The user's per-test rows of one unit kind ('key' or 'pair'), for smoothing and ranking."""
+    table = {"key": "test_key_stats", "pair": "test_pair_stats"}[kind]
+    return client.query_arrow(
+        "SELECT user_id, test_id, started_at, key, presses, errors, timed_presses, time_to_type_sum_ms "
+        f"FROM {table} FINAL WHERE user_id = {{u:UInt64}}",
+        parameters={"u": user_id},
+    )
+
+
+def user_confusions(client: Client, user_id: int) -> pa.Table:
+    """Presented key, key typed instead, and how often, over the user's history."""
+    return client.query_arrow(
+        "SELECT key, typed, toUInt64(sum(count)) AS count FROM test_confusions FINAL WHERE user_id = {u:UInt64} "
+        "GROUP BY key, typed ORDER BY count DESC, key, typed",
+        parameters={"u": user_id},
+    )
+
+
+def user_unit_aggregates(client: Client, user_id: int, kind: str) -> list[dict[str, Any]]:
+    """Per key or letter pair over the user's history (from the daily materialized views): presses, errors,
+    time-to-type mean / median / p95 and, for keys, mean hold time."""
+    if kind == "key":
+        source, unit, hold = "key_daily", "key", "sum(holds), sum(hold_sum)"
+    elif kind == "pair":
+        source, unit, hold = "pair_daily", "pair", "0, 0"
+    else:
+        raise ValueError(f"unknown unit kind {kind!r}")
+    rows = client.query(
+        f"SELECT {unit}, sum(presses), sum(errors), sum(timed_presses), sum(time_to_type_sum), "
+        f"quantilesTDigestMerge(0.5, 0.95)(time_to_type), {hold} FROM {source} "
+        f"WHERE user_id = {{u:UInt64}} GROUP BY {unit} ORDER BY {unit}",
         parameters={"u": user_id},
     ).result_rows
-    keys = []
-    for key, presses, errors, timed, time_sum in key_rows:
-        keys.append(
+    out = []
+    for name, presses, errors, timed, time_sum, quantiles, holds, hold_sum in rows:
+        presses, errors, timed = int(presses), int(errors), int(timed)
+        out.append(
             {
-                "key": key,
-                "presses": int(presses),
-                "errors": int(errors),
-                "error_rate": int(errors) / int(presses) if presses else 0.0,
-                "timed_presses": int(timed),
-                "mean_time_to_type_ms": int(time_sum) / int(timed) if timed else None,
+                "key": name,
+                "presses": presses,
+                "errors": errors,
+                "error_rate": errors / presses if presses else None,
+                "timed_presses": timed,
+                "mean_time_to_type_ms": int(time_sum) / timed if timed else None,
+                "median_time_to_type_ms": _number(quantiles[0]) if timed else None,
+                "p95_time_to_type_ms": _number(quantiles[1]) if timed else None,
+                "mean_hold_ms": int(hold_sum) / int(holds) if holds else None,
             }
         )
-    ranked = [k for k in keys if k["timed_presses"] >= MIN_TIMED_PRESSES]
-    slowest = sorted(ranked, key=lambda k: (-k["mean_time_to_type_ms"], k["key"]))[:SLOWEST_KEYS]
+    return out
+
+
+def user_summary(client: Client, user_id: int, recent: int = 10) -> dict[str, Any] | None:
+    """Test count and metric means over all tests and over the newest `recent`; None for an unknown user."""
+    means = ", ".join(f"avg({name}) AS {name}" for name in METRIC_FIELDS)
+    sums = ", ".join(f"toUInt64(sum({name})) AS {name}" for name in COUNT_FIELDS[4:])
+    result = client.query(
+        f"SELECT count() AS tests, sum(keystroke_count) AS keystrokes, {means}, {sums}, "
+        "sumForEach(errors_by_finger) AS errors_by_finger, sumForEach(errors_by_hand) AS errors_by_hand, "
+        "sumForEach(errors_by_row) AS errors_by_row, topK(1)(layout) AS layouts "
+        "FROM test_results FINAL WHERE user_id = {u:UInt64}",
+        parameters={"u": user_id},
+    )
+    overall = dict(zip(result.column_names, result.result_rows[0]))
+    if int(overall["tests"]) == 0:
+        return None
+    recent_result = client.query(
+        f"SELECT count() AS tests, {means} FROM (SELECT * FROM test_results FINAL WHERE user_id = {{u:UInt64}} "
+        "ORDER BY started_at DESC LIMIT {n:UInt32})",
+        parameters={"u": user_id, "n": recent},
+    )
+    latest = dict(zip(recent_result.column_names, recent_result.result_rows[0]))
     return {
-        "user_id": user_id,
-        "test_count": int(summary[0]),
-        "mean_wpm": float(summary[1]),
-        "mean_accuracy": float(summary[2]),
-        "keys": keys,
-        "slowest_keys": slowest,
+        "test_count": int(overall["tests"]),
+        "keystroke_count": int(overall["keystrokes"]),
+        "layout": overall["layouts"][0] if overall["layouts"] else "qwerty",
+        "overall": {name: _number(overall[name]) for name in METRIC_FIELDS},
+        "recent": {"tests": int(latest["tests"]), **{name: _number(latest[name]) for name in METRIC_FIELDS}},
+        "totals": {name: int(overall[name]) for name in COUNT_FIELDS[4:]},
+        "errors_by": {
+            name.removeprefix("errors_by_"): [int(v) for v in overall[name]] for name in ERROR_LOCATION_FIELDS
+        },
     }

@@ -1,0 +1,1 @@
+"""Benchmark workloads behind `keyscope bench …`; each prints a table of measured figures."""

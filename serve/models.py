@@ -1,0 +1,144 @@
+"""Response models: they name and document every field of the API in its OpenAPI schema (`/docs`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+M = "Null where undefined for the test."
+
+
+class Queued(BaseModel):
+    test_id: str = Field(description="The test's id: the one submitted, or one derived from its content")
+    status: str = Field("queued", description="Always 'queued': the test is on Kafka and will be analysed")
+
+
+class CharStats(BaseModel):
+    correct: int = Field(description="Characters typed right, word by word (Monkeytype)")
+    incorrect: int = Field(description="Characters typed wrong within a word's length")
+    extra: int = Field(description="Characters typed beyond a word's length")
+    missed: int = Field(description="Characters of a word never typed")
+
+
+class TestMetrics(BaseModel):
+    test_id: str
+    started_at: str = Field(description="ISO-8601 UTC")
+    layout: str
+    language: str
+    keystroke_count: int = Field(description="Key presses, named keys included")
+    duration_ms: int = Field(description="First to last key press")
+    wpm: float | None = Field(description=f"(len(T) − 1) / S × 60 / 5. {M}")
+    raw_wpm: float | None = Field(description=f"All character presses / 5 per minute. {M}")
+    net_wpm: float | None = Field(description=f"Characters of correctly typed words (with spaces) / 5 per minute. {M}")
+    accuracy: float | None = Field(description=f"Correct character presses / character presses. {M}")
+    uncorrected_error_rate: float | None = Field(description=f"MSD(P, T) / max(len(P), len(T)). {M}")
+    corrected_error_rate: float | None = Field(description=f"IF / (C + INF + IF). {M}")
+    total_error_rate: float | None = Field(description=f"(INF + IF) / (C + INF + IF). {M}")
+    kspc: float | None = Field(description=f"Key presses / len(T). {M}")
+    ecpc: float | None = Field(description=f"Backspace and Delete presses / len(T). {M}")
+    mean_iki_ms: float | None = Field(description=f"Mean time between consecutive key presses. {M}")
+    median_iki_ms: float | None = Field(description=f"Median time between consecutive key presses. {M}")
+    mean_hold_ms: float | None = Field(description=f"Mean release − press over presses with a known release. {M}")
+    rollover_ratio: float | None = Field(description=f"Share of presses before the previous key's release. {M}")
+    consistency: float | None = Field(description=f"100 × (1 − tanh(cv + cv³/3 + cv⁵/5)) of per-second raw WPM. {M}")
+    key_consistency: float | None = Field(description=f"The same formula over the IKIs. {M}")
+    iki_cv: float | None = Field(description=f"Coefficient of variation of the IKIs. {M}")
+    slowdown: float | None = Field(description=f"Mean IKI of the last third / first third − 1 (fatigue). {M}")
+    health_score: float | None = Field(description=f"0–100 composite of typing technique (see health_*). {M}")
+    health_speed: float | None
+    health_accuracy: float | None
+    health_consistency: float | None
+    health_rhythm: float | None
+    health_fatigue: float | None
+    char_stats: CharStats
+    c_correct: int = Field(description="C: correct characters of T (max(|P|, |T|) − INF)")
+    inf: int = Field(description="INF: incorrect and not fixed (MSD(P, T))")
+    if_: int = Field(description="IF: incorrect and fixed (character presses erased before the end)")
+    corrections: int = Field(description="Backspace and Delete presses")
+    hesitations: int = Field(description="IKIs over 3 × the test's median IKI or 2 s")
+    hesitations_word_start: int
+    hesitations_after_error: int
+    transpositions: int
+    doubled_letters: int
+    dropped_letters: int
+    error_bursts: int = Field(description="Runs of two or more wrong character presses")
+    errors_by_finger: list[int] = Field(description="Wrong presses by the presented key's finger (left pinky … thumb)")
+    errors_by_hand: list[int] = Field(description="Left, right")
+    errors_by_row: list[int] = Field(description="Number, top, home, bottom, space row")
+    per_second_wpm: list[float] = Field(description="Raw WPM in each second of the test")
+    word_burst_wpm: list[float] = Field(description="Speed of each word of the transcription")
+
+
+class TestList(BaseModel):
+    user_id: int
+    tests: list[TestMetrics]
+
+
+class UnitAggregate(BaseModel):
+    key: str = Field(description="The presented key, or letter pair")
+    presses: int
+    errors: int
+    error_rate: float | None
+    timed_presses: int
+    mean_time_to_type_ms: float | None = Field(description="Mean time since the previous key press")
+    median_time_to_type_ms: float | None
+    p95_time_to_type_ms: float | None
+    mean_hold_ms: float | None
+
+
+class KeyRow(UnitAggregate):
+    smoothed_time_ms: float | None = Field(None, description="keybr-style exponentially smoothed time-to-type")
+    confidence: float | None = Field(None, description="Target time / smoothed time (≥ 1: at target speed)")
+    weakness: float | None = Field(None, description="Higher is weaker (speed and shrunk error rate combined)")
+    typed_instead: list[dict[str, Any]] = Field(default_factory=list, description="Top keys typed instead")
+    row: int | None = None
+    column: int | None = None
+    x: float | None = Field(None, description="Key centre in key widths, for drawing the keyboard")
+    hand: str | None = None
+    finger: str | None = None
+
+
+class KeyTable(BaseModel):
+    user_id: int
+    layout: str
+    keys: list[KeyRow]
+    pairs: list[KeyRow]
+
+
+class Health(BaseModel):
+    score: float | None = Field(description="Mean health score of the recent tests (0–100)")
+    components: dict[str, float | None] = Field(description="speed, accuracy, consistency, rhythm, fatigue (0–100)")
+    tests: int
+    note: str
+
+
+class Insights(BaseModel):
+    user_id: int
+    test_count: int
+    keystroke_count: int
+    layout: str = Field(description="The layout the user types on most")
+    mean_wpm: float | None
+    mean_accuracy: float | None
+    health: Health
+    recent: dict[str, float | int | None] = Field(description="Metric means over the newest tests")
+    overall: dict[str, float | None] = Field(description="Metric means over all tests")
+    rhythm: dict[str, float | None]
+    error_patterns: dict[str, Any]
+    weak_keys: list[dict[str, Any]] = Field(description="Weakest keys, each with its evidence and a reason")
+    strong_keys: list[dict[str, Any]]
+    weak_pairs: list[dict[str, Any]]
+    strong_pairs: list[dict[str, Any]]
+    recommendations: list[dict[str, Any]] = Field(description="Ranked advice, each tied to evidence and targets")
+    progress: dict[str, Any] = Field(description="Trend, forecast, streaks and personal bests")
+    keys: list[UnitAggregate]
+    slowest_keys: list[UnitAggregate]
+
+
+class Progress(BaseModel):
+    user_id: int
+    daily: list[dict[str, Any]] = Field(description="Per UTC day: tests, mean wpm, accuracy, health score")
+    personal_bests: dict[str, Any]
+    streaks: dict[str, Any]
+    trend: dict[str, Any]
+    forecast: dict[str, Any]
