@@ -99,9 +99,10 @@ def build_insights(
         "strong_keys": key_rank["strong"],
         "weak_pairs": pair_rank["weak"],
         "strong_pairs": pair_rank["strong"],
+        # Every eligible unit, not just the top few: the rules pick their own (e.g. a slow same-finger pair).
         "recommendations": recommend(
-            weak_keys=key_rank["weak"],
-            weak_pairs=pair_rank["weak"],
+            weak_keys=[e for e in key_rank["all"] if e["eligible"]],
+            weak_pairs=[e for e in pair_rank["all"] if e["eligible"]],
             recent_tests=recent_tests,
             layout=summary["layout"],
         ),

@@ -70,13 +70,26 @@ def test_keys(table: pa.Table) -> pa.Array:
 _NO_KEY = -(10**6)  # a code that names no key: stored as ''
 
 
+_DENSE_CODES = 1024  # named keys and code points below this are looked up in a fixed table (no sort)
+_DENSE_NAMES = pa.array(
+    [""] + list(reversed(NAMED_KEYS)) + [chr(c) for c in range(_DENSE_CODES)], pa.string()
+)  # index 0: no key; 1..len(NAMED_KEYS): named keys (code −len … −1); then code points 0..1023
+
+
+def _name(code: int) -> str:
+    return "" if code == _NO_KEY else chr(code) if code >= 0 else NAMED_KEYS[-code - 1]
+
+
 def _key_names(codes: np.ndarray) -> pa.Array:
     """Key names for code points and named-key codes (dictionary lookup, no per-key Python)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    dense = (codes < _DENSE_CODES) & ((codes >= -len(NAMED_KEYS)) | (codes == _NO_KEY))
+    if dense.all():
+        index = np.where(codes == _NO_KEY, 0, codes + len(NAMED_KEYS) + 1)
+        return _DENSE_NAMES.take(pa.array(index))
     unique, inverse = np.unique(codes, return_inverse=True)
-    names = ["" if c == _NO_KEY else chr(c) if c >= 0 else NAMED_KEYS[-c - 1] for c in unique.tolist()]
-    return pa.DictionaryArray.from_arrays(pa.array(inverse.astype(np.int32)), pa.array(names, pa.string())).cast(
-        pa.string()
-    )
+    names = pa.array([_name(c) for c in unique.tolist()], pa.string())
+    return pa.DictionaryArray.from_arrays(pa.array(inverse.astype(np.int32)), names).cast(pa.string())
 
 
 def build_tables(tests: list[TypingTest], partitions: np.ndarray, offsets: np.ndarray) -> TestTables:
@@ -168,6 +181,10 @@ def clean_transitions(seg: np.ndarray, analysis: BatchAnalysis) -> np.ndarray:
     return clean & (analysis.target_codes >= 0) & (analysis.presented_before >= 0)
 
 
+def _test_ids(tests: list[TypingTest]) -> pa.Array:
+    return pa.array([t.test_id for t in tests], pa.string())
+
+
 _UNIT = 1 << 21  # code points are < 2**21: a pair of them packs into 42 bits, a test index above that
 
 
@@ -198,7 +215,7 @@ def _unit_stats(
     return pa.table(
         {
             "user_id": pa.array(user_ids[group_test]),
-            "test_id": pa.array([tests[i].test_id for i in group_test.tolist()], pa.string()),
+            "test_id": _test_ids(tests).take(pa.array(group_test)),
             "started_at": pa.array(started[group_test], pa.timestamp("ms", tz="UTC")),
             "key": names.take(pa.array(first)),
             "presses": pa.array(np.bincount(inverse, minlength=n).astype(np.uint32)),
@@ -243,13 +260,15 @@ def _pair_stats(
     units = first_char[has_pair] * _UNIT + target[has_pair]
     names = pc.binary_join_element_wise(_key_names(first_char[has_pair]), _key_names(target[has_pair]), "")
     timed = np.where(prev_ok[has_pair], analysis.iki_ms[has_pair], -1).astype(np.int64)
-    return _unit_stats(
-        tests, seg[has_pair], units, names, ~analysis.correct[has_pair], timed, user_ids, started
-    )
+    return _unit_stats(tests, seg[has_pair], units, names, ~analysis.correct[has_pair], timed, user_ids, started)
 
 
 def _confusions(
-    tests: list[TypingTest], seg: np.ndarray, analysis: BatchAnalysis, codes: np.ndarray, user_ids: np.ndarray,
+    tests: list[TypingTest],
+    seg: np.ndarray,
+    analysis: BatchAnalysis,
+    codes: np.ndarray,
+    user_ids: np.ndarray,
     started: np.ndarray,
 ) -> pa.Table:
     """Per (test, presented key, key typed instead): how often."""
@@ -261,7 +280,7 @@ def _confusions(
     return pa.table(
         {
             "user_id": pa.array(user_ids[group_test]),
-            "test_id": pa.array([tests[i].test_id for i in group_test.tolist()], pa.string()),
+            "test_id": _test_ids(tests).take(pa.array(group_test)),
             "started_at": pa.array(started[group_test], pa.timestamp("ms", tz="UTC")),
             "key": _key_names(unit // _UNIT),
             "typed": _key_names(unit % _UNIT),

@@ -113,6 +113,52 @@ class Health(BaseModel):
     note: str
 
 
+class RankedUnit(BaseModel):
+    key: str = Field(description="The key, or letter pair")
+    presses: int
+    errors: int
+    error_rate: float | None
+    shrunk_error_rate: float | None = Field(description="Error rate shrunk toward the user's own (Beta prior)")
+    error_interval: list[float | None] = Field(description="90 % interval of the error rate")
+    tests: int
+    timed_presses: int
+    mean_time_ms: float | None
+    smoothed_time_ms: float | None = Field(description="keybr-style exponentially smoothed time-to-type")
+    time_ratio: float | None = Field(description="Smoothed time / the user's median")
+    confidence: float | None = Field(description="Target time / smoothed time (≥ 1: at target speed)")
+    score: float | None = Field(description="Weakness: > 0 weaker than typical, < 0 stronger")
+    eligible: bool = Field(description="Enough presses to be judged")
+    reason: str = Field(description="The evidence in plain language")
+
+
+class Recommendation(BaseModel):
+    kind: str
+    priority: int = Field(description="1 = most important")
+    title: str
+    detail: str
+    evidence: dict[str, Any] = Field(description="The numbers behind the advice")
+    targets: dict[str, list[str]] = Field(description="Keys and pairs a practice text should target")
+
+
+class Confusion(BaseModel):
+    key: str = Field(description="The presented key")
+    typed: str = Field(description="The key typed instead")
+    count: int
+    share_of_key_errors: float | None = None
+
+
+class ErrorPatterns(BaseModel):
+    transpositions: int
+    doubled_letters: int
+    dropped_letters: int
+    error_bursts: int
+    corrections: int
+    by_finger: dict[str, int]
+    by_hand: dict[str, int]
+    by_row: dict[str, int]
+    top_confusions: list[Confusion]
+
+
 class Insights(BaseModel):
     user_id: int
     test_count: int
@@ -124,12 +170,12 @@ class Insights(BaseModel):
     recent: dict[str, float | int | None] = Field(description="Metric means over the newest tests")
     overall: dict[str, float | None] = Field(description="Metric means over all tests")
     rhythm: dict[str, float | None]
-    error_patterns: dict[str, Any]
-    weak_keys: list[dict[str, Any]] = Field(description="Weakest keys, each with its evidence and a reason")
-    strong_keys: list[dict[str, Any]]
-    weak_pairs: list[dict[str, Any]]
-    strong_pairs: list[dict[str, Any]]
-    recommendations: list[dict[str, Any]] = Field(description="Ranked advice, each tied to evidence and targets")
+    error_patterns: ErrorPatterns
+    weak_keys: list[RankedUnit] = Field(description="Weakest keys, each with its evidence and a reason")
+    strong_keys: list[RankedUnit]
+    weak_pairs: list[RankedUnit]
+    strong_pairs: list[RankedUnit]
+    recommendations: list[Recommendation] = Field(description="Ranked advice, each tied to evidence and targets")
     progress: dict[str, Any] = Field(description="Trend, forecast, streaks and personal bests")
     keys: list[UnitAggregate]
     slowest_keys: list[UnitAggregate]

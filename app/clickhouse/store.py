@@ -96,6 +96,11 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(number) or math.isinf(number) else number
 
 
+def _q(column: str) -> str:
+    """A quoted column name: some of ours are SQL words (`inf` alone is infinity in ClickHouse)."""
+    return f"`{column}`"
+
+
 def _test_row(row: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "test_id": row["test_id"],
@@ -114,8 +119,15 @@ def _test_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 _TEST_COLUMNS = ", ".join(
-    ("test_id", "toUnixTimestamp64Milli(started_at) AS started_ms", "layout", "language", "keystroke_count",
-     "duration_ms", *METRIC_FIELDS, *COUNT_FIELDS, *ERROR_LOCATION_FIELDS, *SERIES_FIELDS)
+    (
+        "test_id",
+        "toUnixTimestamp64Milli(started_at) AS started_ms",
+        "layout",
+        "language",
+        "keystroke_count",
+        "duration_ms",
+        *(_q(name) for name in (*METRIC_FIELDS, *COUNT_FIELDS, *ERROR_LOCATION_FIELDS, *SERIES_FIELDS)),
+    )
 )
 
 
@@ -195,8 +207,8 @@ def user_unit_aggregates(client: Client, user_id: int, kind: str) -> list[dict[s
 
 def user_summary(client: Client, user_id: int, recent: int = 10) -> dict[str, Any] | None:
     """Test count and metric means over all tests and over the newest `recent`; None for an unknown user."""
-    means = ", ".join(f"avg({name}) AS {name}" for name in METRIC_FIELDS)
-    sums = ", ".join(f"toUInt64(sum({name})) AS {name}" for name in COUNT_FIELDS[4:])
+    means = ", ".join(f"avg({_q(name)}) AS {_q(name)}" for name in METRIC_FIELDS)
+    sums = ", ".join(f"toUInt64(sum({_q(name)})) AS {_q(name)}" for name in COUNT_FIELDS[4:])
     result = client.query(
         f"SELECT count() AS tests, sum(keystroke_count) AS keystrokes, {means}, {sums}, "
         "sumForEach(errors_by_finger) AS errors_by_finger, sumForEach(errors_by_hand) AS errors_by_hand, "

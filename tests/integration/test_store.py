@@ -7,7 +7,15 @@ import pytest
 
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import MIGRATIONS_DIR, apply_migrations, load_migrations
-from app.clickhouse.store import load_offsets, store_offsets, stored_tests, user_insights, user_tests, write_tables
+from app.clickhouse.store import (
+    load_offsets,
+    store_offsets,
+    stored_tests,
+    user_tests,
+    user_unit_aggregates,
+    write_tables,
+)
+from app.insights import build_insights, build_key_table, build_progress
 from app.schemas import parse_submission
 from app.simulate import simulate_tests
 from app.test_tables import build_tables
@@ -71,10 +79,13 @@ def test_written_tests_read_back_with_their_metrics(client):
             assert row["wpm"] == pytest.approx(expected["wpm"])
             assert row["accuracy"] == pytest.approx(expected["accuracy"])
             assert row["started_at"] == sub["started_at"]
-    insights = user_insights(client, subs[0]["user_id"])
+    insights = build_insights(client, subs[0]["user_id"])
     assert insights["test_count"] == 2
     assert sum(k["presses"] for k in insights["keys"]) > 0
-    assert user_insights(client, 987_654) is None
+    assert build_key_table(client, subs[0]["user_id"])["pairs"]
+    assert len(build_progress(client, subs[0]["user_id"])["daily"]) >= 1
+    assert build_insights(client, 987_654) is None
+    assert build_key_table(client, 987_654) is None and build_progress(client, 987_654) is None
     assert user_tests(client, 987_654, 5) == []
 
 
@@ -84,9 +95,12 @@ def test_writing_the_same_tests_twice_reads_as_once(client):
     write_tables(client, tables)
     write_tables(client, tables)  # a re-run after a crash between the write and the offset store
     assert len(user_tests(client, 40, limit=10)) == 2
-    assert user_insights(client, 40)["test_count"] == 2
-    presses = client.query("SELECT count() FROM keystrokes FINAL WHERE user_id = 40").result_rows[0][0]
+    assert build_insights(client, 40)["test_count"] == 2
+    presses = client.query("SELECT count() FROM keystrokes WHERE user_id = 40").result_rows[0][0]
     assert presses == sum(len(s["keystrokes"]) for s in subs if s["user_id"] == 40)
+    # The daily materialized views saw each keystroke once: their key presses equal one copy's.
+    keyed = sum(k["presses"] for k in user_unit_aggregates(client, 40, "key"))
+    assert keyed == client.query("SELECT count() FROM keystrokes WHERE user_id = 40 AND target != ''").result_rows[0][0]
 
 
 def test_stored_tests_finds_exactly_the_stored_pairs(client):

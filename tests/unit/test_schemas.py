@@ -121,3 +121,13 @@ def test_started_at_round_trip_and_naive_means_utc():
     assert format_started_at(millis) == "2026-11-27T10:00:00.250Z"
     assert parse_started_at("2026-11-27T10:00:00.250") == millis
     assert parse_started_at("2026-11-27T11:00:00.250+01:00") == millis
+
+
+def test_stored_fields_are_exactly_what_the_analytics_compute():
+    from app.analytics.metrics import COUNT_NAMES, ERROR_LOCATION_NAMES, METRIC_NAMES, SERIES_NAMES
+    from app.schemas import COUNT_FIELDS, ERROR_LOCATION_FIELDS, METRIC_FIELDS, SERIES_FIELDS
+
+    assert METRIC_FIELDS == tuple(METRIC_NAMES)
+    assert COUNT_FIELDS == tuple(COUNT_NAMES)
+    assert ERROR_LOCATION_FIELDS == tuple(ERROR_LOCATION_NAMES)
+    assert SERIES_FIELDS == tuple(SERIES_NAMES)

@@ -1,0 +1,358 @@
+"""Weak and strong keys and letter pairs from a user's stored per-test aggregates, and their confusions.
+
+Input rows have the columns of KEY_STAT_SCHEMA: one row per (test, key) or (test, letter pair) of one user.
+Per unit (a key, or a pair of presented characters) the ranking combines two kinds of evidence:
+
+- speed, keybr-style: the per-test mean time-to-type, exponentially smoothed over the user's tests in
+  chronological order (α = 0.1, seeded with the first test's mean), so recent tests count most;
+  confidence = target time (60000 / target_cpm ms) / smoothed time, ≥ 1 meaning "fast enough";
+- accuracy, shrunk: a Beta prior centred on the user's overall error rate p0 with `prior_strength` k
+  pseudo-presses, so a unit with e errors in n presses has posterior Beta(e + k·p0, n − e + k·(1 − p0)) and
+  shrunk error rate (e + k·p0) / (n + k). Three presses barely move it away from p0; three hundred do.
+
+weakness score = ln((t' / m + c·r) / (1 + c·p0)): the expected cost of one press of the unit over that of a
+typical press, both in median presses. m is the user's median smoothed time over eligible units, r the shrunk
+error rate, c = 5 (`error_cost_presses`) the presses an error costs (the wrong press, the pause to notice it,
+Backspace, the retype), and t' / m = (t / m)^(n / (n + 10)) the smoothed time ratio shrunk toward 1: n is the
+smoothing's effective number of presses (1 / Σ w_i² / m_i over the per-test weights w_i and press counts
+m_i) and 10 (`time_prior_presses`) pseudo-presses at the median time. The score is increasing in both the
+smoothed time and the shrunk error rate, 0 for a unit at the median time and the user's error rate, and > 0
+means worse than typical. Weighting errors by their cost in time (rather than adding ln(r / p0)) keeps one
+stray error in a few presses of a careful typist from outranking a key that is truly slow; shrinking time
+keeps one early pause in a rare unit from doing the same. A unit without timed presses counts as typical in
+time. Units with fewer than `min_presses` presses are ranked but never weak or strong.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from statistics import NormalDist
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# An error costs about five presses' time: the wrong press, the pause before noticing it, a Backspace and the
+# retype (keyscope's simulator: 1 + 2.2 + 0.65..1 + 1.25 intervals).
+ERROR_COST_PRESSES = 5.0
+# Shrinking a log time ratio toward 0 (normal prior and noise) weighs n presses against σ²/τ² pseudo-presses:
+# one press's log time-to-type spreads by σ ≈ 0.5–0.6 (typing-facts.md), typical units of one typist by
+# τ ≈ 0.15–0.2 (hand alternation ±10 %, word starts +15 %), so σ²/τ² ≈ 10.
+TIME_PRIOR_PRESSES = 10.0
+INTERVAL_LEVEL = 0.90  # the error_interval is the central 90 % of the Beta posterior
+_CF_MAX_ITERATIONS = 10_000  # the continued fraction needs O(sqrt(max(a, b))) terms: enough for 10⁷ presses
+_CF_EPS = 1e-15
+_TINY = 1e-300
+_QUANTILE_EDGE = 1e-12
+
+
+# --- Beta distribution without scipy ---------------------------------------------------------------------
+
+
+def _beta_continued_fraction(x: float, a: float, b: float) -> float:
+    """Return the continued fraction of the incomplete beta function (modified Lentz; Numerical Recipes §6.4)."""
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > _TINY else _TINY)
+    h = d
+    for m in range(1, _CF_MAX_ITERATIONS + 1):
+        m2 = 2 * m
+        even = m * (b - m) * x / ((qam + m2) * (a + m2))
+        odd = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        for numerator in (even, odd):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > _TINY else _TINY)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > _TINY else _TINY
+            delta = d * c
+            h *= delta
+        if abs(delta - 1.0) < _CF_EPS:
+            break
+    return h
+
+
+def _log_beta(a: float, b: float) -> float:
+    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+
+
+def regularized_beta(x: float, a: float, b: float) -> float:
+    """Return I_x(a, b), the Beta(a, b) CDF at x, by the continued fraction (Numerical Recipes betai)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = a * math.log(x) + b * math.log1p(-x) - _log_beta(a, b)
+    # The fraction converges fast only below the mean-ish point; above it use I_x(a, b) = 1 − I_{1−x}(b, a).
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(log_front) * _beta_continued_fraction(x, a, b) / a
+    return 1.0 - math.exp(log_front) * _beta_continued_fraction(1.0 - x, b, a) / b
+
+
+def beta_quantile(q: float, a: float, b: float) -> float:
+    """Return x with I_x(a, b) = q: Newton steps on the CDF, falling back to bisection outside the bracket."""
+    if q <= 0.0 or regularized_beta(_QUANTILE_EDGE, a, b) >= q:
+        return 0.0  # the quantile is closer to 0 than any rate worth telling apart (a ≪ 1 piles mass at 0)
+    if q >= 1.0 or regularized_beta(1.0 - _QUANTILE_EDGE, a, b) <= q:
+        return 1.0
+    lo, hi = 0.0, 1.0
+    mean = a / (a + b)
+    sd = math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1.0)))
+    # Start from the normal approximation, kept inside (0, 1).
+    x = min(max(mean + sd * NormalDist().inv_cdf(q), 1e-12), 1.0 - 1e-12)
+    log_b = _log_beta(a, b)
+    for _ in range(200):
+        error = regularized_beta(x, a, b) - q
+        if error < 0.0:
+            lo = x
+        else:
+            hi = x
+        density = math.exp((a - 1.0) * math.log(x) + (b - 1.0) * math.log1p(-x) - log_b)
+        step_to = x - error / density if density > 0.0 and math.isfinite(density) else -1.0
+        if not lo < step_to < hi:
+            step_to = 0.5 * (lo + hi)
+        if abs(step_to - x) <= 1e-13 * max(x, 1e-10) or hi - lo <= 1e-15:
+            return step_to
+        x = step_to
+    return x
+
+
+# --- Ranking ---------------------------------------------------------------------------------------------
+
+
+def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list[str]]:
+    """Return (per-row index into the distinct values, the distinct values) of a string column."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    encoded = pc.dictionary_encode(pc.fill_null(column, ""))
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), encoded.dictionary.to_pylist()
+
+
+def _int_column(table: pa.Table, name: str) -> np.ndarray:
+    return pc.fill_null(pc.cast(table.column(name), pa.int64()), 0).to_numpy().astype(np.int64)
+
+
+def _chronological_test_positions(history: pa.Table) -> tuple[np.ndarray, int]:
+    """Return each row's test position in chronological order (ties by test_id) and the number of tests."""
+    test_codes, test_ids = _codes(history.column("test_id"))
+    started = pc.fill_null(pc.cast(history.column("started_at"), pa.int64()), 0).to_numpy().astype(np.int64)
+    n_tests = len(test_ids)
+    started_per_test = np.zeros(n_tests, dtype=np.int64)
+    started_per_test[test_codes] = started
+    id_rank = np.empty(n_tests, dtype=np.int64)
+    id_rank[sorted(range(n_tests), key=test_ids.__getitem__)] = np.arange(n_tests)
+    order = np.lexsort((id_rank, started_per_test))
+    position = np.empty(n_tests, dtype=np.int64)
+    position[order] = np.arange(n_tests)
+    return position[test_codes], n_tests
+
+
+def _smoothed_last(
+    unit: np.ndarray, values: np.ndarray, presses: np.ndarray, n_units: int, alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return per unit (the last value of the exponential smoothing of `values`, its effective press count).
+
+    Rows are sorted by unit, then time. s_0 = x_0, s_i = α·x_i + (1 − α)·s_(i−1), so s_last = Σ w_i·x_i with
+    w_i = α(1 − α)^(n−1−i) and w_0 = (1 − α)^(n−1): one weighted bincount instead of a loop per unit. A
+    per-test mean over m presses has variance σ²/m, so s_last has the variance of 1 / Σ(w_i² / m_i) presses:
+    the smoothing's effective press count, which long histories cap near 19 tests' worth. NaN / 0 where a
+    unit has no values.
+    """
+    counts = np.bincount(unit, minlength=n_units)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    position = np.arange(unit.shape[0]) - starts[unit]
+    steps_to_last = counts[unit] - 1 - position
+    weights = np.where(position == 0, (1.0 - alpha) ** steps_to_last, alpha * (1.0 - alpha) ** steps_to_last)
+    smoothed = np.bincount(unit, weights=weights * values, minlength=n_units)
+    spread = np.bincount(unit, weights=weights**2 / presses, minlength=n_units)
+    with np.errstate(divide="ignore"):
+        effective = np.where(spread > 0, 1.0 / np.where(spread > 0, spread, 1.0), 0.0)
+    return np.where(counts > 0, smoothed, np.nan), effective
+
+
+def _percent(rate: float) -> str:
+    """'9 %' for rates from 10 % up, '1.2 %' below, so small error rates keep a digit."""
+    value = 100.0 * rate
+    return f"{value:.0f} %" if value >= 10 or value == 0 else f"{value:.1f} %"
+
+
+def _label(unit: str) -> str:
+    """Return how a unit reads in a sentence: quoted, the space key named, a space inside a pair shown as ␣."""
+    return "space" if unit == " " else "'" + unit.replace(" ", "␣") + "'"
+
+
+def _reason(entry: dict[str, Any], kind: str, median_ms: float | None, user_rate: float, min_presses: int) -> str:
+    """Return a plain-language sentence naming the evidence behind a unit's score."""
+    name = _label(entry["key"])
+    presses = entry["presses"]
+    if presses < min_presses:
+        return f"{name} has only {presses} press{'es' if presses != 1 else ''} so far: too few to judge"
+    parts = []
+    if entry["smoothed_time_ms"] is not None and median_ms is not None:
+        smoothed_ms = entry["smoothed_time_ms"]
+        parts.append(f"{name} takes {smoothed_ms:.0f} ms on average (your median {kind} {median_ms:.0f} ms)")
+    else:
+        parts.append(f"{name} has no timed presses yet")
+    parts.append(f"{_percent(entry['error_rate'])} of its {presses} presses are wrong (you: {_percent(user_rate)})")
+    return " and ".join(parts)
+
+
+def _float_or_none(value: float) -> float | None:
+    return None if not math.isfinite(value) else float(value)
+
+
+def rank_units(
+    history: pa.Table,
+    *,
+    kind: Literal["key", "pair"],
+    target_cpm: float = 175.0,
+    alpha: float = 0.1,
+    prior_strength: float = 30.0,
+    min_presses: int = 5,
+    top: int = 5,
+    error_cost_presses: float = ERROR_COST_PRESSES,
+    time_prior_presses: float = TIME_PRIOR_PRESSES,
+) -> dict[str, Any]:
+    """Return {"weak", "strong", "all", "baseline"}: the user's keys or letter pairs ranked by weakness score.
+
+    `all` holds every unit, weakest first (ties by unit), each a dict with unit, presses, errors, error_rate,
+    shrunk_error_rate, error_interval [lo, hi] (90 % Beta posterior), tests, timed_presses, mean_time_ms,
+    smoothed_time_ms, time_ratio (smoothed / the user's median), confidence, score, eligible and reason.
+    `weak` is the `top` eligible units with score > 0, weakest first; `strong` the `top` eligible units with
+    score < 0, strongest first. `baseline` holds the user's error_rate, median_time_ms and target_time_ms.
+    Rows of one (test, unit) that appear twice are summed.
+    """
+    unit_of_row, units = _codes(history.column("key"))
+    n_units = len(units)
+    target_time_ms = 60_000.0 / target_cpm
+    if n_units == 0:
+        return {
+            "weak": [],
+            "strong": [],
+            "all": [],
+            "baseline": {"error_rate": None, "median_time_ms": None, "target_time_ms": target_time_ms},
+        }
+    presses_row = _int_column(history, "presses")
+    errors_row = _int_column(history, "errors")
+    timed_row = _int_column(history, "timed_presses")
+    time_sum_row = _int_column(history, "time_to_type_sum_ms")
+    test_position, n_tests = _chronological_test_positions(history)
+
+    # One group per (unit, test), sorted by unit then chronologically: the smoothing needs that order.
+    group_keys, group_of_row = np.unique(unit_of_row * n_tests + test_position, return_inverse=True)
+    n_groups = group_keys.shape[0]
+    group_unit = group_keys // n_tests
+    group_timed = np.bincount(group_of_row, weights=timed_row, minlength=n_groups)
+    group_time = np.bincount(group_of_row, weights=time_sum_row, minlength=n_groups)
+    has_time = group_timed > 0
+    per_test_mean = group_time[has_time] / group_timed[has_time]
+    smoothed, effective_timed = _smoothed_last(
+        group_unit[has_time], per_test_mean, group_timed[has_time], n_units, alpha
+    )
+
+    presses = np.bincount(unit_of_row, weights=presses_row, minlength=n_units).astype(np.int64)
+    errors = np.bincount(unit_of_row, weights=errors_row, minlength=n_units).astype(np.int64)
+    timed = np.bincount(unit_of_row, weights=timed_row, minlength=n_units).astype(np.int64)
+    time_sum = np.bincount(unit_of_row, weights=time_sum_row, minlength=n_units)
+    tests = np.bincount(group_unit, minlength=n_units)
+
+    total_presses, total_errors = int(presses.sum()), int(errors.sum())
+    # A user with no errors (or only errors) would give a degenerate prior; keep p0 half a press inside (0, 1).
+    edge = 0.5 / (total_presses + 1)
+    user_rate = min(max(total_errors / total_presses if total_presses else 0.0, edge), 1.0 - edge)
+    prior_errors, prior_correct = prior_strength * user_rate, prior_strength * (1.0 - user_rate)
+    shrunk = (errors + prior_errors) / (presses + prior_strength)
+
+    eligible = presses >= min_presses
+    timed_eligible = eligible & np.isfinite(smoothed)
+    median_time = float(np.median(smoothed[timed_eligible])) if timed_eligible.any() else None
+    # Cost per press in median presses: time ratio plus the presses an error costs; no time reads as typical.
+    time_ratio = np.ones(n_units)
+    if median_time is not None and median_time > 0:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            time_ratio = np.where(np.isfinite(smoothed) & (smoothed > 0), smoothed / median_time, 1.0)
+    # Shrink the time ratio toward 1 as the error rate is shrunk toward p0, weighing the smoothing's effective
+    # presses against time_prior_presses: one early pause in a rare unit's few tests must not make it look slow.
+    time_ratio = time_ratio ** (effective_timed / (effective_timed + time_prior_presses))
+    score = np.log((time_ratio + error_cost_presses * shrunk) / (1.0 + error_cost_presses * user_rate))
+
+    entries = []
+    for i, unit in enumerate(units):
+        n, e = int(presses[i]), int(errors[i])
+        a, b = e + prior_errors, n - e + prior_correct
+        tail = (1.0 - INTERVAL_LEVEL) / 2
+        smoothed_i = _float_or_none(smoothed[i])
+        entry: dict[str, Any] = {
+            "key": unit,
+            "presses": n,
+            "errors": e,
+            "error_rate": e / n if n else 0.0,
+            "shrunk_error_rate": float(shrunk[i]),
+            "error_interval": [beta_quantile(tail, a, b), beta_quantile(1.0 - tail, a, b)],
+            "tests": int(tests[i]),
+            "timed_presses": int(timed[i]),
+            "mean_time_ms": float(time_sum[i] / timed[i]) if timed[i] else None,
+            "smoothed_time_ms": smoothed_i,
+            "time_ratio": smoothed_i / median_time if smoothed_i is not None and median_time else None,
+            "confidence": target_time_ms / smoothed_i if smoothed_i else None,
+            "score": float(score[i]),
+            "eligible": bool(eligible[i]),
+        }
+        entry["reason"] = _reason(entry, kind, median_time, user_rate, min_presses)
+        entries.append(entry)
+
+    ranked = sorted(entries, key=lambda entry: (-entry["score"], entry["key"]))
+    weak = [entry for entry in ranked if entry["eligible"] and entry["score"] > 0][:top]
+    strong = [entry for entry in reversed(ranked) if entry["eligible"] and entry["score"] < 0]
+    strong = sorted(strong, key=lambda entry: (entry["score"], entry["key"]))[:top]
+    return {
+        "weak": weak,
+        "strong": strong,
+        "all": ranked,
+        "baseline": {"error_rate": user_rate, "median_time_ms": median_time, "target_time_ms": target_time_ms},
+    }
+
+
+# --- Confusions ------------------------------------------------------------------------------------------
+
+
+def errors_by_key(history: pa.Table) -> dict[str, int]:
+    """Return key → total errors over the rows of a KEY_STAT_SCHEMA table (the denominator for confusion shares)."""
+    unit_of_row, units = _codes(history.column("key"))
+    errors = np.bincount(unit_of_row, weights=_int_column(history, "errors"), minlength=len(units))
+    return {unit: int(count) for unit, count in zip(units, errors.tolist())}
+
+
+def top_confusions(
+    confusions: pa.Table, top: int = 10, key_errors: Mapping[str, int] | None = None
+) -> list[dict[str, Any]]:
+    """Return the `top` (presented key, typed key) confusions summed over tests, most frequent first.
+
+    Each is {key, typed, count, share_of_key_errors}: the share is count / key_errors[key] (the key's errors
+    of every kind, e.g. from `errors_by_key`), None when no total is given or the key has none. Ties go by
+    key, then typed, so the order is deterministic. `confusions` needs key, typed and count columns
+    (CONFUSION_SCHEMA rows, or rows already summed per pair).
+    """
+    if confusions.num_rows == 0 or top <= 0:
+        return []
+    key_of_row, keys = _codes(confusions.column("key"))
+    typed_of_row, typed_names = _codes(confusions.column("typed"))
+    pair_of_row = key_of_row * len(typed_names) + typed_of_row
+    pairs, inverse = np.unique(pair_of_row, return_inverse=True)
+    counts = np.bincount(inverse, weights=_int_column(confusions, "count"), minlength=pairs.shape[0])
+    names = [(keys[p // len(typed_names)], typed_names[p % len(typed_names)]) for p in pairs.tolist()]
+    order = sorted(range(len(names)), key=lambda i: (-counts[i], names[i]))
+    out = []
+    for i in order:
+        count = int(counts[i])
+        if count <= 0:
+            continue
+        key, typed = names[i]
+        total = key_errors.get(key) if key_errors is not None else None
+        out.append(
+            {"key": key, "typed": typed, "count": count, "share_of_key_errors": count / total if total else None}
+        )
+        if len(out) == top:
+            break
+    return out
