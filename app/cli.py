@@ -151,23 +151,15 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     print("ingest job: " + report.line())
 
     user_id = tests[0]["user_id"]
-    insights = httpx.get(f"{api}/v1/users/{user_id}/insights", timeout=30)
+    insights = httpx.get(f"{api}/v1/users/{user_id}/insights", timeout=60)
     insights.raise_for_status()
-    body = insights.json()
-    print(
-        f"\ninsights of user {user_id}: {body['test_count']} tests, mean WPM {body['mean_wpm']:.1f}, "
-        f"mean accuracy {body['mean_accuracy']:.1%}"
-    )
-    print("  slowest keys:")
-    for key in body["slowest_keys"]:
-        print(
-            f"    {key['key']!r:>6}  {key['mean_time_to_type_ms']:6.0f} ms to type, "
-            f"error rate {key['error_rate']:.1%} over {key['presses']} presses"
-        )
+    print_insights(insights.json())
     print("\ntimings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     print("\ntry:")
     print(f"  curl {api}/v1/users/{user_id}/insights")
     print(f"  curl '{api}/v1/users/{user_id}/tests?limit=5'")
+    print(f"  curl {api}/v1/users/{user_id}/keys            (per-key and per-pair table for a heatmap)")
+    print(f"  curl {api}/v1/users/{user_id}/progress        (daily series, bests, streaks, trend, forecast)")
     print(f"  {api}/docs                       (the OpenAPI schema)")
     print(f"  http://127.0.0.1:{settings.ray_dashboard_port}      (Ray dashboard)")
     print("  keyscope status | keyscope down")
@@ -183,6 +175,42 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         print_table(result.rows())
         return 0
     raise ValueError(f"unknown benchmark {args.workload!r}")
+
+
+def _fmt(value: float | None, pattern: str = "{:.1f}") -> str:
+    return "n/a" if value is None else pattern.format(value)
+
+
+def print_insights(body: dict[str, Any]) -> None:
+    """A short human summary of one user's insights."""
+    health = body["health"]
+    print(
+        f"\ninsights of user {body['user_id']}: {body['test_count']} tests, mean WPM {_fmt(body['mean_wpm'])}, "
+        f"mean accuracy {_fmt(body['mean_accuracy'], '{:.1%}')}, health {_fmt(health['score'], '{:.0f}')}/100 "
+        f"(" + ", ".join(f"{k} {_fmt(v, '{:.0f}')}" for k, v in health["components"].items()) + ")"
+    )
+    print("  weak keys:")
+    for unit in body["weak_keys"][:3]:
+        print(f"    {unit['reason']}")
+    print("  weak letter pairs:")
+    for unit in body["weak_pairs"][:3]:
+        print(f"    {unit['reason']}")
+    confusions = body["error_patterns"]["top_confusions"][:3]
+    if confusions:
+        print("  typed instead: " + ", ".join(f"{c['key']!r}→{c['typed']!r} ×{c['count']}" for c in confusions))
+    forecast = body["progress"]["forecast"]
+    sessions = forecast.get("sessions_to_target")
+    print(
+        f"  trend {_fmt(body['progress']['trend'].get('wpm_per_test'), '{:+.2f}')} WPM per test; "
+        + (
+            f"about {sessions} more tests to {forecast['target_wpm']:.0f} WPM"
+            if sessions is not None
+            else f"no forecast ({forecast.get('reason')})"
+        )
+    )
+    print("  recommendations:")
+    for item in body["recommendations"][:3]:
+        print(f"    {item['priority']}. {item['title']}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,9 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = sub.add_parser("ingest", help="run the ingest job (Kafka → metrics → ClickHouse) on the running stack")
     ingest.add_argument("--follow", action="store_true", help="keep ingesting micro-batches until interrupted")
-    ingest.add_argument("--max-messages", type=int, metavar="N",
-                        help="at most N messages per partition in one pass (0 = no limit; default from "
-                        "KEYSCOPE_INGEST_MAX_MESSAGES)")
+    ingest.add_argument(
+        "--max-messages",
+        type=int,
+        metavar="N",
+        help="at most N messages per partition in one pass (0 = no limit; default from KEYSCOPE_INGEST_MAX_MESSAGES)",
+    )
     ingest.set_defaults(func=cmd_ingest)
 
     simulate = sub.add_parser("simulate", help="generate typing tests from synthetic typists")

@@ -48,7 +48,8 @@ def test_demo_runs_the_whole_loop(stack, stack_settings):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "submitted 12 simulated tests" in result.stdout
     assert "12 accepted" in result.stdout
-    assert "insights of user 1:" in result.stdout and "slowest keys" in result.stdout
+    assert "insights of user 1:" in result.stdout and "weak keys:" in result.stdout
+    assert "recommendations:" in result.stdout
 
 
 def test_simulate_to_kafka_then_ingest(stack, stack_settings):
