@@ -166,6 +166,28 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
+    from app.dlq import list_dead_letters, replay_dead_letters
+
+    if args.action == "list":
+        letters = list_dead_letters(settings, args.limit)
+        print(f"{len(letters)} dead letters on {settings.dlq_topic} (oldest first, at most {args.limit}):")
+        for item in letters:
+            letter = item.letter
+            print(
+                f"  dlq {item.dlq_partition}:{item.dlq_offset}  from {settings.keystroke_topic} "
+                f"{letter.partition}:{letter.offset}  {len(letter.value)} bytes  {letter.reason}"
+            )
+        return 0
+    report = replay_dead_letters(settings, args.limit)
+    print(
+        f"replayed {report.replayed} dead letters to {settings.keystroke_topic}"
+        + ("; more remain (run again)" if report.remaining else "")
+        + "; the next ingest pass stores the ones that now decode and dead-letters the rest again"
+    )
+    return 0
+
+
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     if args.workload == "analytics":
         from bench.analytics import print_table, run
@@ -254,6 +276,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--api", help="API base URL for --to http (default: the local Serve app)")
     simulate.set_defaults(func=cmd_simulate)
+
+    dlq = sub.add_parser("dlq", help="list the dead-letter topic, or replay it after a fix")
+    dlq.add_argument(
+        "action",
+        choices=("list", "replay"),
+        help="list: show dead letters and their reasons; "
+        "replay: re-submit those not replayed before to the keystroke topic",
+    )
+    dlq.add_argument("--limit", type=int, default=100, help="at most this many letters (default 100)")
+    dlq.set_defaults(func=cmd_dlq)
 
     bench = sub.add_parser("bench", help="run a benchmark and print its table")
     bench.add_argument("workload", choices=("analytics",), help="analytics: keystrokes analysed per second per core")

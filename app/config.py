@@ -58,9 +58,14 @@ class Settings:
     max_keystrokes: int = 20_000
     max_body_bytes: int = 2 * 1024 * 1024
     max_text_chars: int = 10_000
+    max_message_bytes: int = 4 * 1024 * 1024  # larger Kafka messages are dead-lettered, never decoded
+    write_retry_s: float = 300.0  # how long the ingest job retries an unavailable ClickHouse before failing
     insights_ttl_s: int = 3600
     ingest_interval_s: float = 2.0
     ingest_max_messages: int = 0  # per partition and pass; 0 = everything up to the end offsets
+    # Fault injection for the crash tests: the ingest job SIGKILLs itself at this point ("after_read": data
+    # read, nothing written; "after_write": data written, offsets not stored). Empty in normal operation.
+    fault_injection: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -86,6 +91,9 @@ class Settings:
             max_body_bytes=_int(env, "KEYSCOPE_MAX_BODY_BYTES", base.max_body_bytes),
             insights_ttl_s=_int(env, "KEYSCOPE_INSIGHTS_TTL_S", base.insights_ttl_s),
             ingest_max_messages=_int(env, "KEYSCOPE_INGEST_MAX_MESSAGES", base.ingest_max_messages),
+            max_message_bytes=_int(env, "KEYSCOPE_MAX_MESSAGE_BYTES", base.max_message_bytes),
+            write_retry_s=float(_int(env, "KEYSCOPE_WRITE_RETRY_S", int(base.write_retry_s))),
+            fault_injection=env.get("KEYSCOPE_FAULT_INJECTION", ""),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -111,6 +119,8 @@ class Settings:
             "KEYSCOPE_MAX_BODY_BYTES": str(self.max_body_bytes),
             "KEYSCOPE_INSIGHTS_TTL_S": str(self.insights_ttl_s),
             "KEYSCOPE_INGEST_MAX_MESSAGES": str(self.ingest_max_messages),
+            "KEYSCOPE_MAX_MESSAGE_BYTES": str(self.max_message_bytes),
+            "KEYSCOPE_WRITE_RETRY_S": str(int(self.write_retry_s)),
         }
 
     def describe(self) -> dict[str, str]:

@@ -15,6 +15,11 @@ from app.config import Settings
 log = logging.getLogger(__name__)
 
 
+# How long an API request waits for Kafka's acknowledgement before answering 503: long enough for a leader
+# election, short enough that a client retries instead of timing out.
+PRODUCE_TIMEOUT_S = 8.0
+
+
 class BrokerUnavailable(RuntimeError):
     """Kafka did not acknowledge a message; the caller should retry later."""
 
@@ -63,8 +68,8 @@ class TestProducer:
                     acks="all",
                     enable_idempotence=True,
                     linger_ms=2,
-                    request_timeout_ms=10_000,
-                    max_request_size=4 * 1024 * 1024,
+                    request_timeout_ms=int(PRODUCE_TIMEOUT_S * 1000),
+                    max_request_size=self._settings.max_message_bytes,
                 )
                 try:
                     await producer.start()
@@ -74,13 +79,17 @@ class TestProducer:
                 self._producer = producer
             return self._producer
 
-    async def send(self, user_id: int, payload: bytes, topic: str | None = None) -> tuple[int, int]:
-        """(partition, offset) of the acknowledged message."""
+    async def send(self, user_id: int, payload: bytes) -> tuple[int, int]:
+        """(partition, offset) of the acknowledged message, keyed by the user."""
+        return await self.send_raw(user_key(user_id), payload)
+
+    async def send_raw(self, key: bytes | None, payload: bytes) -> tuple[int, int]:
+        """(partition, offset) of the acknowledged message with this key on the keystroke topic."""
         producer = await self._started()
         try:
             meta = await asyncio.wait_for(
-                producer.send_and_wait(topic or self._settings.keystroke_topic, payload, key=user_key(user_id)),
-                timeout=15,
+                producer.send_and_wait(self._settings.keystroke_topic, payload, key=key),
+                timeout=PRODUCE_TIMEOUT_S,
             )
         except (TimeoutError, KafkaError) as exc:
             raise BrokerUnavailable(f"Kafka did not acknowledge the test: {exc!r}") from exc
@@ -148,35 +157,52 @@ async def produce_dead_letters(settings: Settings, letters: list[DeadLetter]) ->
         await producer.stop()
 
 
-async def read_dead_letters(settings: Settings, limit: int = 100) -> list[DeadLetter]:
-    """Up to `limit` dead letters from the start of the dead-letter topic."""
+@dataclass(frozen=True)
+class StoredDeadLetter:
+    """A dead letter and its own place on the dead-letter topic."""
+
+    dlq_partition: int
+    dlq_offset: int
+    letter: DeadLetter
+
+
+async def read_dead_letters(
+    settings: Settings, limit: int = 100, start: dict[int, int] | None = None
+) -> list[StoredDeadLetter]:
+    """Up to `limit` dead letters, oldest first, from `start` (per partition; default the beginning)."""
     ends = await end_offsets(settings, settings.dlq_topic)
+    begin = {p: (start or {}).get(p, 0) for p in ends}
+    remaining = {p: end for p, end in ends.items() if end > begin[p]}
+    if not remaining or limit <= 0:
+        return []
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     await consumer.start()
-    letters: list[DeadLetter] = []
+    letters: list[StoredDeadLetter] = []
     try:
-        parts = [TopicPartition(settings.dlq_topic, p) for p in ends]
+        parts = [TopicPartition(settings.dlq_topic, p) for p in remaining]
         consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        remaining = {p: end for p, end in ends.items() if end > 0}
+        for tp in parts:
+            consumer.seek(tp, begin[tp.partition])
         while remaining and len(letters) < limit:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=limit)
+            batch = await consumer.getmany(timeout_ms=2000, max_records=limit)
             if not batch:
                 break
             for tp, messages in batch.items():
                 for message in messages:
+                    if message.offset >= remaining.get(tp.partition, 0):
+                        continue
                     headers = {k: v.decode(errors="replace") for k, v in message.headers}
-                    letters.append(
-                        DeadLetter(
-                            int(headers.get("source_partition", -1)),
-                            int(headers.get("source_offset", -1)),
-                            message.key,
-                            message.value or b"",
-                            headers.get("reason", ""),
-                        )
+                    letter = DeadLetter(
+                        int(headers.get("source_partition", -1)),
+                        int(headers.get("source_offset", -1)),
+                        message.key,
+                        message.value or b"",
+                        headers.get("reason", ""),
                     )
+                    letters.append(StoredDeadLetter(tp.partition, message.offset, letter))
                     if message.offset + 1 >= remaining.get(tp.partition, 0):
                         remaining.pop(tp.partition, None)
+        letters.sort(key=lambda d: (d.dlq_partition, d.dlq_offset))
         return letters[:limit]
     finally:
         await consumer.stop()

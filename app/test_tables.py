@@ -47,7 +47,8 @@ class TestTables:
         }
 
     def only(self, keep_results: np.ndarray) -> TestTables:
-        """The tables restricted to the tests whose result rows are marked in `keep_results`."""
+        """The tables restricted to the tests whose result rows are marked in `keep_results` (rows are matched by
+        test, so the tables must hold one copy of each test)."""
         if bool(np.all(keep_results)):
             return self
         results = self.results.filter(pa.array(keep_results))

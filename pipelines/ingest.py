@@ -14,14 +14,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
 import ray
+from clickhouse_connect.driver.exceptions import OperationalError
 
 from app.cache import invalidate_users
 from app.clickhouse.client import clickhouse_client
@@ -34,11 +38,12 @@ from app.schemas import TypingTest
 from app.test_tables import TestTables, build_tables, test_keys
 
 log = logging.getLogger("keyscope.ingest")
+T = TypeVar("T")
 
 # What a worker returns for one input batch: one row holding each output table as an Arrow IPC stream
 # (one row, so Ray can split or merge blocks without separating a batch's tables).
 _PARTS = ("keystrokes", "key_stats", "pair_stats", "confusions", "results", "dead")
-_PART_SCHEMA = pa.schema([(name, pa.large_binary()) for name in _PARTS])
+_PART_SCHEMA = pa.schema([*((name, pa.large_binary()) for name in _PARTS), ("duplicates", pa.int64())])
 _DEAD_SCHEMA = pa.schema(
     [
         ("partition", pa.int32()),
@@ -97,7 +102,23 @@ def _from_ipc(data: bytes) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
-def analyse_messages(messages: pa.Table, max_keystrokes: int = 20_000) -> pa.Table:
+def _analysable(tests: list[TypingTest], origin: list[int]) -> tuple[list[TypingTest], list[int], dict[int, str]]:
+    """The tests that analyse without error; a test that makes the analytics fail is singled out (by bisection,
+    so a healthy batch costs one call) and returned with the reason, to be dead-lettered instead of failing
+    the batch and blocking its partition."""
+    try:
+        build_tables(tests, np.zeros(len(tests), np.int64), np.zeros(len(tests), np.int64))
+        return tests, origin, {}
+    except Exception as exc:  # a poison test: find it rather than fail every test beside it
+        if len(tests) == 1:
+            return [], [], {origin[0]: f"analysis failed: {type(exc).__name__}: {exc}"}
+    middle = len(tests) // 2
+    left = _analysable(tests[:middle], origin[:middle])
+    right = _analysable(tests[middle:], origin[middle:])
+    return left[0] + right[0], left[1] + right[1], {**left[2], **right[2]}
+
+
+def analyse_messages(messages: pa.Table, max_keystrokes: int = 20_000, max_message_bytes: int = 4 << 20) -> pa.Table:
     """Decode and analyse a batch of Kafka records; returns the storage tables and dead letters as IPC parts."""
     values = messages.column("value").to_pylist()
     keys = messages.column("key").to_pylist()
@@ -105,25 +126,51 @@ def analyse_messages(messages: pa.Table, max_keystrokes: int = 20_000) -> pa.Tab
     offsets = messages.column("offset").to_numpy()
     tests: list[TypingTest] = []
     origin: list[int] = []
-    dead: dict[str, list] = {name: [] for name in _DEAD_SCHEMA.names}
+    reasons: dict[int, str] = {}
+    met: set[tuple[int, str]] = set()
+    duplicates = 0
     for i, value in enumerate(values):
         try:
-            if value is None:
+            if not value:
                 raise DecodeError("empty message")
-            tests.append(decode_test(value, max_keystrokes))
-            origin.append(i)
+            if len(value) > max_message_bytes:
+                raise DecodeError(f"message of {len(value)} bytes exceeds the limit of {max_message_bytes}")
+            test = decode_test(value, max_keystrokes)
         except DecodeError as exc:
-            for name, item in zip(
-                _DEAD_SCHEMA.names, (int(partitions[i]), int(offsets[i]), keys[i], value or b"", str(exc))
-            ):
-                dead[name].append(item)
-    where = np.array(origin, dtype=np.int64)
-    tables = build_tables(tests, partitions[where], offsets[where])
-    parts = (*(getattr(tables, name) for name in _PARTS[:-1]), pa.table(dead, schema=_DEAD_SCHEMA))
-    return pa.table({name: [_to_ipc(t)] for name, t in zip(_PARTS, parts)}, schema=_PART_SCHEMA)
+            reasons[i] = str(exc)
+            continue
+        # A re-sent test (a client retry, a producer retry) keeps its first copy: the tables of one batch
+        # must never hold two copies of a test, or the materialized views would count it twice.
+        if (test.user_id, test.test_id) in met:
+            duplicates += 1
+            continue
+        met.add((test.user_id, test.test_id))
+        tests.append(test)
+        origin.append(i)
+    try:
+        tables = build_tables(tests, partitions[np.array(origin, dtype=np.int64)], offsets[origin])
+    except Exception:
+        tests, origin, failed = _analysable(tests, origin)
+        reasons.update(failed)
+        tables = build_tables(tests, partitions[np.array(origin, dtype=np.int64)], offsets[origin])
+    dead_rows = sorted(reasons)
+    dead = pa.table(
+        {
+            "partition": pa.array([int(partitions[i]) for i in dead_rows], pa.int32()),
+            "offset": pa.array([int(offsets[i]) for i in dead_rows], pa.int64()),
+            "key": pa.array([keys[i] for i in dead_rows], pa.binary()),
+            "value": pa.array([values[i] or b"" for i in dead_rows], pa.binary()),
+            "reason": pa.array([reasons[i] for i in dead_rows], pa.string()),
+        },
+        schema=_DEAD_SCHEMA,
+    )
+    parts = (*(getattr(tables, name) for name in _PARTS[:-1]), dead)
+    return pa.table(
+        {**{name: [_to_ipc(t)] for name, t in zip(_PARTS, parts)}, "duplicates": [duplicates]}, schema=_PART_SCHEMA
+    )
 
 
-def _unpack(batch: pa.Table) -> tuple[list[TestTables], list[DeadLetter]]:
+def _unpack(batch: pa.Table) -> tuple[list[TestTables], list[DeadLetter], int]:
     tables: list[TestTables] = []
     dead: list[DeadLetter] = []
     for row in batch.to_pylist():
@@ -133,16 +180,41 @@ def _unpack(batch: pa.Table) -> tuple[list[TestTables], list[DeadLetter]]:
             dead.append(
                 DeadLetter(letter["partition"], letter["offset"], letter["key"], letter["value"], letter["reason"])
             )
-    return tables, dead
+    return tables, dead, sum(batch.column("duplicates").to_pylist())
 
 
 def _first_copies(tables: TestTables, seen: set[str]) -> TestTables:
-    """The tests in `tables` not already met in this pass (a re-sent test's first copy wins)."""
+    """The tests in `tables` not already met in an earlier batch of this pass (a re-sent test's first copy
+    wins; copies within one batch were dropped by the worker)."""
     keep = np.zeros(tables.results.num_rows, dtype=bool)
     for i, key in enumerate(test_keys(tables.results).to_pylist()):
         keep[i] = key not in seen
         seen.add(key)
     return tables.only(keep)
+
+
+def _failpoint(settings: Settings, point: str) -> None:
+    """Die here, as a crash would, when the fault tests ask for this point (KEYSCOPE_FAULT_INJECTION)."""
+    if settings.fault_injection == point:
+        log.warning("fault injection: SIGKILL at %s", point)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def with_retry(action: Callable[[], T], what: str, settings: Settings) -> T:
+    """The action's result, retrying with exponential back-off (0.5 s doubling to 10 s) while ClickHouse is
+    unreachable, for up to `settings.write_retry_s`; nothing after it (the offset store above all) runs
+    until it succeeds."""
+    deadline = time.monotonic() + settings.write_retry_s
+    delay = 0.5
+    while True:
+        try:
+            return action()
+        except OperationalError as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s failed (%s); retrying in %.1f s", what, exc.__class__.__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def ingest_once(
@@ -154,10 +226,12 @@ def ingest_once(
     """One bounded pass over everything between the stored offsets and the topic's end offsets now."""
     started = time.perf_counter()
     report = IngestReport(passes=1)
-    client = clickhouse_client(settings.clickhouse_url)
+    client = with_retry(lambda: clickhouse_client(settings.clickhouse_url), "connecting to ClickHouse", settings)
     try:
-        apply_migrations(client)
-        start = load_offsets(client, settings.consumer_group, settings.keystroke_topic)
+        with_retry(lambda: apply_migrations(client), "applying migrations", settings)
+        start = with_retry(
+            lambda: load_offsets(client, settings.consumer_group, settings.keystroke_topic), "loading offsets", settings
+        )
         ends = asyncio.run(end_offsets(settings, settings.keystroke_topic))
         begin = {p: start.get(p, 0) for p in ends}
         stop = {
@@ -183,16 +257,20 @@ def ingest_once(
             analyse_messages,
             batch_format="pyarrow",
             batch_size=2048,
-            fn_kwargs={"max_keystrokes": settings.max_keystrokes},
+            fn_kwargs={"max_keystrokes": settings.max_keystrokes, "max_message_bytes": settings.max_message_bytes},
         )
         seen: set[str] = set()
         dead_letters: list[DeadLetter] = []
         for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-            parts, dead = _unpack(batch)
+            parts, dead, duplicates = _unpack(batch)
+            report.messages += duplicates
+            report.duplicates_skipped += duplicates
+            _failpoint(settings, "after_read")
             dead_letters.extend(dead)
             for tables in parts:
                 report.messages += tables.results.num_rows
-                written = write_tables(client, _first_copies(tables, seen))
+                fresh = _first_copies(tables, seen)
+                written = with_retry(lambda f=fresh: write_tables(client, f), "writing to ClickHouse", settings)
                 report.duplicates_skipped += tables.results.num_rows - written.results.num_rows
                 invalidate_users(settings, written.results.column("user_id").to_pylist())
                 report.tests_written += written.results.num_rows
@@ -200,9 +278,14 @@ def ingest_once(
         report.messages += len(dead_letters)
         asyncio.run(produce_dead_letters(settings, dead_letters))
         report.dead_lettered = len(dead_letters)
+        _failpoint(settings, "after_write")
         if crash_after_write:
             raise SimulatedCrash("stopped between the ClickHouse write and the offset store")
-        store_offsets(client, settings.consumer_group, settings.keystroke_topic, stop)
+        with_retry(
+            lambda: store_offsets(client, settings.consumer_group, settings.keystroke_topic, stop),
+            "storing offsets",
+            settings,
+        )
         report.offsets = stop
     finally:
         client.close()

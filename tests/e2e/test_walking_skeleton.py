@@ -254,7 +254,7 @@ def test_garbage_on_the_topic_goes_to_the_dlq_and_does_not_stop_the_job(stack, r
     assert report.dead_lettered >= 1
     assert httpx.get(f"{api_url}/v1/users/{user_id}/tests").json()["tests"][0]["test_id"] == valid["test_id"]
     letters = asyncio.run(read_dead_letters(stack_settings, limit=1000))
-    mine = [d for d in letters if d.value == garbage]
+    mine = [d.letter for d in letters if d.letter.value == garbage]
     assert len(mine) == 1 and "magic" in mine[0].reason
     assert run_ingest(stack_settings).dead_lettered == 0  # offsets moved past it: not dead-lettered twice
 

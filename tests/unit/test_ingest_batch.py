@@ -1,0 +1,65 @@
+"""The ingest job's per-batch step (decode, de-duplicate, analyse, dead-letter) without any service."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+import pipelines.ingest as ingest
+from app.codec import encode_test
+from app.kafka import user_key
+from app.schemas import parse_submission
+from app.simulate import simulate_tests
+
+
+def messages(values: list[bytes]) -> pa.Table:
+    return pa.table(
+        {
+            "offset": pa.array(range(len(values)), pa.int64()),
+            "key": pa.array([user_key(1)] * len(values), pa.binary()),
+            "value": pa.array(values, pa.binary()),
+            "partition": pa.array([0] * len(values), pa.int32()),
+        }
+    )
+
+
+def run(values: list[bytes], **options) -> tuple[list, list, int]:
+    return ingest._unpack(ingest.analyse_messages(messages(values), **options))
+
+
+def test_copies_of_a_test_in_one_batch_are_stored_once_and_counted_as_duplicates():
+    tests = [parse_submission(s) for s in simulate_tests(1, 2, seed=9)]
+    first, second = (encode_test(t) for t in tests)
+    tables, dead, duplicates = run([first, first, second, first])
+    assert duplicates == 2 and dead == []
+    (batch,) = tables
+    assert batch.results.column("test_id").to_pylist() == [tests[0].test_id, tests[1].test_id]
+    assert batch.keystrokes.num_rows == tests[0].keystroke_count + tests[1].keystroke_count
+
+
+def test_poison_messages_become_dead_letters_with_their_reasons():
+    good = encode_test(parse_submission(simulate_tests(1, 1, seed=9)[0]))
+    tables, dead, _ = run([b"", b"garbage" * 10, good, good[:-3]], max_message_bytes=len(good))
+    assert tables[0].results.num_rows == 1
+    reasons = {letter.offset: letter.reason for letter in dead}
+    assert set(reasons) == {0, 1, 3}
+    assert reasons[0] == "empty message" and "magic" in reasons[1] and "length" in reasons[3]
+    _, dead, _ = run([good], max_message_bytes=len(good) - 1)
+    assert "exceeds the limit" in dead[0].reason
+
+
+def test_a_test_that_breaks_the_analytics_is_dead_lettered_alone(monkeypatch):
+    tests = [parse_submission(s) for s in simulate_tests(1, 5, seed=11)]
+    poison = tests[2].test_id
+    real = ingest.build_tables
+
+    def failing_on_poison(batch, partitions, offsets):
+        if any(t.test_id == poison for t in batch):
+            raise ValueError("boom")
+        return real(batch, partitions, offsets)
+
+    monkeypatch.setattr(ingest, "build_tables", failing_on_poison)
+    tables, dead, _ = run([encode_test(t) for t in tests])
+    assert sorted(tables[0].results.column("test_id").to_pylist()) == sorted(
+        t.test_id for t in tests if t.test_id != poison
+    )
+    assert [(letter.offset, letter.reason) for letter in dead] == [(2, "analysis failed: ValueError: boom")]
