@@ -1,0 +1,125 @@
+"""The replicated, sharded variant of the migrations for a ClickHouse cluster, generated from the same files.
+
+    python -m app.clickhouse.cluster_ddl --out cluster/clickhouse      # regenerate after adding a migration
+
+Each table `t` becomes `t_local` (Replicated*MergeTree on every replica, `ON CLUSTER '{cluster}'`) plus a
+`Distributed` table `t` over it, sharded by `cityHash64(user_id)` so one user's keystrokes, results and
+aggregates live on one shard — the per-user reads and the materialized views then never cross shards.
+Materialized views read and write the local tables. `{cluster}`, `{shard}` and `{replica}` are the server's
+macros. The local single-node schema (app/clickhouse/migrations) stays the source of truth; a test checks
+the generated files are current and that every statement parses (ClickHouse's own `formatQuery`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from app.clickhouse.migrate import Migration, load_migrations
+
+CLUSTER = "'{cluster}'"
+# Tables without user_id are sharded by what identifies their rows.
+SHARDING_KEYS = {"ingest_offsets": "cityHash64(consumer_group, topic, partition)"}
+_CREATE_TABLE = re.compile(
+    r"CREATE TABLE IF NOT EXISTS (?P<name>\w+)\s*(?P<columns>\(.*\))\s*ENGINE\s*=\s*(?P<engine>\w+)(?P<args>\([^)]*\))?"
+    r"(?P<rest>.*)",
+    re.S,
+)
+_CREATE_VIEW = re.compile(
+    r"CREATE MATERIALIZED VIEW IF NOT EXISTS (?P<name>\w+) TO (?P<target>\w+) AS(?P<select>.*)", re.S
+)
+_ALTER = re.compile(r"ALTER TABLE (?P<name>\w+)(?P<rest>.*)", re.S)
+_FROM = re.compile(r"\bFROM (\w+)")
+_CODEC = re.compile(r"\s*CODEC\((?:[^()]|\([^()]*\))*\)")
+
+
+def _local(name: str) -> str:
+    return f"{name}_local"
+
+
+def _create_table(match: re.Match[str]) -> list[str]:
+    name, engine, args = match["name"], match["engine"], (match["args"] or "()")[1:-1]
+    replicated_args = f"'/clickhouse/tables/{{shard}}/{{database}}/{_local(name)}', '{{replica}}'"
+    if args.strip():
+        replicated_args += f", {args.strip()}"
+    sharding = SHARDING_KEYS.get(name, "cityHash64(user_id)")
+    return [
+        f"CREATE TABLE IF NOT EXISTS {_local(name)} ON CLUSTER {CLUSTER}\n{match['columns']}\n"
+        f"ENGINE = Replicated{engine}({replicated_args}){match['rest']}",
+        f"CREATE TABLE IF NOT EXISTS {name} ON CLUSTER {CLUSTER} AS {_local(name)}\n"
+        f"ENGINE = Distributed({CLUSTER}, currentDatabase(), {_local(name)}, {sharding})",
+    ]
+
+
+def _create_view(match: re.Match[str]) -> list[str]:
+    select = _FROM.sub(lambda m: f"FROM {_local(m.group(1))}", match["select"])
+    return [
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {match['name']} ON CLUSTER {CLUSTER} "
+        f"TO {_local(match['target'])} AS{select}"
+    ]
+
+
+def _alter(match: re.Match[str]) -> list[str]:
+    name, rest = match["name"], match["rest"]
+    statements = [f"ALTER TABLE {_local(name)} ON CLUSTER {CLUSTER}{rest}"]
+    # The Distributed table only needs to know the columns: its copy of an ALTER keeps the column changes
+    # without codecs, and is skipped when nothing but codecs changed.
+    if "ADD COLUMN" in rest or re.search(r"MODIFY COLUMN \w+ (?!CODEC)\w", rest):
+        clauses = [
+            _CODEC.sub("", clause)
+            for clause in re.split(r",\s*\n", rest.strip())
+            if "ADD COLUMN" in clause or re.search(r"MODIFY COLUMN \w+ (?!CODEC)\w", clause)
+        ]
+        statements.append(f"ALTER TABLE {name} ON CLUSTER {CLUSTER}\n    " + ",\n    ".join(c.strip() for c in clauses))
+    return statements
+
+
+def cluster_statements(migration: Migration) -> list[str]:
+    """The cluster variant of every statement of one migration."""
+    out: list[str] = []
+    for statement in migration.statements():
+        if match := _CREATE_TABLE.fullmatch(statement):
+            out.extend(_create_table(match))
+        elif match := _CREATE_VIEW.fullmatch(statement):
+            out.extend(_create_view(match))
+        elif match := _ALTER.fullmatch(statement):
+            out.extend(_alter(match))
+        elif statement.startswith("INSERT INTO"):
+            out.append(statement)  # a backfill: through the Distributed tables, which route rows to shards
+        else:
+            raise ValueError(f"migration {migration.version}: no cluster form for statement: {statement[:80]}…")
+    return out
+
+
+def render(migration: Migration) -> str:
+    """The cluster migration file for one migration."""
+    header = (
+        f"-- GENERATED from app/clickhouse/migrations/{migration.version:04d}_{migration.name}.sql by\n"
+        "-- `python -m app.clickhouse.cluster_ddl --out cluster/clickhouse`; do not edit by hand.\n"
+    )
+    return header + "".join(f"\n{statement};\n" for statement in cluster_statements(migration))
+
+
+def write_all(out: Path) -> list[Path]:
+    """Write the cluster variant of every migration into `out`; returns the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for migration in load_migrations():
+        path = out / f"{migration.version:04d}_{migration.name}.sql"
+        path.write_text(render(migration))
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Generate the ON CLUSTER / Replicated / Distributed migrations.")
+    parser.add_argument("--out", type=Path, default=Path("cluster/clickhouse"), help="output folder")
+    args = parser.parse_args(argv)
+    for path in write_all(args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
