@@ -23,6 +23,16 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
 
 
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"environment variable {name} must be a number, got {raw!r}") from exc
+
+
 # Ray settings for a local cluster: no token auth, no usage reporting, and the node IP kept on loopback.
 # They must be in the environment before `import ray` (Ray reads some at import time).
 LOCAL_RAY_ENV: dict[str, str] = {
@@ -92,8 +102,9 @@ class Settings:
             insights_ttl_s=_int(env, "KEYSCOPE_INSIGHTS_TTL_S", base.insights_ttl_s),
             ingest_max_messages=_int(env, "KEYSCOPE_INGEST_MAX_MESSAGES", base.ingest_max_messages),
             max_message_bytes=_int(env, "KEYSCOPE_MAX_MESSAGE_BYTES", base.max_message_bytes),
-            write_retry_s=float(_int(env, "KEYSCOPE_WRITE_RETRY_S", int(base.write_retry_s))),
+            write_retry_s=_float(env, "KEYSCOPE_WRITE_RETRY_S", base.write_retry_s),
             fault_injection=env.get("KEYSCOPE_FAULT_INJECTION", ""),
+            ingest_interval_s=_float(env, "KEYSCOPE_INGEST_INTERVAL_S", base.ingest_interval_s),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -121,6 +132,7 @@ class Settings:
             "KEYSCOPE_INGEST_MAX_MESSAGES": str(self.ingest_max_messages),
             "KEYSCOPE_MAX_MESSAGE_BYTES": str(self.max_message_bytes),
             "KEYSCOPE_WRITE_RETRY_S": str(int(self.write_retry_s)),
+            "KEYSCOPE_INGEST_INTERVAL_S": str(self.ingest_interval_s),
         }
 
     def describe(self) -> dict[str, str]:
