@@ -1,0 +1,30 @@
+"""The alert rules parse, carry the seed's thresholds, and name only metrics the ingest job exports."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from pipelines.ingest_metrics import EXPORTED_NAMES
+
+RULES = Path(__file__).resolve().parents[2] / "cluster" / "prometheus" / "keyscope-rules.yaml"
+
+
+def rules() -> list[dict]:
+    return [rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]]
+
+
+def test_every_rule_is_complete_and_names_exported_metrics():
+    for rule in rules():
+        assert {"alert", "expr", "labels", "annotations"} <= set(rule)
+        assert rule["labels"]["severity"] in {"critical", "warning"}
+        names = set(re.findall(r"\bray_keyscope_\w+", rule["expr"]))
+        assert names and names <= set(EXPORTED_NAMES), rule["alert"]
+
+
+def test_the_seed_thresholds_are_there():
+    by_name = {rule["alert"]: rule for rule in rules()}
+    assert by_name["KeyscopeQueueDepthCritical"]["expr"].endswith("> 100000")
+    assert by_name["KeyscopeProcessingLatencyCritical"]["expr"].endswith("> 10")
