@@ -32,52 +32,20 @@ from rapidfuzz.distance import Levenshtein
 
 from app.analytics import errors, health, rhythm, speed, words
 from app.analytics.transcription import Transcription, segment_ids, transcribe_batch
-from app.schemas import NAMED_KEY_CODES, TypingTest
+from app.schemas import (
+    COUNT_FIELDS,
+    ERROR_LOCATION_FIELDS,
+    METRIC_FIELDS,
+    NAMED_KEY_CODES,
+    SERIES_FIELDS,
+    TypingTest,
+)
 
-METRIC_NAMES: tuple[str, ...] = (
-    "wpm",
-    "accuracy",
-    "uncorrected_error_rate",
-    "kspc",
-    "mean_iki_ms",
-    "mean_hold_ms",
-    "rollover_ratio",
-    "raw_wpm",
-    "net_wpm",
-    "corrected_error_rate",
-    "total_error_rate",
-    "ecpc",
-    "median_iki_ms",
-    "consistency",
-    "key_consistency",
-    "iki_cv",
-    "slowdown",
-    "health_score",
-    "health_speed",
-    "health_accuracy",
-    "health_consistency",
-    "health_rhythm",
-    "health_fatigue",
-)
-COUNT_NAMES: tuple[str, ...] = (
-    "chars_correct",
-    "chars_incorrect",
-    "chars_extra",
-    "chars_missed",
-    "c_correct",
-    "inf",
-    "if_",
-    "corrections",
-    "hesitations",
-    "hesitations_word_start",
-    "hesitations_after_error",
-    "transpositions",
-    "doubled_letters",
-    "dropped_letters",
-    "error_bursts",
-)
-SERIES_NAMES: tuple[str, ...] = ("per_second_wpm", "word_burst_wpm")
-ERROR_LOCATION_NAMES: tuple[str, ...] = ("errors_by_finger", "errors_by_hand", "errors_by_row")
+# The names are the storage and API contract, defined once in app/schemas.py.
+METRIC_NAMES = METRIC_FIELDS
+COUNT_NAMES = COUNT_FIELDS
+SERIES_NAMES = SERIES_FIELDS
+ERROR_LOCATION_NAMES = ERROR_LOCATION_FIELDS
 _BACKSPACE, _DELETE = NAMED_KEY_CODES["Backspace"], NAMED_KEY_CODES["Delete"]
 
 
