@@ -189,12 +189,46 @@ def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    if args.keystrokes is None:  # each workload's own default
+        args.keystrokes = 10_000_000 if args.workload == "storage" else 2_000_000
     if args.workload == "analytics":
         from bench.analytics import print_table, run
 
         result = run(users=args.users, tests_per_user=args.tests, repeats=args.repeats)
         print("per-test analytics on simulated tests, one process:")
         print_table(result.rows())
+        return 0
+    if args.workload == "ingest":
+        from bench.ingest import print_table as print_ingest_table
+        from bench.ingest import run as run_ingest_bench
+
+        result = run_ingest_bench(
+            settings, args.keystrokes, args.produce_only, args.skip_produce, 0 if args.produce_only else args.seed_tests
+        )
+        if result.keyscope is not None:
+            print("ingest throughput, Kafka → Ray Data → ClickHouse, against the seed's synchronous MariaDB path:")
+            print_ingest_table(result)
+        return 0
+    if args.workload == "storage":
+        from bench.storage import print_report
+        from bench.storage import run as run_storage_bench
+
+        maria_subset = "all" if args.mariadb_keystrokes is None else f"{args.mariadb_keystrokes:,}"
+        print(
+            f"keyscope bench storage: keystrokes={args.keystrokes:,} tests per typist={args.tests} seed={args.seed} "
+            f"clickhouse=chdb://{args.clickhouse_dir or '<fresh temporary directory>'} mariadb={args.mariadb} "
+            f"mariadb keystrokes={maria_subset}"
+        )
+        print_report(
+            run_storage_bench(
+                keystrokes=args.keystrokes,
+                tests_per_user=args.tests,
+                seed=args.seed,
+                clickhouse_dir=args.clickhouse_dir,
+                mariadb_url=args.mariadb,
+                mariadb_keystrokes=args.mariadb_keystrokes,
+            )
+        )
         return 0
     raise ValueError(f"unknown benchmark {args.workload!r}")
 
@@ -288,10 +322,48 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.set_defaults(func=cmd_dlq)
 
     bench = sub.add_parser("bench", help="run a benchmark and print its table")
-    bench.add_argument("workload", choices=("analytics",), help="analytics: keystrokes analysed per second per core")
+    bench.add_argument(
+        "workload",
+        choices=("analytics", "ingest", "storage"),
+        help="analytics: keystrokes analysed per second per core; "
+        "ingest: end-to-end ingest throughput against the seed's MariaDB path (needs the stack; starts it); "
+        "storage: bytes per keystroke on disk, ClickHouse vs the seed's MariaDB JSON table",
+    )
     bench.add_argument("--users", type=int, default=200, help="simulated typists (default 200)")
     bench.add_argument("--tests", type=int, default=10, help="tests per typist (default 10)")
     bench.add_argument("--repeats", type=int, default=5, help="timed repeats; the best is reported (default 5)")
+    bench.add_argument(
+        "--keystrokes",
+        type=int,
+        default=None,
+        help="ingest: keystrokes to produce and ingest (default 2,000,000); storage: keystrokes to simulate and "
+        "store, whole tests (default 10,000,000)",
+    )
+    bench.add_argument("--produce-only", action="store_true", help="ingest: produce the tests to Kafka, time nothing")
+    bench.add_argument(
+        "--skip-produce",
+        action="store_true",
+        help="ingest: time the ingest of what is on the topic now (e.g. after --produce-only; no warm-up pass)",
+    )
+    bench.add_argument(
+        "--seed-tests", type=int, default=1000, help="ingest: tests timed on the seed's MariaDB path (0 = skip)"
+    )
+    bench.add_argument("--seed", type=int, default=1, help="storage: simulator seed (default 1)")
+    bench.add_argument(
+        "--clickhouse-dir", help="storage: a fresh chDB directory to fill (default: a temporary one, removed after)"
+    )
+    bench.add_argument(
+        "--mariadb",
+        default="mysql://root@127.0.0.1:3306/test",
+        help="storage: MariaDB for the seed's keystroke_analytics table (default mysql://root@127.0.0.1:3306/test)",
+    )
+    bench.add_argument(
+        "--mariadb-keystrokes",
+        type=int,
+        metavar="N",
+        help="storage: store only the tests of the first N keystrokes in MariaDB; its bytes per keystroke then "
+        "stand for the whole run (default: all)",
+    )
     bench.set_defaults(func=cmd_bench)
 
     demo = sub.add_parser("demo", help="the main job: stack up, simulate tests over HTTP, ingest, show insights")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -61,8 +62,9 @@ def encode_test(test: TypingTest) -> bytes:
     return header + body
 
 
-def decode_test(payload: bytes, max_keystrokes: int = 20_000) -> TypingTest:
-    """The typing test in `payload`; raises DecodeError naming the first thing wrong with it."""
+def decode_test(payload: bytes, max_keystrokes: int = 20_000, *, check_keystrokes: bool = True) -> TypingTest:
+    """The typing test in `payload`; raises DecodeError naming the first thing wrong with it. With
+    `check_keystrokes` False the keystroke values are left for `keystroke_errors` to check in bulk."""
     if len(payload) < HEADER_BYTES:
         raise DecodeError(f"truncated: {len(payload)} bytes is shorter than the {HEADER_BYTES}-byte header")
     magic, version, layout_index, crc, user_id, started_at_ms, n, text_len, id_len, lang_len = _HEADER.unpack_from(
@@ -98,15 +100,42 @@ def decode_test(payload: bytes, max_keystrokes: int = 20_000) -> TypingTest:
     if not text:
         raise DecodeError("empty presented text")
     offset += text_len
-    arrays = np.frombuffer(body, dtype="<i4", count=3 * n, offset=offset).reshape(3, n)
-    codes, downs, ups = (arrays[i].astype(np.int32) for i in range(3))
-    _check_keystrokes(codes, downs, ups)
+    codes, downs, ups = np.frombuffer(body, dtype="<i4", count=3 * n, offset=offset).reshape(3, n).astype(np.int32)
+    if check_keystrokes:
+        _check_keystrokes(codes, downs, ups)
     return TypingTest(user_id, test_id, started_at_ms, text, LAYOUTS[layout_index], language, codes, downs, ups)
+
+
+def keystroke_errors(tests: Sequence[TypingTest]) -> dict[int, str]:
+    """Index → DecodeError message of each test (decoded without `check_keystrokes`) whose keystroke values are
+    impossible. One pass over all the tests' keystrokes finds them; only those are checked one by one, for the
+    message (a dozen numpy calls per test would cost more than decoding it)."""
+    if not tests:
+        return {}
+    counts = np.array([t.keystroke_count for t in tests])
+    codes = np.concatenate([t.key_codes for t in tests])
+    downs = np.concatenate([t.down_ms for t in tests])
+    ups = np.concatenate([t.up_ms for t in tests])
+    bad = _bad_codes(codes) | (downs < 0) | ((ups != -1) & (ups < downs))
+    decreasing = np.diff(downs) < 0
+    decreasing[np.cumsum(counts)[:-1] - 1] = False  # from one test's last press to the next test's first
+    bad[1:] |= decreasing
+    errors: dict[int, str] = {}
+    for i in np.unique(np.repeat(np.arange(len(tests)), counts)[bad]).tolist():
+        try:
+            _check_keystrokes(tests[i].key_codes, tests[i].down_ms, tests[i].up_ms)
+        except DecodeError as exc:
+            errors[i] = str(exc)
+    return errors
+
+
+def _bad_codes(codes: np.ndarray) -> np.ndarray:
+    return (codes < -len(NAMED_KEYS)) | (codes > 0x10FFFF) | ((codes >= 0xD800) & (codes <= 0xDFFF))
 
 
 def _check_keystrokes(codes: np.ndarray, downs: np.ndarray, ups: np.ndarray) -> None:
     """Raise DecodeError on impossible keystroke values (vectorized)."""
-    bad_code = (codes < -len(NAMED_KEYS)) | (codes > 0x10FFFF) | ((codes >= 0xD800) & (codes <= 0xDFFF))
+    bad_code = _bad_codes(codes)
     if bad_code.any():
         raise DecodeError(f"invalid key code {int(codes[bad_code.argmax()])}")
     if (downs < 0).any():

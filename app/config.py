@@ -74,7 +74,8 @@ class Settings:
     ingest_interval_s: float = 2.0
     ingest_max_messages: int = 0  # per partition and pass; 0 = everything up to the end offsets
     # Fault injection for the crash tests: the ingest job SIGKILLs itself at this point ("after_read": data
-    # read, nothing written; "after_write": data written, offsets not stored). Empty in normal operation.
+    # read, nothing written; "mid_write": a batch's raw keystrokes written, its other tables not; "after_write":
+    # data written, offsets not stored). Empty in normal operation.
     fault_injection: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 

@@ -380,3 +380,13 @@ KEY_STAT_SCHEMA = pa.schema(
         ("time_to_type_sum_ms", pa.uint64()),
     ]
 )
+
+# What test_key_stats and test_pair_stats store: the stats above, plus what the daily views aggregate from
+# them — each timed press's time to type, and for keys the presses with a known hold time and their sum.
+_TIMES_FIELD = pa.field("time_to_type_ms", pa.list_(pa.uint32()))
+KEY_STAT_STORAGE_SCHEMA = (
+    KEY_STAT_SCHEMA.append(pa.field("holds", pa.uint32()))
+    .append(pa.field("hold_sum_ms", pa.uint64()))
+    .append(_TIMES_FIELD)
+)
+PAIR_STAT_STORAGE_SCHEMA = KEY_STAT_SCHEMA.append(_TIMES_FIELD)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pyarrow as pa
@@ -14,10 +14,11 @@ from app.schemas import (
     CONFUSION_SCHEMA,
     COUNT_FIELDS,
     ERROR_LOCATION_FIELDS,
-    KEY_STAT_SCHEMA,
+    KEY_STAT_STORAGE_SCHEMA,
     KEYSTROKE_SCHEMA,
     METRIC_FIELDS,
     NAMED_KEYS,
+    PAIR_STAT_STORAGE_SCHEMA,
     SERIES_FIELDS,
     TEST_RESULT_SCHEMA,
     TypingTest,
@@ -45,6 +46,11 @@ class TestTables:
             "test_confusions": self.confusions,
             "test_results": self.results,
         }
+
+    @staticmethod
+    def concat(batches: list[TestTables]) -> TestTables:
+        """One batch of the tests of several (each test in one of them)."""
+        return TestTables(*(pa.concat_tables([getattr(b, f.name) for b in batches]) for f in fields(TestTables)))
 
     def only(self, keep_results: np.ndarray) -> TestTables:
         """The tables restricted to the tests whose result rows are marked in `keep_results` (rows are matched by
@@ -189,10 +195,18 @@ def _test_ids(tests: list[TypingTest]) -> pa.Array:
 _UNIT = 1 << 21  # code points are < 2**21: a pair of them packs into 42 bits, a test index above that
 
 
-def _grouped(seg: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(test index, unit, inverse) of the distinct (test, unit) groups; `units` are < 2**42."""
-    unique, inverse = np.unique(seg.astype(np.int64) << 42 | units, return_inverse=True)
-    return unique >> 42, unique & ((1 << 42) - 1), inverse
+def _grouped(seg: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(test index, unit, inverse, order) of the distinct (test, unit) groups, `order` listing the members group
+    after group (one sort serves both); `units` are < 2**42."""
+    keys = seg.astype(np.int64) << 42 | units
+    order = np.argsort(keys)
+    ordered = keys[order]
+    starts = np.ones(ordered.shape[0], dtype=bool)
+    np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+    unique = ordered[starts]
+    inverse = np.empty(keys.shape[0], dtype=np.int64)
+    inverse[order] = np.cumsum(starts) - 1
+    return unique >> 42, unique & ((1 << 42) - 1), inverse, order
 
 
 def _unit_stats(
@@ -204,36 +218,53 @@ def _unit_stats(
     timed_ms: np.ndarray,
     user_ids: np.ndarray,
     started: np.ndarray,
+    hold_ms: np.ndarray | None = None,
 ) -> pa.Table:
-    """Per (test, key or pair): presses, errors and time-to-type totals (`timed_ms` −1 = not timed)."""
+    """Per (test, key or pair): presses, errors, time-to-type totals and each timed press's time (`timed_ms` −1
+    = not timed); with `hold_ms` (−1 = unknown) also the presses with a known hold and their sum."""
+    schema = PAIR_STAT_STORAGE_SCHEMA if hold_ms is None else KEY_STAT_STORAGE_SCHEMA
     if units.shape[0] == 0:
-        return KEY_STAT_SCHEMA.empty_table()
-    group_test, _, inverse = _grouped(seg, units)
+        return schema.empty_table()
+    group_test, _, inverse, order = _grouped(seg, units)
     n = group_test.shape[0]
     timed = timed_ms >= 0
     first = np.zeros(n, dtype=np.int64)
     first[inverse[::-1]] = np.arange(units.shape[0] - 1, -1, -1)  # one member of each group, for its name
-    return pa.table(
-        {
-            "user_id": pa.array(user_ids[group_test]),
-            "test_id": _test_ids(tests).take(pa.array(group_test)),
-            "started_at": pa.array(started[group_test], pa.timestamp("ms", tz="UTC")),
-            "key": names.take(pa.array(first)),
-            "presses": pa.array(np.bincount(inverse, minlength=n).astype(np.uint32)),
-            "errors": pa.array(np.bincount(inverse, weights=errors, minlength=n).astype(np.uint32)),
-            "timed_presses": pa.array(np.bincount(inverse, weights=timed, minlength=n).astype(np.uint32)),
-            "time_to_type_sum_ms": pa.array(
-                np.bincount(inverse, weights=np.where(timed, timed_ms, 0), minlength=n).astype(np.uint64)
-            ),
-        },
-        schema=KEY_STAT_SCHEMA,
-    )
+    timed_count = np.bincount(inverse, weights=timed, minlength=n)
+    columns = {
+        "user_id": pa.array(user_ids[group_test]),
+        "test_id": _test_ids(tests).take(pa.array(group_test)),
+        "started_at": pa.array(started[group_test], pa.timestamp("ms", tz="UTC")),
+        "key": names.take(pa.array(first)),
+        "presses": pa.array(np.bincount(inverse, minlength=n).astype(np.uint32)),
+        "errors": pa.array(np.bincount(inverse, weights=errors, minlength=n).astype(np.uint32)),
+        "timed_presses": pa.array(timed_count.astype(np.uint32)),
+        "time_to_type_sum_ms": pa.array(
+            np.bincount(inverse, weights=np.where(timed, timed_ms, 0), minlength=n).astype(np.uint64)
+        ),
+    }
+    if hold_ms is not None:
+        held = hold_ms >= 0
+        columns["holds"] = pa.array(np.bincount(inverse, weights=held, minlength=n).astype(np.uint32))
+        columns["hold_sum_ms"] = pa.array(
+            np.bincount(inverse, weights=np.where(held, hold_ms, 0), minlength=n).astype(np.uint64)
+        )
+    timed_in_order = order[timed[order]]
+    columns["time_to_type_ms"] = _lists(timed_ms[timed_in_order], timed_count)
+    return pa.table(columns, schema=schema)
+
+
+def _lists(values: np.ndarray, counts: np.ndarray) -> pa.Array:
+    """`values`, concatenated list after list, as one list<uint32> per entry of `counts`."""
+    offsets = np.zeros(counts.shape[0] + 1, dtype=np.int32)
+    offsets[1:] = np.cumsum(counts)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.astype(np.uint32)))
 
 
 def _key_stats(
     tests: list[TypingTest], seg: np.ndarray, analysis: BatchAnalysis, user_ids: np.ndarray, started: np.ndarray
 ) -> pa.Table:
-    """Per (test, presented key): presses, errors, and time since the previous press."""
+    """Per (test, presented key): presses, errors, time since the previous press, and hold times."""
     has_target = analysis.target_codes >= 0
     target = analysis.target_codes[has_target]
     return _unit_stats(
@@ -245,6 +276,7 @@ def _key_stats(
         analysis.iki_ms[has_target].astype(np.int64),
         user_ids,
         started,
+        analysis.hold_ms[has_target].astype(np.int64),
     )
 
 
@@ -277,7 +309,7 @@ def _confusions(
     if not wrong.any():
         return CONFUSION_SCHEMA.empty_table()
     target, typed = analysis.target_codes[wrong], codes[wrong]
-    group_test, unit, inverse = _grouped(seg[wrong], target * _UNIT + typed)
+    group_test, unit, inverse, _ = _grouped(seg[wrong], target * _UNIT + typed)
     return pa.table(
         {
             "user_id": pa.array(user_ids[group_test]),

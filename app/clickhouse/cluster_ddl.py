@@ -30,6 +30,7 @@ _CREATE_VIEW = re.compile(
     r"CREATE MATERIALIZED VIEW IF NOT EXISTS (?P<name>\w+) TO (?P<target>\w+) AS(?P<select>.*)", re.S
 )
 _ALTER = re.compile(r"ALTER TABLE (?P<name>\w+)(?P<rest>.*)", re.S)
+_DROP = re.compile(r"DROP (?P<kind>TABLE|VIEW) IF EXISTS (?P<name>\w+)")
 _FROM = re.compile(r"\bFROM (\w+)")
 _CODEC = re.compile(r"\s*CODEC\((?:[^()]|\([^()]*\))*\)")
 
@@ -75,6 +76,13 @@ def _alter(match: re.Match[str]) -> list[str]:
     return statements
 
 
+def _drop(match: re.Match[str]) -> list[str]:
+    name = match["name"]
+    if match["kind"] == "VIEW":  # materialized views exist on every replica under their own name
+        return [f"DROP VIEW IF EXISTS {name} ON CLUSTER {CLUSTER}"]
+    return [f"DROP TABLE IF EXISTS {table} ON CLUSTER {CLUSTER}" for table in (name, _local(name))]
+
+
 def cluster_statements(migration: Migration) -> list[str]:
     """The cluster variant of every statement of one migration."""
     out: list[str] = []
@@ -85,6 +93,8 @@ def cluster_statements(migration: Migration) -> list[str]:
             out.extend(_create_view(match))
         elif match := _ALTER.fullmatch(statement):
             out.extend(_alter(match))
+        elif match := _DROP.fullmatch(statement):
+            out.extend(_drop(match))
         elif statement.startswith("INSERT INTO"):
             out.append(statement)  # a backfill: through the Distributed tables, which route rows to shards
         else:

@@ -8,6 +8,7 @@ Reads that must count exactly use FINAL, restricted to one user's key range.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,12 +22,21 @@ from app.test_tables import TestTables
 STORED_TABLES = ("keystrokes", "test_key_stats", "test_pair_stats", "test_confusions", "test_results")
 
 
-def write_tables(client: Client, tables: TestTables) -> TestTables:
+def write_tables(
+    client: Client,
+    tables: TestTables,
+    *,
+    partial_possible: bool = True,
+    after_insert: Callable[[str], None] = lambda table: None,
+) -> TestTables:
     """Store a batch of tests, each table's rows at most once per test; returns the tests completed now.
 
     Tables are written in order with the result rows last, so a stored result means a complete test. A test
     whose rows reached some tables before a crash gets only its missing tables' rows on the next run: each
-    test's rows enter each table once, which keeps the materialized views over them exact.
+    test's rows enter each table once, which keeps the materialized views over them exact. With
+    `partial_possible` False the caller vouches that no test without a result row has rows anywhere (no
+    write of these tests can have stopped part-way), and the per-table checks are skipped. `after_insert` is
+    called with each table's name once its rows are in (the crash tests stop there).
     """
     if tables.results.num_rows == 0:
         return tables
@@ -37,13 +47,20 @@ def write_tables(client: Client, tables: TestTables) -> TestTables:
         return pending
     remaining = [t for t in tests if t not in done]
     for table, rows in pending.parts().items():
-        if table != "test_results":
-            present = stored_tests(client, remaining, table)
-            if present:
-                rows = rows.filter(pa.array([t not in present for t in _pairs(rows)], type=pa.bool_()))
+        if partial_possible and table != "test_results":
+            rows = _missing_rows(client, table, rows, remaining)
         if rows.num_rows:
             client.insert_arrow(table, rows)
+            after_insert(table)
     return pending
+
+
+def _missing_rows(client: Client, table: str, rows: pa.Table, tests: list[tuple[int, str]]) -> pa.Table:
+    """The rows of the tests that have none in `table` yet."""
+    present = stored_tests(client, tests, table)
+    if not present:
+        return rows
+    return rows.filter(pa.array([t not in present for t in _pairs(rows)], type=pa.bool_()))
 
 
 def _pairs(table: pa.Table) -> list[tuple[int, str]]:
@@ -86,6 +103,23 @@ def store_offsets(client: Client, group: str, topic: str, offsets: dict[int, int
     client.insert(
         "ingest_offsets", rows, column_names=["consumer_group", "topic", "partition", "next_offset", "updated_at"]
     )
+
+
+def _write_marks_group(group: str) -> str:
+    # Write marks live beside the stored offsets, under a consumer group name of their own.
+    return f"{group}#writing"
+
+
+def load_write_marks(client: Client, group: str, topic: str) -> dict[int, int]:
+    """Per partition, the end of the furthest range a pass of the job began writing (see `store_write_marks`)."""
+    return load_offsets(client, _write_marks_group(group), topic)
+
+
+def store_write_marks(client: Client, group: str, topic: str, marks: dict[int, int]) -> None:
+    """Record, before a pass writes anything, the end offsets of what it will write. A later pass whose stored
+    offsets are short of a mark knows a write may have stopped part-way in that range; when every mark is
+    covered by the stored offsets, no test can have rows without its result row."""
+    store_offsets(client, _write_marks_group(group), topic, marks)
 
 
 def _number(value: Any) -> float | None:
@@ -182,7 +216,7 @@ def user_unit_aggregates(client: Client, user_id: int, kind: str) -> list[dict[s
         raise ValueError(f"unknown unit kind {kind!r}")
     rows = client.query(
         f"SELECT {unit}, sum(presses), sum(errors), sum(timed_presses), sum(time_to_type_sum), "
-        f"quantilesTDigestMerge(0.5, 0.95)(time_to_type), {hold} FROM {source} "
+        f"quantilesTimingMerge(0.5, 0.95)(time_to_type), {hold} FROM {source} "
         f"WHERE user_id = {{u:UInt64}} GROUP BY {unit} ORDER BY {unit}",
         parameters={"u": user_id},
     ).result_rows

@@ -74,12 +74,13 @@ def produce(settings, messages: list[tuple[bytes, bytes]]) -> None:
     asyncio.run(send())
 
 
-@pytest.mark.parametrize("point", ["after_read", "after_write"])
+@pytest.mark.parametrize("point", ["after_read", "mid_write", "after_write"])
 def test_the_job_killed_mid_batch_then_restarted_loses_and_duplicates_nothing(
     point, stack, ray_driver, api_url, stack_settings
 ):
     run_ingest(stack_settings)  # start from a drained topic
-    tests = simulate_tests(4, 3, seed=hash(point) % 1000, first_user_id=40_000 + (0 if point == "after_read" else 100))
+    first_user = {"after_read": 40_000, "after_write": 40_100, "mid_write": 40_200}[point]
+    tests = simulate_tests(4, 3, seed=hash(point) % 1000, first_user_id=first_user)
     assert all(r.status_code == 202 for r in post(api_url, tests))
     env = {**os.environ, **stack_settings.as_env(), "KEYSCOPE_FAULT_INJECTION": point}
     crashed = subprocess.run([sys.executable, "-m", "pipelines.ingest"], env=env, capture_output=True, timeout=300)
@@ -88,6 +89,8 @@ def test_the_job_killed_mid_batch_then_restarted_loses_and_duplicates_nothing(
     assert report.tests_written + report.duplicates_skipped == len(tests)
     if point == "after_write":
         assert report.tests_written == 0  # everything had been written; only the offsets were missing
+    if point == "mid_write":
+        assert report.tests_written == len(tests)  # raw keystrokes were in, but no test was complete
     assert_stored_exactly_once(stack_settings, tests)
 
 

@@ -117,3 +117,49 @@ def test_offsets_latest_store_wins(client):
     store_offsets(client, "g", "t", {0: 9})
     store_offsets(client, "other", "t", {0: 100})
     assert load_offsets(client, "g", "t") == {0: 9, 1: 7}
+
+
+def test_the_daily_views_hold_what_the_raw_keystrokes_aggregate_to(client):
+    subs = submissions(n_users=2, n_tests=3, first_user_id=80)
+    write_tables(client, tables_of(subs), partial_possible=False)
+    for kind, unit, where, timed in (
+        ("key", "target", "target != ''", "iki_ms >= 0"),
+        ("pair", "concat(prev_target, target)", "target != '' AND prev_target != ''", "clean_transition = 1"),
+    ):
+        expected = client.query(
+            f"SELECT {unit} AS unit, count(), countIf(correct = 0), countIf({timed}), "
+            f"sumIf(toUInt64(greatest(iki_ms, 0)), {timed}), "
+            f"quantilesTimingIf(0.5, 0.95)(toUInt32(greatest(iki_ms, 0)), {timed}) "
+            f"FROM keystrokes WHERE user_id = 80 AND {where} GROUP BY unit ORDER BY unit"
+        ).result_rows
+        rows = user_unit_aggregates(client, 80, kind)
+        assert len(rows) == len(expected) > 10
+        for row, (name, presses, errors, timed_presses, time_sum, quantiles) in zip(rows, expected):
+            assert (row["key"], row["presses"], row["errors"], row["timed_presses"]) == (
+                name,
+                presses,
+                errors,
+                timed_presses,
+            )
+            if timed_presses:
+                assert row["mean_time_to_type_ms"] == pytest.approx(time_sum / timed_presses)
+                assert [row["median_time_to_type_ms"], row["p95_time_to_type_ms"]] == pytest.approx(quantiles)
+    holds = client.query(
+        "SELECT countIf(hold_ms >= 0), sumIf(hold_ms, hold_ms >= 0) FROM keystrokes WHERE user_id = 80 AND target != ''"
+    ).result_rows[0]
+    assert any(k["mean_hold_ms"] is not None for k in user_unit_aggregates(client, 80, "key"))
+    assert client.query("SELECT sum(holds), sum(hold_sum) FROM key_daily WHERE user_id = 80").result_rows[0] == holds
+
+
+def test_a_write_stopped_part_way_is_completed_once(client):
+    subs = submissions(first_user_id=90)
+    tables = tables_of(subs)
+    client.insert_arrow("keystrokes", tables.keystrokes)  # a crash after the first table of the batch
+    client.insert_arrow("test_key_stats", tables.key_stats)
+    write_tables(client, tables)  # checks every table: only the missing rows go in
+    assert write_tables(client, tables, partial_possible=False).results.num_rows == 0  # result rows: stored
+    presses = client.query("SELECT count() FROM keystrokes WHERE user_id = 90").result_rows[0][0]
+    assert presses == sum(len(s["keystrokes"]) for s in subs if s["user_id"] == 90)
+    keyed = sum(k["presses"] for k in user_unit_aggregates(client, 90, "key"))
+    assert keyed == client.query("SELECT count() FROM keystrokes WHERE user_id = 90 AND target != ''").result_rows[0][0]
+    assert len(user_tests(client, 90, limit=10)) == 2

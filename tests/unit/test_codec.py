@@ -4,7 +4,7 @@ import zlib
 import numpy as np
 import pytest
 
-from app.codec import HEADER_BYTES, DecodeError, decode_test, encode_test
+from app.codec import HEADER_BYTES, DecodeError, decode_test, encode_test, keystroke_errors
 from app.schemas import parse_submission
 
 SUBMISSION = {
@@ -97,3 +97,27 @@ def test_too_many_keystrokes_is_rejected():
     payload = encode_test(parse_submission(SUBMISSION))
     with pytest.raises(DecodeError, match="exceeds"):
         decode_test(payload, max_keystrokes=4)
+
+
+def test_bulk_keystroke_check_finds_exactly_the_impossible_tests_with_decode_tests_reasons():
+    good = encode_test(parse_submission(SUBMISSION))
+    changes = [
+        {},
+        {"downs": [0, 90, 80, 400, 500]},
+        {},
+        {"ups": [180, 10, -1, 460, 560]},
+        {"codes": [-1, 71, 0xD800, -1, 65]},
+        {"downs": [-5, 90, 250, 400, 500]},
+        {},  # starts before the previous test's last press: that is no decrease
+    ]
+    payloads = [_reencode(good, **change) if change else good for change in changes]
+    tests = [decode_test(p, check_keystrokes=False) for p in payloads]
+    expected = {}
+    for i, payload in enumerate(payloads):
+        try:
+            decode_test(payload)
+        except DecodeError as exc:
+            expected[i] = str(exc)
+    assert keystroke_errors(tests) == expected
+    assert set(expected) == {1, 3, 4, 5}
+    assert keystroke_errors([]) == {}

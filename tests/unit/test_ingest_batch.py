@@ -63,3 +63,22 @@ def test_a_test_that_breaks_the_analytics_is_dead_lettered_alone(monkeypatch):
         t.test_id for t in tests if t.test_id != poison
     )
     assert [(letter.offset, letter.reason) for letter in dead] == [(2, "analysis failed: ValueError: boom")]
+
+
+def test_a_partial_write_is_possible_only_where_a_write_mark_passes_the_stored_offsets():
+    assert not ingest.partial_write_possible({}, {})  # nothing ever written
+    assert not ingest.partial_write_possible({0: 5, 1: 7}, {0: 5, 1: 7})  # every pass stored its offsets
+    assert not ingest.partial_write_possible({0: 9, 1: 7}, {0: 5, 1: 7})  # offsets moved past the marks
+    assert ingest.partial_write_possible({0: 5, 1: 3}, {0: 5, 1: 7})  # a pass wrote partition 1 and stopped
+    assert ingest.partial_write_possible({}, {0: 5})  # the first pass stopped before storing offsets
+    assert ingest.partial_write_possible({0: 5}, {})  # offsets from a version without marks: assume the worst
+    assert ingest.partial_write_possible({0: 0}, {0: 5})  # offsets rewound to re-read stored tests
+
+
+def test_tables_of_several_batches_concatenate_test_by_test():
+    tests = [parse_submission(s) for s in simulate_tests(2, 2, seed=3)]
+    first, second = (ingest.build_tables(part, [0] * len(part), [0] * len(part)) for part in (tests[:1], tests[1:]))
+    both = ingest.TestTables.concat([first, second])
+    assert both.results.column("test_id").to_pylist() == [t.test_id for t in tests]
+    assert both.keystrokes.num_rows == sum(t.keystroke_count for t in tests)
+    assert both.key_stats.num_rows == first.key_stats.num_rows + second.key_stats.num_rows
