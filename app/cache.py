@@ -37,12 +37,20 @@ class InsightsCache:
         raw = await self._redis.hget(user_cache_key(user_id), read)
         return None if raw is None else json.loads(raw)
 
+    async def get_raw(self, user_id: int, read: str) -> bytes | None:
+        """The cached JSON bytes of one read, served as they are (no decode and re-encode per request)."""
+        return await self._redis.hget(user_cache_key(user_id), read)
+
     async def generation(self, user_id: int) -> bytes | None:
         """The user's invalidation generation; pass it to `put` to refuse caching stale reads."""
         return await self._redis.get(user_generation_key(user_id))
 
     async def put(self, user_id: int, read: str, value: Any, generation: bytes | None) -> bool:
         """Cache a read unless the user was invalidated since `generation` was taken; True if cached."""
+        return await self.put_raw(user_id, read, json.dumps(value, separators=(",", ":")).encode(), generation)
+
+    async def put_raw(self, user_id: int, read: str, body: bytes, generation: bytes | None) -> bool:
+        """`put` of an already encoded JSON value."""
         key, gen_key = user_cache_key(user_id), user_generation_key(user_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             try:
@@ -50,7 +58,7 @@ class InsightsCache:
                 if await pipe.get(gen_key) != generation:
                     return False
                 pipe.multi()
-                pipe.hset(key, read, json.dumps(value, separators=(",", ":")))
+                pipe.hset(key, read, body)
                 pipe.expire(key, self._ttl)
                 await pipe.execute()
                 return True

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
+from app.api_client import api_url, service_headers
 from app.config import Settings, apply_local_ray_env
 
 log = logging.getLogger("keyscope")
@@ -67,14 +68,16 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def post_tests(api_url: str, tests: list[dict[str, Any]], concurrency: int = 16) -> list[int]:
+async def post_tests(
+    api_url: str, tests: list[dict[str, Any]], headers: dict[str, str], concurrency: int = 16
+) -> list[int]:
     """POST each test to the API (with a progress bar); returns the status codes in order."""
     statuses = [0] * len(tests)
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(len(tests)):
         queue.put_nowait(i)
     bar = tqdm(total=len(tests), desc="POST /v1/tests", unit="test", disable=None)
-    async with httpx.AsyncClient(base_url=api_url, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as client:
 
         async def worker() -> None:
             while not queue.empty():
@@ -113,7 +116,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
     tests = simulate_tests(args.users, args.tests, seed=args.seed, first_user_id=args.first_user)
     if args.to == "http":
-        codes = asyncio.run(post_tests(args.api or f"http://{settings.serve_host}:{settings.serve_port}", tests))
+        codes = asyncio.run(post_tests(args.api or api_url(settings), tests, service_headers(settings)))
         accepted = sum(1 for c in codes if c == 202)
         print(f"submitted {len(tests)} tests over HTTP: {accepted} accepted (202)")
         return 0 if accepted == len(tests) else 1
@@ -140,7 +143,8 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     t1 = time.perf_counter()
     tests = simulate_tests(args.users, args.tests, seed=args.seed)
     api = stack.serve_url()
-    codes = asyncio.run(post_tests(api, tests))
+    headers = service_headers(stack.settings)
+    codes = asyncio.run(post_tests(api, tests, headers))
     accepted = sum(1 for c in codes if c == 202)
     timings["simulate + POST"] = time.perf_counter() - t1
     print(f"submitted {len(tests)} simulated tests ({args.users} users × {args.tests}) over HTTP: {accepted} accepted")
@@ -151,18 +155,48 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     print("ingest job: " + report.line())
 
     user_id = tests[0]["user_id"]
-    insights = httpx.get(f"{api}/v1/users/{user_id}/insights", timeout=60)
+    insights = httpx.get(f"{api}/v1/users/{user_id}/insights", headers=headers, timeout=60)
     insights.raise_for_status()
     print_insights(insights.json())
     print("\ntimings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+    from app.auth import issue_token
+
+    user_token = issue_token(stack.settings.token_secrets[0], "user", user_id=user_id, ttl_s=86_400)
     print("\ntry:")
-    print(f"  curl {api}/v1/users/{user_id}/insights")
-    print(f"  curl '{api}/v1/users/{user_id}/tests?limit=5'")
-    print(f"  curl {api}/v1/users/{user_id}/keys            (per-key and per-pair table for a heatmap)")
-    print(f"  curl {api}/v1/users/{user_id}/progress        (daily series, bests, streaks, trend, forecast)")
+    print(f"  {api}/dashboard#token={user_token}")
+    print(f"      (user {user_id}'s dashboard: keyboard heatmap, trends, practice box; the token is valid for a day)")
+    print('  TOKEN=$(keyscope token --service)   # or --admin, or --user ID')
+    print(f'  curl -H "Authorization: Bearer $TOKEN" {api}/v1/users/{user_id}/insights')
+    print(f'  curl -H "Authorization: Bearer $TOKEN" "{api}/v1/users/{user_id}/tests?limit=5"')
+    print("  …/keys (per-key and per-pair table), …/progress (daily series, trend, forecast), …/practice (a drill)")
     print(f"  {api}/docs                       (the OpenAPI schema)")
     print(f"  http://127.0.0.1:{settings.ray_dashboard_port}      (Ray dashboard)")
     print("  keyscope status | keyscope down")
+    return 0
+
+
+def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    from app.auth import issue_token, parse_service_key
+
+    if args.service:
+        if args.ttl is not None:
+            raise ValueError("service keys do not expire; --ttl is for --user and --admin")
+        if not settings.service_keys:
+            raise ValueError(
+                "no service key configured: run `keyscope up` (it writes secrets.json) or set KEYSCOPE_SERVICE_KEYS"
+            )
+        print(parse_service_key(settings.service_keys[0])[1].decode())
+        return 0
+    if not settings.token_secrets:
+        raise ValueError(
+            "no token secret configured: run `keyscope up` (it writes secrets.json) or set KEYSCOPE_TOKEN_SECRETS"
+        )
+    if args.admin:
+        ttl = settings.admin_token_ttl_s if args.ttl is None else args.ttl
+        print(issue_token(settings.token_secrets[0], "admin", ttl_s=ttl))
+    else:
+        ttl = settings.user_token_ttl_s if args.ttl is None else args.ttl
+        print(issue_token(settings.token_secrets[0], "user", user_id=args.user, ttl_s=ttl))
     return 0
 
 
@@ -209,6 +243,23 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
             print("ingest throughput, Kafka → Ray Data → ClickHouse, against the seed's synchronous MariaDB path:")
             print_ingest_table(result)
         return 0
+    if args.workload in ("latency", "soak"):
+        from app.stack import LocalStack
+        from bench.load import print_latency, print_soak, run_latency, run_soak
+
+        seconds = args.seconds if args.seconds is not None else (600.0 if args.workload == "soak" else 60.0)
+        LocalStack(settings).up(progress=print)
+        if args.workload == "latency":
+            result = run_latency(settings, args.rate, seconds, args.first_user)
+            print(f"POST /v1/tests → visible in /v1/users/{{id}}/tests, {args.rate:g} tests/s for {seconds:g} s:")
+            print_latency(result, args.rate)
+            return 0 if result.visible == result.submitted else 1
+        result, series = run_soak(settings, args.rate, seconds, args.first_user)
+        print(f"memory (RSS) of every stack process, sampled every 10 s, {args.rate:g} tests/s for {seconds:g} s:")
+        flat = print_soak(series)
+        print_latency(result, args.rate)
+        print("memory flat in every process" if flat else "memory grew in some process (see the table)")
+        return 0 if flat and result.visible == result.submitted else 1
     if args.workload == "storage":
         from bench.storage import print_report
         from bench.storage import run as run_storage_bench
@@ -324,8 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run a benchmark and print its table")
     bench.add_argument(
         "workload",
-        choices=("analytics", "ingest", "storage"),
+        choices=("analytics", "ingest", "storage", "latency", "soak"),
         help="analytics: keystrokes analysed per second per core; "
+        "latency: POST → visible p50/p95/p99 under a steady load, ingest job in follow mode (starts the stack); "
+        "soak: the same load for 10 minutes, sampling every stack process's memory; "
         "ingest: end-to-end ingest throughput against the seed's MariaDB path (needs the stack; starts it); "
         "storage: bytes per keystroke on disk, ClickHouse vs the seed's MariaDB JSON table",
     )
@@ -338,6 +391,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="ingest: keystrokes to produce and ingest (default 2,000,000); storage: keystrokes to simulate and "
         "store, whole tests (default 10,000,000)",
+    )
+    bench.add_argument("--rate", type=float, default=10.0, help="latency, soak: tests submitted a second (default 10)")
+    bench.add_argument(
+        "--seconds", type=float, default=None, help="latency, soak: how long to load (default 60; soak 600)"
+    )
+    bench.add_argument(
+        "--first-user", type=int, default=50_000_000, help="latency, soak: id of the first simulated user"
     )
     bench.add_argument("--produce-only", action="store_true", help="ingest: produce the tests to Kafka, time nothing")
     bench.add_argument(
@@ -371,6 +431,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--tests", type=int, default=10)
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(func=cmd_demo)
+
+    token = sub.add_parser("token", help="print a bearer credential for the API (send it as `Authorization: Bearer …`)")
+    who = token.add_mutually_exclusive_group(required=True)
+    who.add_argument("--service", action="store_true", help="the first configured service key (platform backend)")
+    who.add_argument(
+        "--admin", action="store_true", help="an admin token (default lifetime KEYSCOPE_ADMIN_TOKEN_TTL_S)"
+    )
+    who.add_argument("--user", type=int, metavar="ID", help="a token that reads only user ID's data")
+    token.add_argument("--ttl", type=int, metavar="SECONDS", help="token lifetime (default from the settings)")
+    token.set_defaults(func=cmd_token)
     return parser
 
 

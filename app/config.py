@@ -7,6 +7,7 @@ REDIS_URL and RAY_ADDRESS at real servers needs no code change.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -49,6 +50,34 @@ def apply_local_ray_env(env: dict[str, str] | None = None) -> None:
         target.setdefault(name, value)
 
 
+SECRETS_FILE_NAME = "secrets.json"  # under data_dir; written once by `keyscope up` (app.auth.ensure_local_secrets)
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def read_secrets_file(path: Path) -> dict[str, tuple[str, ...]]:
+    """The token secrets and service keys stored in a secrets file ({} when there is none)."""
+    if not path.exists():
+        return {}
+    try:
+        raw = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{path} is not a keyscope secrets file: {exc}") from exc
+    stored: dict[str, tuple[str, ...]] = {}
+    for name in ("token_secrets", "service_keys"):
+        values = raw.get(name, []) if isinstance(raw, dict) else None
+        if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+            raise ValueError(f"{path} is not a keyscope secrets file: {name!r} must be a list of strings")
+        stored[name] = tuple(values)
+    return stored
+
+
+def _mask(values: tuple[str, ...], what: str) -> str:
+    return f"<{len(values)} {what}>" if values else "<none>"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where every service lives and the limits every stage shares."""
@@ -77,14 +106,38 @@ class Settings:
     # read, nothing written; "mid_write": a batch's raw keystrokes written, its other tables not; "after_write":
     # data written, offsets not stored). Empty in normal operation.
     fault_injection: str = ""
+    # Bearer credentials (app/auth.py). Secrets sign and verify user/admin tokens; the first signs, the rest still
+    # verify (rotation). Service keys are "name:ksk_…" (or a bare "ksk_…"). repr=False: they never reach logs.
+    token_secrets: tuple[str, ...] = field(default=(), repr=False)
+    service_keys: tuple[str, ...] = field(default=(), repr=False)
+    user_token_ttl_s: int = 3600
+    admin_token_ttl_s: int = 900  # admin tokens can delete and export: keep their exposure short
+    # Rate limits per principal, enforced across all replicas in Redis (app/ratelimit.py); 0 per second = no limit.
+    # A platform backend submits for all of its users: 2,000/s sustained with a 2 s burst. A person's browser needs a
+    # handful of reads per page view: 20/s with a burst of 40 covers reloads and tabs, stops scraping.
+    # Admin tokens share the service limits (operators' scripts export in bulk).
+    rate_limit_service_per_s: float = 2000.0
+    rate_limit_service_burst: int = 4000
+    rate_limit_user_per_s: float = 20.0
+    rate_limit_user_burst: int = 40
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Settings from KEYSCOPE_* and service URL variables, local defaults otherwise."""
+        """Settings from KEYSCOPE_* and service URL variables, local defaults otherwise.
+
+        KEYSCOPE_TOKEN_SECRETS and KEYSCOPE_SERVICE_KEYS (comma-separated) fall back, each on its own, to
+        `<data_dir>/secrets.json` when unset or empty: that is how the local stack hands out its generated secrets.
+        """
         env = os.environ if env is None else env
         base = cls()
         data_dir = Path(env.get("KEYSCOPE_DATA_DIR", str(base.data_dir))).resolve()
+        token_secrets = _csv(env.get("KEYSCOPE_TOKEN_SECRETS", ""))
+        service_keys = _csv(env.get("KEYSCOPE_SERVICE_KEYS", ""))
+        if not token_secrets or not service_keys:
+            stored = read_secrets_file(data_dir / SECRETS_FILE_NAME)
+            token_secrets = token_secrets or stored.get("token_secrets", ())
+            service_keys = service_keys or stored.get("service_keys", ())
         return cls(
             data_dir=data_dir,
             kafka_bootstrap=env.get("KAFKA_BOOTSTRAP", base.kafka_bootstrap),
@@ -106,6 +159,14 @@ class Settings:
             write_retry_s=_float(env, "KEYSCOPE_WRITE_RETRY_S", base.write_retry_s),
             fault_injection=env.get("KEYSCOPE_FAULT_INJECTION", ""),
             ingest_interval_s=_float(env, "KEYSCOPE_INGEST_INTERVAL_S", base.ingest_interval_s),
+            token_secrets=token_secrets,
+            service_keys=service_keys,
+            user_token_ttl_s=_int(env, "KEYSCOPE_USER_TOKEN_TTL_S", base.user_token_ttl_s),
+            admin_token_ttl_s=_int(env, "KEYSCOPE_ADMIN_TOKEN_TTL_S", base.admin_token_ttl_s),
+            rate_limit_service_per_s=_float(env, "KEYSCOPE_RATE_LIMIT_SERVICE_PER_S", base.rate_limit_service_per_s),
+            rate_limit_service_burst=_int(env, "KEYSCOPE_RATE_LIMIT_SERVICE_BURST", base.rate_limit_service_burst),
+            rate_limit_user_per_s=_float(env, "KEYSCOPE_RATE_LIMIT_USER_PER_S", base.rate_limit_user_per_s),
+            rate_limit_user_burst=_int(env, "KEYSCOPE_RATE_LIMIT_USER_BURST", base.rate_limit_user_burst),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -134,8 +195,19 @@ class Settings:
             "KEYSCOPE_MAX_MESSAGE_BYTES": str(self.max_message_bytes),
             "KEYSCOPE_WRITE_RETRY_S": str(int(self.write_retry_s)),
             "KEYSCOPE_INGEST_INTERVAL_S": str(self.ingest_interval_s),
+            "KEYSCOPE_TOKEN_SECRETS": ",".join(self.token_secrets),
+            "KEYSCOPE_SERVICE_KEYS": ",".join(self.service_keys),
+            "KEYSCOPE_USER_TOKEN_TTL_S": str(self.user_token_ttl_s),
+            "KEYSCOPE_ADMIN_TOKEN_TTL_S": str(self.admin_token_ttl_s),
+            "KEYSCOPE_RATE_LIMIT_SERVICE_PER_S": str(self.rate_limit_service_per_s),
+            "KEYSCOPE_RATE_LIMIT_SERVICE_BURST": str(self.rate_limit_service_burst),
+            "KEYSCOPE_RATE_LIMIT_USER_PER_S": str(self.rate_limit_user_per_s),
+            "KEYSCOPE_RATE_LIMIT_USER_BURST": str(self.rate_limit_user_burst),
         }
 
     def describe(self) -> dict[str, str]:
-        """A printable view (no secrets are held here yet)."""
-        return {k: str(v) for k, v in asdict(self).items() if k != "extra"}
+        """A printable view, with secrets replaced by how many there are."""
+        view = {k: str(v) for k, v in asdict(self).items() if k != "extra"}
+        view["token_secrets"] = _mask(self.token_secrets, "secrets")
+        view["service_keys"] = _mask(self.service_keys, "keys")
+        return view

@@ -95,6 +95,16 @@ class TestProducer:
             raise BrokerUnavailable(f"Kafka did not acknowledge the test: {exc!r}") from exc
         return meta.partition, meta.offset
 
+    async def ping(self) -> None:
+        """Raise BrokerUnavailable unless the broker answers a metadata request listing the keystroke topic."""
+        producer = await self._started()
+        try:
+            metadata = await producer.client.fetch_all_metadata()
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"Kafka at {self._settings.kafka_bootstrap} did not answer: {exc!r}") from exc
+        if self._settings.keystroke_topic not in metadata.topics():
+            raise BrokerUnavailable(f"topic {self._settings.keystroke_topic!r} does not exist")
+
     async def close(self) -> None:
         if self._producer is not None:
             await self._producer.stop()

@@ -280,8 +280,6 @@ KEYSTROKE_SCHEMA = pa.schema(
         ("seq", pa.uint16()),
         ("key", pa.string()),
         ("target", pa.string()),
-        ("prev_target", pa.string()),
-        ("down_ms", pa.uint32()),
         ("hold_ms", pa.int32()),
         ("iki_ms", pa.int32()),
         ("correct", pa.uint8()),

@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 
 import redis
 
+from app.auth import settings_with_local_secrets
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import apply_migrations
 from app.config import LOCAL_RAY_ENV, Settings
@@ -365,6 +366,8 @@ class LocalStack:
     def up(self, with_serve: bool = True, progress: Callable[[str], None] = lambda _: None) -> list[ServiceStatus]:
         """Start what is not running, wait for each service, prepare topics and schema; returns the status."""
         self.root.mkdir(parents=True, exist_ok=True)
+        # Before the Ray head starts: it passes its environment (`_ray_env`) on to the Serve replicas.
+        self.settings = settings_with_local_secrets(self.settings)
         state = self._state()
         steps: list[tuple[str, Callable[[dict], None]]] = [
             ("Kafka broker", self.start_broker),

@@ -130,10 +130,8 @@ def tables_from_analysis(
             "seq": pa.array(seq.astype(np.uint16)),
             "key": _key_names(batch.key_codes.astype(np.int64)),
             "target": _key_names(np.where(has_target, analysis.target_codes, _NO_KEY)),
-            "prev_target": _key_names(np.where(analysis.presented_before >= 0, analysis.presented_before, _NO_KEY)),
-            "down_ms": pa.array(batch.down_ms.astype(np.uint32)),
             "hold_ms": pa.array(analysis.hold_ms),
-            "iki_ms": pa.array(analysis.iki_ms),
+            "iki_ms": pa.array(stored_iki_ms(batch, seq, analysis)),
             "correct": pa.array(analysis.correct.astype(np.uint8)),
             "clean_transition": pa.array(clean_transitions(seg, analysis).astype(np.uint8)),
         },
@@ -165,6 +163,13 @@ def tables_from_analysis(
         schema=TEST_RESULT_SCHEMA,
     )
     return TestTables(keystrokes, key_stats, pair_stats, confusions, results)
+
+
+def stored_iki_ms(batch: TestBatch, seq: np.ndarray, analysis: BatchAnalysis) -> np.ndarray:
+    """The raw table's `iki_ms`: the IKI, and for a test's first press its time since the test start, so the
+    press times are the running sum over the test (`down_ms` is not stored). The analysis keeps −1 there: the
+    first press has no IKI, and the per-key and per-pair times to type leave it untimed."""
+    return np.where(seq == 0, batch.down_ms, analysis.iki_ms).astype(np.int32)
 
 
 def _rows_as_lists(matrix: np.ndarray) -> pa.Array:

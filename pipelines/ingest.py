@@ -28,6 +28,7 @@ from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
@@ -41,6 +42,7 @@ from app.config import Settings
 from app.kafka import DeadLetter, end_offsets, produce_dead_letters
 from app.schemas import TypingTest
 from app.test_tables import TestTables, build_tables, test_keys
+from pipelines.ingest_metrics import IngestMetrics
 
 log = logging.getLogger("keyscope.ingest")
 T = TypeVar("T")
@@ -58,7 +60,10 @@ WRITE_THREADS = 2
 # What a worker returns for one input batch: one row holding each output table as an Arrow IPC stream
 # (one row, so Ray can split or merge blocks without separating a batch's tables).
 _PARTS = ("keystrokes", "key_stats", "pair_stats", "confusions", "results", "dead")
-_PART_SCHEMA = pa.schema([*((name, pa.large_binary()) for name in _PARTS), ("duplicates", pa.int64())])
+# `oldest_ms`: the earliest Kafka append time of the batch's messages (processing latency is measured from it).
+_PART_SCHEMA = pa.schema(
+    [*((name, pa.large_binary()) for name in _PARTS), ("duplicates", pa.int64()), ("oldest_ms", pa.int64())]
+)
 _DEAD_SCHEMA = pa.schema(
     [
         ("partition", pa.int32()),
@@ -86,6 +91,8 @@ class IngestReport:
     keystrokes_written: int = 0
     seconds: float = 0.0
     offsets: dict[int, int] = field(default_factory=dict)
+    oldest_message_ms: int | None = None  # Kafka append time of the oldest message read
+    lag: int = 0  # messages on the topic beyond the stored offsets when the (last) pass ended
 
     def add(self, other: IngestReport) -> None:
         self.passes += other.passes
@@ -96,6 +103,9 @@ class IngestReport:
         self.keystrokes_written += other.keystrokes_written
         self.seconds += other.seconds
         self.offsets.update(other.offsets)
+        self.lag = other.lag
+        if other.oldest_message_ms is not None:
+            self.oldest_message_ms = min(self.oldest_message_ms or other.oldest_message_ms, other.oldest_message_ms)
 
     def line(self) -> str:
         rate = self.keystrokes_written / self.seconds if self.seconds else 0.0
@@ -199,8 +209,11 @@ def analyse_messages(messages: pa.Table, max_keystrokes: int = 20_000, max_messa
         schema=_DEAD_SCHEMA,
     )
     parts = (*(getattr(tables, name) for name in _PARTS[:-1]), dead)
+    stamps = messages.column("timestamp") if "timestamp" in messages.column_names else None
+    oldest = pc.min(stamps).as_py() if stamps is not None and len(stamps) else None
     return pa.table(
-        {**{name: _to_ipc(t) for name, t in zip(_PARTS, parts)}, "duplicates": [duplicates]}, schema=_PART_SCHEMA
+        {**{name: _to_ipc(t) for name, t in zip(_PARTS, parts)}, "duplicates": [duplicates], "oldest_ms": [oldest]},
+        schema=_PART_SCHEMA,
     )
 
 
@@ -213,7 +226,7 @@ def analyse_read_block(
         yield analyse_messages(messages.slice(start, BATCH_MESSAGES), max_keystrokes, max_message_bytes)
 
 
-def _unpack(batch: pa.Table) -> tuple[list[TestTables], list[DeadLetter], int]:
+def _unpack(batch: pa.Table) -> tuple[list[TestTables], list[DeadLetter], int, int | None]:
     tables: list[TestTables] = []
     dead: list[DeadLetter] = []
     for i in range(batch.num_rows):
@@ -224,7 +237,8 @@ def _unpack(batch: pa.Table) -> tuple[list[TestTables], list[DeadLetter], int]:
             dead.append(
                 DeadLetter(letter["partition"], letter["offset"], letter["key"], letter["value"], letter["reason"])
             )
-    return tables, dead, sum(batch.column("duplicates").to_pylist())
+    stamps = [v for v in batch.column("oldest_ms").to_pylist() if v is not None]
+    return tables, dead, sum(batch.column("duplicates").to_pylist()), min(stamps, default=None)
 
 
 def _first_copies(tables: TestTables, seen: set[str]) -> TestTables:
@@ -387,6 +401,8 @@ def ingest_once(
             raise SimulatedCrash("stopped between the ClickHouse write and the offset store")
         with_retry(lambda: store_offsets(client, group, topic, stop), "storing offsets", settings)
         report.offsets = stop
+        now_ends = asyncio.run(end_offsets(settings, topic))
+        report.lag = sum(max(0, end - stop.get(p, begin.get(p, 0))) for p, end in now_ends.items())
     finally:
         client.close()
     report.seconds = time.perf_counter() - started
@@ -403,7 +419,9 @@ def _submit_batches(
     dead_letters: list[DeadLetter] = []
     waiting: list[TestTables] = []
     for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-        parts, dead, duplicates = _unpack(batch)
+        parts, dead, duplicates, oldest = _unpack(batch)
+        if oldest is not None:
+            report.oldest_message_ms = min(report.oldest_message_ms or oldest, oldest)
         report.messages += duplicates
         report.duplicates_skipped += duplicates
         _failpoint(settings, "after_read")
@@ -452,9 +470,11 @@ def run_ingest(
     ray.data.DataContext.get_current().enable_progress_bars = False
     cap = settings.ingest_max_messages or None
     stop = stop or StopRequest()
+    metrics = IngestMetrics(settings.keystroke_topic)
     total = IngestReport()
     while not stop.event.is_set():
         report = ingest_once(settings, max_messages_per_partition=cap)
+        metrics.record_pass(report.lag, report.oldest_message_ms, report.tests_written, report.dead_lettered)
         total.add(report)
         if max_passes is not None and total.passes >= max_passes:
             break

@@ -1,81 +1,78 @@
-# No `from __future__ import annotations` here: Serve re-binds the route methods, and FastAPI could then
-# not resolve string annotations such as `Request`.
-"""The Ray Serve application: one FastAPI ingress deployment (insights, predictor and practice text
-deployments join it later). Deploy with `keyscope up`, or `serve run serve.app:app`."""
+"""The Ray Serve application: deployments composed with `.bind()`.
+
+- `ingress` (FastAPI, serve/routes.py): auth, rate limits, submissions to Kafka, and reads answered from the
+  Redis cache. Cheap per request, so a few replicas carry the traffic.
+- `insights`: computes a read from ClickHouse aggregates on a cache miss and back-fills the cache; CPU-heavy
+  and bursty, so it scales on its own.
+The predictor and the practice-text model join as deployments of their own, bound into the ingress the
+same way. `serve/config.yaml` sets each deployment's replicas, autoscaling and resources.
+
+Deploy with `keyscope up`, or `serve run serve/config.yaml`.
+"""
+
+from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Path, Query, Request
-from fastapi.responses import JSONResponse
 from ray import serve
+from ray.serve.handle import DeploymentHandle
 
 from app.config import Settings
-from app.schemas import MAX_USER_ID
-from serve.api import KeyscopeAPI, build_app, not_found
-from serve.models import Insights, KeyTable, Progress, Queued, TestList
+from serve.gateway import Gateway
+from serve.metrics import ServeMetrics
+from serve.reads import UserReads
+from serve.routes import build_app, set_gateway
 
 fastapi_app = build_app()
 
 
-@serve.deployment(name="ingress", num_replicas=1, max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.25})
-@serve.ingress(fastapi_app)
-class Ingress:
-    """Routes of the public API; the work is done by KeyscopeAPI (serve/api.py)."""
+@serve.deployment(name="insights", ray_actor_options={"num_cpus": 0.25})
+class InsightsDeployment:
+    """Reads computed from ClickHouse (cache misses) and practice drills."""
 
     def __init__(self) -> None:
-        self.api = KeyscopeAPI(Settings.from_env())
+        self.reads = UserReads(Settings.from_env())
 
-    @fastapi_app.get("/healthz", include_in_schema=False)
-    async def healthz(self) -> dict[str, str]:
-        return {"status": "ok"}
+    async def read(self, user_id: int, read: str, params: dict[str, Any]) -> bytes | None:
+        return await self.reads.read(user_id, read, params)
 
-    @fastapi_app.post(
-        "/v1/tests",
-        status_code=202,
-        response_model=Queued,
-        summary="Submit a finished typing test",
-        responses={400: {}, 413: {}, 422: {}, 503: {}},
-    )
-    async def submit_test(self, request: Request) -> JSONResponse:
-        return await self.api.submit(request)
+    async def practice(self, user_id: int, length: int, seed: int | None) -> bytes | None:
+        return await self.reads.practice(user_id, length, seed)
 
-    @fastapi_app.get(
-        "/v1/users/{user_id}/tests", response_model=TestList, summary="A user's newest tests", responses={404: {}}
-    )
-    async def list_tests(
-        self,
-        user_id: int = Path(ge=1, le=MAX_USER_ID),
-        limit: int = Query(20, ge=1, le=1000, description="How many tests, newest first"),
-    ) -> Any:
-        tests = await self.api.tests(user_id, limit)
-        return {"user_id": user_id, "tests": tests} if tests else not_found(user_id)
+    async def ping(self) -> None:
+        await self.reads.ping()
 
-    @fastapi_app.get(
-        "/v1/users/{user_id}/insights", response_model=Insights, summary="A user's insights", responses={404: {}}
-    )
-    async def insights(self, user_id: int = Path(ge=1, le=MAX_USER_ID)) -> Any:
-        value = await self.api.insights(user_id)
-        return value if value is not None else not_found(user_id)
+    async def __del__(self) -> None:  # Serve awaits it when the replica shuts down
+        await self.reads.close()
 
-    @fastapi_app.get(
-        "/v1/users/{user_id}/keys",
-        response_model=KeyTable,
-        summary="Per-key and per-letter-pair table for a keyboard heatmap",
-        responses={404: {}},
-    )
-    async def keys(self, user_id: int = Path(ge=1, le=MAX_USER_ID)) -> Any:
-        value = await self.api.key_table(user_id)
-        return value if value is not None else not_found(user_id)
 
-    @fastapi_app.get(
-        "/v1/users/{user_id}/progress", response_model=Progress, summary="Progress series", responses={404: {}}
-    )
-    async def progress(self, user_id: int = Path(ge=1, le=MAX_USER_ID)) -> Any:
-        value = await self.api.progress(user_id)
-        return value if value is not None else not_found(user_id)
+class HandleReader:
+    """Reader (serve/gateway.py) that calls the insights deployment."""
+
+    def __init__(self, handle: DeploymentHandle) -> None:
+        self.handle = handle
+
+    async def read(self, user_id: int, read: str, params: dict[str, Any]) -> bytes | None:
+        return await self.handle.read.remote(user_id, read, params)
+
+    async def practice(self, user_id: int, length: int, seed: int | None) -> bytes | None:
+        return await self.handle.practice.remote(user_id, length, seed)
+
+    async def ping(self) -> None:
+        await self.handle.ping.remote()
+
+
+@serve.deployment(name="ingress", ray_actor_options={"num_cpus": 0.25})
+@serve.ingress(fastapi_app)
+class Ingress:
+    """The HTTP entry point; its routes live in serve/routes.py."""
+
+    def __init__(self, insights: DeploymentHandle) -> None:
+        self.gateway = Gateway(Settings.from_env(), HandleReader(insights), ServeMetrics())
+        set_gateway(self.gateway)
 
     async def __del__(self) -> None:
-        await self.api.close()
+        await self.gateway.close()
 
 
-app = Ingress.bind()
+app = Ingress.bind(InsightsDeployment.bind())

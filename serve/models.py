@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from app.schemas import LAYOUTS
+
 M = "Null where undefined for the test."
 
 
@@ -73,6 +75,19 @@ class TestMetrics(BaseModel):
 class TestList(BaseModel):
     user_id: int
     tests: list[TestMetrics]
+    next: str | None = Field(None, description="Cursor of the next (older) page; null on the last page")
+
+
+class PracticeTargets(BaseModel):
+    keys: list[str] = Field(description="Weak keys the passage drills")
+    pairs: list[str] = Field(description="Weak letter pairs the passage drills")
+
+
+class Practice(BaseModel):
+    user_id: int
+    text: str = Field(description="The passage to type")
+    targets: PracticeTargets
+    source: str = Field(description="What wrote it: 'drill' (rule-based word drill)")
 
 
 class UnitAggregate(BaseModel):
@@ -188,3 +203,38 @@ class Progress(BaseModel):
     streaks: dict[str, Any]
     trend: dict[str, Any]
     forecast: dict[str, Any]
+
+
+# The request body of POST /v1/tests, as a plain JSON schema: the handler validates the raw body itself
+# (app/schemas.py, field-named errors, nothing produced unless all of it is valid), so this documents the shape and
+# gives the fuzzer (tests/e2e/test_fuzz.py) something to aim at. The seed's shape (userId, keyTimings, ...) is
+# accepted too; see the README.
+SUBMISSION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["user_id", "started_at", "keystrokes"],
+    "properties": {
+        "user_id": {"type": "integer", "minimum": 1, "description": "The typist's id on the platform"},
+        "test_id": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_.:-]{1,64}$",
+            "description": "Optional; derived from the content when absent, so a re-sent test is stored once",
+        },
+        "started_at": {"type": "string", "format": "date-time", "description": "ISO-8601; no zone means UTC"},
+        "text": {"type": "string", "maxLength": 10000, "description": "The presented text"},
+        "layout": {"type": "string", "enum": list(LAYOUTS), "default": "qwerty"},
+        "language": {"type": "string", "default": "en", "description": "A tag like en or de-CH"},
+        "keystrokes": {
+            "type": "array",
+            "maxItems": 20000,
+            "items": {
+                "type": "object",
+                "required": ["key", "down"],
+                "properties": {
+                    "key": {"type": "string", "description": "One character, or a named key such as Backspace"},
+                    "down": {"type": "number", "minimum": 0, "description": "ms from started_at; never decreasing"},
+                    "up": {"type": ["number", "null"], "description": "ms from started_at, ≥ down; null if unknown"},
+                },
+            },
+        },
+    },
+}

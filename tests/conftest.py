@@ -32,12 +32,15 @@ def stack(stack_settings):
     """The running local stack (started once per session, stopped at its end)."""
     import redis
 
+    from app.api_client import service_headers
     from app.stack import LocalStack
+    from tests.api import SERVICE_HEADERS
 
     local = LocalStack(stack_settings)
     try:
         local.up(progress=lambda message: print(message, flush=True))
         redis.Redis.from_url(stack_settings.redis_url).flushdb()
+        SERVICE_HEADERS.update(service_headers(local.settings))
         yield local
     finally:
         local.down()

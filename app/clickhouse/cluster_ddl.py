@@ -61,18 +61,19 @@ def _create_view(match: re.Match[str]) -> list[str]:
     ]
 
 
+def _changes_columns(clause: str) -> bool:
+    """An ALTER clause the Distributed table must repeat: one that adds, drops, retypes or comments a column."""
+    return bool(re.match(r"(ADD|DROP|COMMENT) COLUMN\b", clause) or re.match(r"MODIFY COLUMN \w+ (?!CODEC)\w", clause))
+
+
 def _alter(match: re.Match[str]) -> list[str]:
     name, rest = match["name"], match["rest"]
     statements = [f"ALTER TABLE {_local(name)} ON CLUSTER {CLUSTER}{rest}"]
     # The Distributed table only needs to know the columns: its copy of an ALTER keeps the column changes
-    # without codecs, and is skipped when nothing but codecs changed.
-    if "ADD COLUMN" in rest or re.search(r"MODIFY COLUMN \w+ (?!CODEC)\w", rest):
-        clauses = [
-            _CODEC.sub("", clause)
-            for clause in re.split(r",\s*\n", rest.strip())
-            if "ADD COLUMN" in clause or re.search(r"MODIFY COLUMN \w+ (?!CODEC)\w", clause)
-        ]
-        statements.append(f"ALTER TABLE {name} ON CLUSTER {CLUSTER}\n    " + ",\n    ".join(c.strip() for c in clauses))
+    # without codecs, and is skipped when nothing but codecs, settings or data (UPDATE) changed.
+    clauses = [_CODEC.sub("", clause).strip() for clause in re.split(r",\s*\n", rest.strip())]
+    if changes := [clause for clause in clauses if _changes_columns(clause)]:
+        statements.append(f"ALTER TABLE {name} ON CLUSTER {CLUSTER}\n    " + ",\n    ".join(changes))
     return statements
 
 

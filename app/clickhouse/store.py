@@ -16,7 +16,15 @@ import numpy as np
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
-from app.schemas import COUNT_FIELDS, ERROR_LOCATION_FIELDS, METRIC_FIELDS, SERIES_FIELDS, format_started_at
+from app.schemas import (
+    COUNT_FIELDS,
+    ERROR_LOCATION_FIELDS,
+    METRIC_FIELDS,
+    NAMED_KEY_CODES,
+    SERIES_FIELDS,
+    TypingTest,
+    format_started_at,
+)
 from app.test_tables import TestTables
 
 STORED_TABLES = ("keystrokes", "test_key_stats", "test_pair_stats", "test_confusions", "test_results")
@@ -82,6 +90,53 @@ def stored_tests(client: Client, tests: list[tuple[int, str]], table: str = "tes
     ).result_rows
     wanted = set(tests)
     return {(int(u), str(t)) for u, t in rows} & wanted
+
+
+# The press and release times of stored keystrokes, as select-list entries `down_ms, up_ms` (Int64) for any query
+# over `keystrokes`: the table keeps the time since the previous press (`iki_ms`; at seq 0, since the test start)
+# and the hold time (`hold_ms`, −1 = release unknown), not the times themselves (migration 0006).
+KEYSTROKE_TIMES_SQL = (
+    "sum(iki_ms) OVER (PARTITION BY user_id, test_id ORDER BY seq ROWS UNBOUNDED PRECEDING) AS down_ms, "
+    "if(hold_ms >= 0, down_ms + hold_ms, -1) AS up_ms"
+)
+
+
+def stored_keystrokes(client: Client, user_id: int, test_id: str) -> pa.Table:
+    """One stored test's keystrokes as submitted, in order: `key` (the character or the named key), `down_ms`
+    (ms from the test start to the press) and `up_ms` (to the release, −1 where unknown), both int32. Empty for
+    a test that is not stored."""
+    table = client.query_arrow(
+        f"SELECT key, {KEYSTROKE_TIMES_SQL} "
+        "FROM keystrokes FINAL WHERE user_id = {u:UInt64} AND test_id = {t:String} ORDER BY seq",
+        parameters={"u": user_id, "t": test_id},
+    )
+    return table.cast(pa.schema([("key", pa.string()), ("down_ms", pa.int32()), ("up_ms", pa.int32())]))
+
+
+def stored_test(client: Client, user_id: int, test_id: str) -> TypingTest | None:
+    """A stored test rebuilt as the `TypingTest` it was stored from (text, layout, language and start from
+    test_results, the keystrokes from `stored_keystrokes`); None for a test without a result row."""
+    rows = client.query(
+        "SELECT toUnixTimestamp64Milli(started_at), text, layout, language FROM test_results FINAL "
+        "WHERE user_id = {u:UInt64} AND test_id = {t:String}",
+        parameters={"u": user_id, "t": test_id},
+    ).result_rows
+    if not rows:
+        return None
+    started_ms, text, layout, language = rows[0]
+    keystrokes = stored_keystrokes(client, user_id, test_id)
+    codes = [NAMED_KEY_CODES[k] if len(k) != 1 else ord(k) for k in keystrokes.column("key").to_pylist()]
+    return TypingTest(
+        user_id,
+        test_id,
+        int(started_ms),
+        str(text),
+        str(layout),
+        str(language),
+        np.array(codes, dtype=np.int32),
+        keystrokes.column("down_ms").to_numpy(zero_copy_only=False).astype(np.int32),
+        keystrokes.column("up_ms").to_numpy(zero_copy_only=False).astype(np.int32),
+    )
 
 
 def load_offsets(client: Client, group: str, topic: str) -> dict[int, int]:
@@ -165,12 +220,21 @@ _TEST_COLUMNS = ", ".join(
 )
 
 
-def user_tests(client: Client, user_id: int, limit: int) -> list[dict[str, Any]]:
-    """The user's newest tests, newest first, with every per-test metric (None where undefined)."""
+def user_tests(
+    client: Client, user_id: int, limit: int, before: tuple[int, str] | None = None
+) -> list[dict[str, Any]]:
+    """The user's newest tests, newest first, with every per-test metric (None where undefined).
+
+    `before` = (started_at ms, test_id) of the last test of the previous page: keyset pagination, so a page
+    costs the same however deep it is and tests stored meanwhile never shift a page."""
+    where, parameters = "user_id = {u:UInt64}", {"u": user_id, "n": limit}
+    if before is not None:
+        where += " AND (toUnixTimestamp64Milli(started_at), test_id) < ({b_ms:Int64}, {b_id:String})"
+        parameters.update(b_ms=before[0], b_id=before[1])
     result = client.query(
-        f"SELECT {_TEST_COLUMNS} FROM test_results FINAL WHERE user_id = {{u:UInt64}} "
+        f"SELECT {_TEST_COLUMNS} FROM test_results FINAL WHERE {where} "
         "ORDER BY started_at DESC, test_id DESC LIMIT {n:UInt32}",
-        parameters={"u": user_id, "n": limit},
+        parameters=parameters,
     )
     return [_test_row(dict(zip(result.column_names, row))) for row in result.result_rows]
 

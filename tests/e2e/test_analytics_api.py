@@ -13,6 +13,7 @@ import pytest
 
 from app.simulate import make_profiles, simulate_test, simulate_tests
 from pipelines.ingest import run_ingest
+from tests.api import api_client, api_get
 from tests.reference import reference_key_stats
 
 pytestmark = pytest.mark.stack
@@ -28,7 +29,7 @@ def strict_json(response: httpx.Response):
 
 
 def post(api_url: str, tests: list[dict]) -> None:
-    with httpx.Client(base_url=api_url, timeout=30) as client:
+    with api_client(api_url, timeout=30) as client:
         statuses = [client.post("/v1/tests", json=t).status_code for t in tests]
     assert statuses == [202] * len(tests)
 
@@ -51,7 +52,7 @@ def analysed_users(stack, ray_driver, api_url, stack_settings):
 
 
 def test_tests_carry_every_metric_and_no_nan(analysed_users, api_url):
-    body = strict_json(httpx.get(f"{api_url}/v1/users/20003/tests", params={"limit": 10}))
+    body = strict_json(api_get(f"{api_url}/v1/users/20003/tests", params={"limit": 10}))
     assert len(body["tests"]) == 6
     for test in body["tests"]:
         for name in ("raw_wpm", "net_wpm", "corrected_error_rate", "total_error_rate", "ecpc", "median_iki_ms",
@@ -72,7 +73,7 @@ def test_key_table_matches_an_independent_count_and_places_keys_on_the_layout(an
             entry = totals.setdefault(key, {"presses": 0, "errors": 0, "timed": 0, "time_sum": 0})
             for name, value in stats.items():
                 entry[name] += value
-    body = strict_json(httpx.get(f"{api_url}/v1/users/20003/keys"))
+    body = strict_json(api_get(f"{api_url}/v1/users/20003/keys"))
     assert body["layout"] == posted[0]["layout"]
     rows = {row["key"]: row for row in body["keys"]}
     assert set(rows) == set(totals)
@@ -88,7 +89,7 @@ def test_key_table_matches_an_independent_count_and_places_keys_on_the_layout(an
 
 
 def test_a_typist_slow_on_q_gets_q_as_the_weakest_key(analysed_users, api_url):
-    insights = strict_json(httpx.get(f"{api_url}/v1/users/20001/insights"))
+    insights = strict_json(api_get(f"{api_url}/v1/users/20001/insights"))
     assert insights["weak_keys"][0]["key"] == "q"
     assert insights["weak_keys"][0]["reason"]
     assert any("q" in pair["key"] for pair in insights["weak_pairs"])
@@ -97,20 +98,20 @@ def test_a_typist_slow_on_q_gets_q_as_the_weakest_key(analysed_users, api_url):
 
 
 def test_a_typist_who_types_r_for_e_gets_that_confusion_first(analysed_users, api_url):
-    insights = strict_json(httpx.get(f"{api_url}/v1/users/20002/insights"))
+    insights = strict_json(api_get(f"{api_url}/v1/users/20002/insights"))
     first = insights["error_patterns"]["top_confusions"][0]
     assert (first["key"], first["typed"]) == ("e", "r")
-    keys = {row["key"]: row for row in strict_json(httpx.get(f"{api_url}/v1/users/20002/keys"))["keys"]}
+    keys = {row["key"]: row for row in strict_json(api_get(f"{api_url}/v1/users/20002/keys"))["keys"]}
     assert keys["e"]["typed_instead"][0]["typed"] == "r"
 
 
 def test_progress_has_a_day_per_test_day_and_a_trend(analysed_users, api_url):
-    body = strict_json(httpx.get(f"{api_url}/v1/users/20001/progress"))
+    body = strict_json(api_get(f"{api_url}/v1/users/20001/progress"))
     assert len(body["daily"]) == 30  # one test a day for 30 days
     assert body["streaks"]["longest_days"] == 30
     assert body["trend"]["n"] == 30
     assert "sessions_to_target" in body["forecast"]
-    insights = strict_json(httpx.get(f"{api_url}/v1/users/20001/insights"))
+    insights = strict_json(api_get(f"{api_url}/v1/users/20001/insights"))
     assert insights["health"]["score"] is not None
     assert set(insights["health"]["components"]) == {"speed", "accuracy", "consistency", "rhythm", "fatigue"}
 
@@ -131,7 +132,7 @@ def test_edge_case_tests_yield_nulls_not_errors(stack, ray_driver, api_url, stac
     post(api_url, tests)
     run_ingest(stack_settings)
     one, backspaces, wrong = (
-        strict_json(httpx.get(f"{api_url}/v1/users/{21_000 + i}/tests"))["tests"][0] for i in range(3)
+        strict_json(api_get(f"{api_url}/v1/users/{21_000 + i}/tests"))["tests"][0] for i in range(3)
     )
     assert one["wpm"] is None and one["mean_iki_ms"] is None and one["accuracy"] == 1.0
     assert backspaces["accuracy"] is None and backspaces["kspc"] is None
@@ -139,6 +140,6 @@ def test_edge_case_tests_yield_nulls_not_errors(stack, ray_driver, api_url, stac
     assert wrong["accuracy"] == 0.0 and wrong["char_stats"]["incorrect"] == 5
     for i in range(3):
         for path in ("insights", "keys", "progress"):
-            response = httpx.get(f"{api_url}/v1/users/{21_000 + i}/{path}")
+            response = api_get(f"{api_url}/v1/users/{21_000 + i}/{path}")
             assert response.status_code == 200, (i, path, response.text)
             strict_json(response)

@@ -24,12 +24,13 @@ from app.schemas import TypingTest, parse_submission
 from app.simulate import simulate_tests
 from app.stack import _stop_pid
 from pipelines.ingest import run_ingest
+from tests.api import api_client
 
 pytestmark = pytest.mark.stack
 
 
 def post(api_url: str, tests: list[dict]) -> list[httpx.Response]:
-    with httpx.Client(base_url=api_url, timeout=60) as client:
+    with api_client(api_url, timeout=60) as client:
         return [client.post("/v1/tests", json=t) for t in tests]
 
 

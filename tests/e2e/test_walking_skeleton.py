@@ -19,6 +19,7 @@ from app.clickhouse.store import store_offsets
 from app.kafka import end_offsets, read_dead_letters, user_key
 from app.simulate import simulate_tests
 from pipelines.ingest import SimulatedCrash, ingest_once, run_ingest
+from tests.api import api_client, api_get, api_post
 from tests.reference import reference_key_stats, reference_metrics
 
 pytestmark = pytest.mark.stack
@@ -27,7 +28,7 @@ METRICS = ("wpm", "accuracy", "uncorrected_error_rate", "kspc", "mean_iki_ms", "
 
 
 def post_all(api_url: str, tests: list[dict]) -> list[httpx.Response]:
-    with httpx.Client(base_url=api_url, timeout=30) as client:
+    with api_client(api_url, timeout=30) as client:
         return [client.post("/v1/tests", json=t) for t in tests]
 
 
@@ -59,7 +60,7 @@ def test_tests_endpoint_returns_exactly_the_posted_tests_with_independently_comp
     for test in fifty_tests:
         by_user.setdefault(test["user_id"], []).append(test)
     for user_id, posted in by_user.items():
-        response = httpx.get(f"{api_url}/v1/users/{user_id}/tests", params={"limit": 100})
+        response = api_get(f"{api_url}/v1/users/{user_id}/tests", params={"limit": 100})
         assert response.status_code == 200
         returned = response.json()["tests"]
         assert sorted(t["test_id"] for t in returned) == sorted(t["test_id"] for t in posted)
@@ -73,14 +74,14 @@ def test_tests_endpoint_returns_exactly_the_posted_tests_with_independently_comp
             assert row["keystroke_count"] == len(submission["keystrokes"])
             for name in METRICS:
                 assert row[name] == pytest.approx(expected[name]), (row["test_id"], name)
-    limited = httpx.get(f"{api_url}/v1/users/5000/tests", params={"limit": 2}).json()["tests"]
+    limited = api_get(f"{api_url}/v1/users/5000/tests", params={"limit": 2}).json()["tests"]
     assert len(limited) == 2
 
 
 def test_insights_match_an_independent_computation(fifty_tests, api_url):
     user_id = 5_003
     posted = [t for t in fifty_tests if t["user_id"] == user_id]
-    body = httpx.get(f"{api_url}/v1/users/{user_id}/insights").json()
+    body = api_get(f"{api_url}/v1/users/{user_id}/insights").json()
     assert body["test_count"] == 5
     per_test = [reference_metrics(t["text"], t["keystrokes"]) for t in posted]
     assert body["mean_wpm"] == pytest.approx(statistics.mean(m["wpm"] for m in per_test))
@@ -109,7 +110,7 @@ def test_insights_match_an_independent_computation(fifty_tests, api_url):
 
 def test_unknown_user_is_404_with_the_error_shape(stack, api_url):
     for path in ("/v1/users/999999/insights", "/v1/users/999999/tests"):
-        response = httpx.get(api_url + path)
+        response = api_get(api_url + path)
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "unknown_user"
         assert response.json()["error"]["field"] == "user_id"
@@ -117,13 +118,13 @@ def test_unknown_user_is_404_with_the_error_shape(stack, api_url):
 
 def test_new_tests_refresh_cached_insights(fifty_tests, api_url, stack_settings):
     user_id = 5_001
-    before = httpx.get(f"{api_url}/v1/users/{user_id}/insights").json()  # cached now
-    assert httpx.get(f"{api_url}/v1/users/{user_id}/insights").json() == before
+    before = api_get(f"{api_url}/v1/users/{user_id}/insights").json()  # cached now
+    assert api_get(f"{api_url}/v1/users/{user_id}/insights").json() == before
     extra = simulate_tests(1, 1, seed=555, first_user_id=user_id)[0]
     extra["test_id"] = "extra-after-cache"
     assert post_all(api_url, [extra])[0].status_code == 202
     run_ingest(stack_settings)
-    after = httpx.get(f"{api_url}/v1/users/{user_id}/insights").json()
+    after = api_get(f"{api_url}/v1/users/{user_id}/insights").json()
     assert after["test_count"] == before["test_count"] + 1
 
 
@@ -153,7 +154,7 @@ def test_a_test_posted_twice_and_ingested_twice_is_stored_once(stack, ray_driver
         assert rows(
             stack_settings, "SELECT count() FROM keystrokes WHERE user_id = 6000 AND test_id = {t:String}", t=test_id
         ) == [(len(test["keystrokes"]),)]
-    assert len(httpx.get(f"{api_url}/v1/users/6000/tests").json()["tests"]) == 2
+    assert len(api_get(f"{api_url}/v1/users/6000/tests").json()["tests"]) == 2
 
 
 def test_a_crash_between_the_write_and_the_offset_store_loses_and_duplicates_nothing(
@@ -226,9 +227,9 @@ def test_bad_input_gets_a_4xx_naming_the_field_and_nothing_reaches_kafka(case, s
 def test_oversize_and_non_json_bodies_are_refused(stack, api_url, stack_settings):
     before = topic_size(stack_settings)
     big = b'{"user_id": 1, "text": "' + b"a" * (stack_settings.max_body_bytes + 10) + b'"}'
-    response = httpx.post(f"{api_url}/v1/tests", content=big, headers={"content-type": "application/json"})
+    response = api_post(f"{api_url}/v1/tests", content=big, headers={"content-type": "application/json"})
     assert response.status_code == 413 and response.json()["error"]["field"] == "body"
-    response = httpx.post(f"{api_url}/v1/tests", content=b"{not json", headers={"content-type": "application/json"})
+    response = api_post(f"{api_url}/v1/tests", content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
     assert topic_size(stack_settings) == before
 
@@ -252,7 +253,7 @@ def test_garbage_on_the_topic_goes_to_the_dlq_and_does_not_stop_the_job(stack, r
     assert post_all(api_url, [valid])[0].status_code == 202  # same key, same partition, after the garbage
     report = run_ingest(stack_settings)
     assert report.dead_lettered >= 1
-    assert httpx.get(f"{api_url}/v1/users/{user_id}/tests").json()["tests"][0]["test_id"] == valid["test_id"]
+    assert api_get(f"{api_url}/v1/users/{user_id}/tests").json()["tests"][0]["test_id"] == valid["test_id"]
     letters = asyncio.run(read_dead_letters(stack_settings, limit=1000))
     mine = [d.letter for d in letters if d.letter.value == garbage]
     assert len(mine) == 1 and "magic" in mine[0].reason
@@ -272,7 +273,7 @@ def test_the_job_runs_through_ray_job_submit(stack, api_url, stack_settings):
         time.sleep(1)
     assert jobs.get_job_status(job_id) == JobStatus.SUCCEEDED, jobs.get_job_logs(job_id)
     assert "stored" in jobs.get_job_logs(job_id)
-    assert httpx.get(f"{api_url}/v1/users/11000/tests").json()["tests"][0]["test_id"] == test["test_id"]
+    assert api_get(f"{api_url}/v1/users/11000/tests").json()["tests"][0]["test_id"] == test["test_id"]
 
 
 def test_follow_mode_ingests_new_tests_until_interrupted(stack, api_url, stack_settings):
@@ -290,7 +291,7 @@ def test_follow_mode_ingests_new_tests_until_interrupted(stack, api_url, stack_s
             time.sleep(1)
         deadline = time.monotonic() + 120
         while True:
-            listed = httpx.get(f"{api_url}/v1/users/12000/tests").json().get("tests", [])
+            listed = api_get(f"{api_url}/v1/users/12000/tests").json().get("tests", [])
             if len(listed) == 3:
                 break
             assert time.monotonic() < deadline, "follow mode did not ingest the tests within 2 minutes"
@@ -313,4 +314,4 @@ def test_a_capped_pass_size_drains_a_backlog_in_bounded_steps(stack, ray_driver,
     report = run_ingest(stack_settings.with_overrides(ingest_max_messages=1))
     assert report.tests_written == 3
     assert report.passes == 4  # one message a pass, then an empty pass that ends the drain
-    assert len(httpx.get(f"{api_url}/v1/users/13000/tests").json()["tests"]) == 3
+    assert len(api_get(f"{api_url}/v1/users/13000/tests").json()["tests"]) == 3

@@ -2,43 +2,69 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
+import pyarrow as pa
 import pytest
 
+from app.analytics.metrics import TestBatch, analyse_batch
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import MIGRATIONS_DIR, apply_migrations, load_migrations
 from app.clickhouse.store import (
     load_offsets,
     store_offsets,
+    stored_keystrokes,
+    stored_test,
     stored_tests,
     user_tests,
     user_unit_aggregates,
     write_tables,
 )
 from app.insights import build_insights, build_key_table, build_progress
-from app.schemas import parse_submission
+from app.schemas import KEYSTROKE_SCHEMA, TypingTest, parse_submission
 from app.simulate import simulate_tests
 from app.test_tables import build_tables
 from tests.reference import reference_metrics
 
 
 @pytest.fixture(params=["chdb", "http"])
-def client(request, tmp_path):
+def new_database(request, tmp_path):
+    """Opens a client on a new, empty database (by name) of one server: chDB in process, or the stack's HTTP
+    endpoint. Every client is closed after the test."""
     if request.param == "chdb":
-        ch = clickhouse_client(f"chdb://{tmp_path / 'chdb'}")
+        path = tmp_path / "chdb"
+
+        def connect(name):
+            return clickhouse_client(f"chdb://{path}", database=name)
     else:
         settings = request.getfixturevalue("stack_settings")
         request.getfixturevalue("stack")
-        admin = clickhouse_client(settings.clickhouse_url)
-        database = f"store_test_{tmp_path.name.replace('-', '_')}"
-        admin.command(f"CREATE DATABASE IF NOT EXISTS {database}")
-        admin.close()
-        ch = clickhouse_client(settings.clickhouse_url.rsplit("/", 1)[0] + "/" + database)
+        base = settings.clickhouse_url.rsplit("/", 1)[0]
+
+        def connect(name):
+            return clickhouse_client(f"{base}/{name}")
+
+    opened = [connect("default")]
+
+    def new(label):
+        database = f"store_test_{tmp_path.name.replace('-', '_')}_{label}"
+        opened[0].command(f"CREATE DATABASE IF NOT EXISTS {database}")
+        opened.append(connect(database))
+        return opened[-1]
+
     try:
-        apply_migrations(ch)
-        yield ch
+        yield new
     finally:
-        ch.close()
+        for ch in reversed(opened):
+            ch.close()
+
+
+@pytest.fixture
+def client(new_database):
+    ch = new_database("main")
+    apply_migrations(ch)
+    return ch
 
 
 def submissions(n_users=3, n_tests=2, first_user_id=1):
@@ -46,8 +72,44 @@ def submissions(n_users=3, n_tests=2, first_user_id=1):
 
 
 def tables_of(subs):
-    tests = [parse_submission(s) for s in subs]
+    return tables_of_tests([parse_submission(s) for s in subs])
+
+
+def tables_of_tests(tests):
     return build_tables(tests, np.zeros(len(tests), np.int64), np.arange(len(tests), dtype=np.int64))
+
+
+def varied_submissions(first_user_id):
+    """Simulated tests with what the simulator never makes: a first press after the test start, and releases
+    unknown at the first and the last press."""
+    subs = submissions(n_users=2, n_tests=3, first_user_id=first_user_id)
+    for i, sub in enumerate(subs):
+        late = 1234 * i  # the first test keeps its first press at 0 ms
+        strokes = [
+            {**k, "down": k["down"] + late, "up": None if k["up"] is None else k["up"] + late}
+            for k in sub["keystrokes"]
+        ]
+        strokes[0]["up"] = strokes[-1]["up"] = None
+        sub["keystrokes"] = strokes
+    return subs
+
+
+def assert_same_test(stored: TypingTest | None, submitted: TypingTest) -> None:
+    assert stored is not None
+    for name in ("user_id", "test_id", "started_at_ms", "text", "layout", "language"):
+        assert getattr(stored, name) == getattr(submitted, name), name
+    for name in ("key_codes", "down_ms", "up_ms"):
+        assert getattr(stored, name).tolist() == getattr(submitted, name).tolist(), name
+
+
+def schema(client) -> list[tuple[str, str]]:
+    """(name, CREATE statement without the database name) of every table and view of the client's database."""
+    database = client.query("SELECT currentDatabase()").result_rows[0][0]
+    rows = client.query(
+        "SELECT name, create_table_query FROM system.tables WHERE database = currentDatabase() "
+        "AND name != 'schema_migrations' ORDER BY name"
+    ).result_rows
+    return [(name, query.replace(f"{database}.", "")) for name, query in rows]
 
 
 def test_migrations_apply_once(client):
@@ -65,6 +127,82 @@ def test_an_edited_migration_is_refused(client, tmp_path):
         (edited / path.name).write_text(path.read_text() + "\n-- edited\n")
     with pytest.raises(RuntimeError, match="changed after it was applied"):
         apply_migrations(client, edited)
+
+
+def test_stored_keystrokes_come_back_exactly_as_submitted(client):
+    subs = varied_submissions(first_user_id=20)
+    tests = [parse_submission(s) for s in subs]
+    write_tables(client, tables_of(subs))
+    for test, sub in zip(tests, subs):
+        assert_same_test(stored_test(client, test.user_id, test.test_id), test)
+        rows = stored_keystrokes(client, test.user_id, test.test_id).to_pylist()
+        assert rows == [
+            {"key": k["key"], "down_ms": k["down"], "up_ms": -1 if k["up"] is None else k["up"]}
+            for k in sub["keystrokes"]
+        ]
+    assert stored_test(client, 20, "no-such-test") is None
+    assert stored_keystrokes(client, 20, "no-such-test").num_rows == 0
+
+
+def old_format_keystrokes(tests: list[TypingTest]) -> pa.Table:
+    """The keystrokes rows the writer of migrations 0001-0005 stored: the press time in `down_ms`, −1 as the
+    first press's IKI, and the presented character before the typed position in `prev_target`."""
+    rows = tables_of_tests(tests).keystrokes
+    batch = TestBatch.from_tests(tests)
+    analysis = analyse_batch(batch)
+    before = ["" if c < 0 else chr(c) for c in analysis.presented_before.tolist()]
+    rows = rows.set_column(rows.schema.get_field_index("iki_ms"), "iki_ms", pa.array(analysis.iki_ms))
+    rows = rows.append_column("prev_target", pa.array(before, pa.string()))
+    return rows.append_column("down_ms", pa.array(batch.down_ms.astype(np.uint32)))
+
+
+def test_a_database_at_0005_is_migrated_to_the_same_keystrokes(new_database, tmp_path):
+    up_to_0005 = tmp_path / "migrations-0005"
+    up_to_0005.mkdir()
+    for migration in load_migrations():
+        if migration.version <= 5:
+            name = f"{migration.version:04d}_{migration.name}.sql"
+            shutil.copy(MIGRATIONS_DIR / name, up_to_0005 / name)
+    old = new_database("old")
+    assert apply_migrations(old, up_to_0005) == [1, 2, 3, 4, 5]
+    subs = varied_submissions(first_user_id=30)
+    tests = [parse_submission(s) for s in subs]
+    old_rows = old_format_keystrokes(tests)
+    assert old_rows.column("iki_ms").to_pylist().count(-1) == len(tests)
+    old.insert_arrow("keystrokes", old_rows)  # in two parts: the UPDATE must rewrite each
+    tables = tables_of_tests(tests)
+    for table, rows in tables.parts().items():
+        if table != "keystrokes":
+            old.insert_arrow(table, rows)
+    later = [parse_submission(s) for s in varied_submissions(first_user_id=35)]
+    old.insert_arrow("keystrokes", old_format_keystrokes(later))
+    assert apply_migrations(old) == [m.version for m in load_migrations() if m.version > 5]
+
+    for test in tests:
+        assert_same_test(stored_test(old, test.user_id, test.test_id), test)
+    for test in later:  # the second part's (no result rows: raw keystrokes only)
+        times = stored_keystrokes(old, test.user_id, test.test_id)
+        assert times.column("down_ms").to_pylist() == test.down_ms.tolist()
+        assert times.column("up_ms").to_pylist() == test.up_ms.tolist()
+    # The migrated rows are the rows the new writer stores for the same tests.
+    migrated = old.query_arrow(
+        f"SELECT {', '.join(KEYSTROKE_SCHEMA.names)} FROM keystrokes WHERE user_id < 35 ORDER BY user_id, test_id, seq"
+    ).cast(KEYSTROKE_SCHEMA)
+    written = tables.keystrokes.sort_by([("user_id", "ascending"), ("test_id", "ascending"), ("seq", "ascending")])
+    assert migrated.equals(written)
+    pending = old.query(
+        "SELECT count() FROM system.mutations WHERE database = currentDatabase() AND table = 'keystrokes' "
+        "AND NOT is_done"
+    )
+    assert pending.result_rows[0][0] == 0
+    # The same schema as a database that ran every migration from the start.
+    fresh = new_database("fresh")
+    apply_migrations(fresh)
+    assert schema(old) == schema(fresh)
+    columns = fresh.query(
+        "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'keystrokes' ORDER BY position"
+    ).result_columns[0]
+    assert columns == KEYSTROKE_SCHEMA.names
 
 
 def test_written_tests_read_back_with_their_metrics(client):
@@ -122,15 +260,28 @@ def test_offsets_latest_store_wins(client):
 def test_the_daily_views_hold_what_the_raw_keystrokes_aggregate_to(client):
     subs = submissions(n_users=2, n_tests=3, first_user_id=80)
     write_tables(client, tables_of(subs), partial_possible=False)
-    for kind, unit, where, timed in (
-        ("key", "target", "target != ''", "iki_ms >= 0"),
-        ("pair", "concat(prev_target, target)", "target != '' AND prev_target != ''", "clean_transition = 1"),
+    # A pair is the presented character before the typed position and the one at it. The raw table does not
+    # keep the first: the analysis finds it again in the stored keys and the test's text.
+    ids = client.query("SELECT test_id FROM test_results WHERE user_id = 80 ORDER BY test_id").result_columns[0]
+    rebuilt = analyse_batch(TestBatch.from_tests([stored_test(client, 80, test_id) for test_id in ids]))
+    before = ["" if c < 0 else chr(c) for c in rebuilt.presented_before.tolist()]
+    pair_source = (  # the stored keystrokes in (test_id, seq) order, each with its `prev_target` from `before`
+        "(SELECT p.1 AS prev_target, tupleElement(p.2, 3) AS target, tupleElement(p.2, 4) AS correct, "
+        "tupleElement(p.2, 5) AS clean_transition, tupleElement(p.2, 6) AS iki_ms "
+        "FROM (SELECT arrayJoin(arrayZip({before:Array(String)}, arraySort(groupArray("
+        "(test_id, seq, target, correct, clean_transition, iki_ms))))) AS p FROM keystrokes WHERE user_id = 80))"
+    )
+    for kind, unit, source, where, timed in (
+        # The first press of a test (seq 0) holds its time since the test start in iki_ms: no time to type.
+        ("key", "target", "keystrokes", "user_id = 80 AND target != ''", "seq > 0"),
+        ("pair", "concat(prev_target, target)", pair_source, "prev_target != '' AND target != ''", "clean_transition"),
     ):
         expected = client.query(
             f"SELECT {unit} AS unit, count(), countIf(correct = 0), countIf({timed}), "
             f"sumIf(toUInt64(greatest(iki_ms, 0)), {timed}), "
             f"quantilesTimingIf(0.5, 0.95)(toUInt32(greatest(iki_ms, 0)), {timed}) "
-            f"FROM keystrokes WHERE user_id = 80 AND {where} GROUP BY unit ORDER BY unit"
+            f"FROM {source} WHERE {where} GROUP BY unit ORDER BY unit",
+            parameters={"before": before},
         ).result_rows
         rows = user_unit_aggregates(client, 80, kind)
         assert len(rows) == len(expected) > 10

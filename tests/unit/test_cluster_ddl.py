@@ -43,3 +43,21 @@ def test_every_statement_parses_as_clickhouse_sql(tmp_path):
 def test_a_statement_without_a_cluster_form_is_an_error():
     with pytest.raises(ValueError, match="no cluster form"):
         cluster_statements(Migration(99, "drop", "DROP TABLE keystrokes;"))
+
+
+def test_column_changes_reach_the_distributed_table_and_data_changes_do_not():
+    statements = cluster_statements(
+        Migration(
+            99,
+            "alter",
+            "ALTER TABLE keystrokes\n    DROP COLUMN IF EXISTS a,\n    MODIFY COLUMN b CODEC(ZSTD(1)),\n"
+            "    COMMENT COLUMN c 'why';\n"
+            "ALTER TABLE keystrokes UPDATE c = 1 WHERE d = 0 SETTINGS mutations_sync = 2;\n",
+        )
+    )
+    assert statements == [
+        "ALTER TABLE keystrokes_local ON CLUSTER '{cluster}'\n    DROP COLUMN IF EXISTS a,\n"
+        "    MODIFY COLUMN b CODEC(ZSTD(1)),\n    COMMENT COLUMN c 'why'",
+        "ALTER TABLE keystrokes ON CLUSTER '{cluster}'\n    DROP COLUMN IF EXISTS a,\n    COMMENT COLUMN c 'why'",
+        "ALTER TABLE keystrokes_local ON CLUSTER '{cluster}' UPDATE c = 1 WHERE d = 0 SETTINGS mutations_sync = 2",
+    ]

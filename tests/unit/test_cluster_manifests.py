@@ -281,8 +281,11 @@ def test_serve_config_validates_with_ray_serve_schema():
     assert config["http_options"]["host"] == "127.0.0.1", "locally Serve binds loopback only"
 
 
-def test_serve_config_names_the_real_application():
+def test_serve_config_names_the_real_application(monkeypatch):
+    import copy
+
     from ray.serve import Application
+    from ray.serve._private import application_state
     from ray.serve._private.application_state import override_deployment_info
     from ray.serve._private.build_app import build_app
     from ray.serve._private.deployment_info import DeploymentInfo
@@ -309,6 +312,12 @@ def test_serve_config_names_the_real_application():
             )
             for d in built.deployments
         }
+        # Composed deployments get DeploymentHandles as constructor arguments, and the controller's merge deep-copies
+        # them, which needs a running controller; offline, handles are copied by reference.
+        handles = {
+            id(arg): arg for d in built.deployments for arg in d.init_args if type(arg).__name__ == "DeploymentHandle"
+        }
+        monkeypatch.setattr(application_state, "deepcopy", lambda value, h=handles: copy.deepcopy(value, dict(h)))
         merged = override_deployment_info(infos, app_config)
         for options in app_config.deployments:
             if options.is_autoscaling_configured():

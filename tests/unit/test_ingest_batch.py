@@ -11,19 +11,27 @@ from app.schemas import parse_submission
 from app.simulate import simulate_tests
 
 
-def messages(values: list[bytes]) -> pa.Table:
+def messages(values: list[bytes], stamps: list[int] | None = None) -> pa.Table:
     return pa.table(
         {
             "offset": pa.array(range(len(values)), pa.int64()),
             "key": pa.array([user_key(1)] * len(values), pa.binary()),
             "value": pa.array(values, pa.binary()),
             "partition": pa.array([0] * len(values), pa.int32()),
+            "timestamp": pa.array(stamps or [1_700_000_000_000 + i for i in range(len(values))], pa.int64()),
         }
     )
 
 
 def run(values: list[bytes], **options) -> tuple[list, list, int]:
-    return ingest._unpack(ingest.analyse_messages(messages(values), **options))
+    return ingest._unpack(ingest.analyse_messages(messages(values), **options))[:3]
+
+
+def test_a_batch_reports_its_oldest_kafka_timestamp_for_the_latency_metric():
+    values = [encode_test(parse_submission(s)) for s in simulate_tests(1, 3, seed=4)]
+    stamps = [1_700_000_000_500, 1_700_000_000_100, 1_700_000_000_900]
+    *_, oldest = ingest._unpack(ingest.analyse_messages(messages(values, stamps)))
+    assert oldest == 1_700_000_000_100
 
 
 def test_copies_of_a_test_in_one_batch_are_stored_once_and_counted_as_duplicates():

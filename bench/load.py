@@ -1,0 +1,239 @@
+"""Steady-load benchmarks of the running stack: how long a submitted test takes to become visible, and whether
+every process's memory stays flat over a long run.
+
+    keyscope bench latency [--rate 10] [--seconds 60]
+    keyscope bench soak [--rate 10] [--seconds 600]
+
+Both start the ingest job in follow mode (`python -m pipelines.ingest --follow`) as its own process, then POST
+simulated tests at a steady rate, each for a new user, and poll `GET /v1/users/{id}/tests?limit=1` until the
+test is there: the time from the POST to that answer is what a typist waits to see a finished test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from app.api_client import api_url, service_headers
+from app.config import Settings
+from app.simulate import simulate_tests
+
+POLL_INTERVAL_S = 0.1
+VISIBLE_TIMEOUT_S = 60.0
+SAMPLE_EVERY_S = 10.0
+GROWTH_LIMIT = 0.05  # memory "flat": the second half's mean RSS within 5 % of the first half's
+
+
+@contextmanager
+def follower(settings: Settings, interval_s: float = 0.5) -> Iterator[subprocess.Popen]:
+    """The ingest job in follow mode as a child process, stopped with SIGINT (it finishes its pass)."""
+    env = {**os.environ, **settings.as_env(), "KEYSCOPE_INGEST_INTERVAL_S": str(interval_s)}
+    log = open(Path(settings.data_dir) / "logs" / "bench-follower.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.ingest", "--follow"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@dataclass
+class LoadResult:
+    submitted: int = 0
+    visible: int = 0
+    refused: int = 0
+    seconds: float = 0.0
+    latencies_s: list[float] = field(default_factory=list)
+
+    def percentile(self, q: float) -> float | None:
+        return float(np.percentile(self.latencies_s, q)) if self.latencies_s else None
+
+
+async def steady_load(settings: Settings, rate: float, seconds: float, first_user_id: int) -> LoadResult:
+    """POST `rate` tests a second for `seconds`, each for a new user; time each until it is visible."""
+    count = max(1, int(rate * seconds))
+    tests = simulate_tests(count, 1, seed=first_user_id, first_user_id=first_user_id)
+    result = LoadResult()
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(
+        base_url=api_url(settings), headers=service_headers(settings), timeout=30, limits=limits
+    ) as client:
+
+        async def one(test: dict) -> None:
+            posted = time.perf_counter()
+            response = await client.post("/v1/tests", json=test)
+            if response.status_code != 202:
+                result.refused += 1
+                return
+            result.submitted += 1
+            path = f"/v1/users/{test['user_id']}/tests"
+            while time.perf_counter() - posted < VISIBLE_TIMEOUT_S:
+                answer = await client.get(path, params={"limit": 1})
+                if answer.status_code == 200 and answer.json()["tests"][0]["test_id"] == test["test_id"]:
+                    result.visible += 1
+                    result.latencies_s.append(time.perf_counter() - posted)
+                    return
+                await asyncio.sleep(POLL_INTERVAL_S)
+
+        started = time.perf_counter()
+        pending = []
+        for i, test in enumerate(tests):
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            pending.append(asyncio.create_task(one(test)))
+        await asyncio.gather(*pending)
+        result.seconds = time.perf_counter() - started
+    return result
+
+
+def run_latency(settings: Settings, rate: float, seconds: float, first_user_id: int) -> LoadResult:
+    with follower(settings):
+        asyncio.run(steady_load(settings, rate, min(5.0, seconds), first_user_id + 10_000_000))  # warm-up
+        return asyncio.run(steady_load(settings, rate, seconds, first_user_id))
+
+
+def print_latency(result: LoadResult, rate: float) -> None:
+    def ms(q: float) -> str:
+        value = result.percentile(q)
+        return "-" if value is None else f"{value * 1000:,.0f}"
+
+    print("| rate (tests/s) | submitted | visible | refused | p50 ms | p95 ms | p99 ms | max ms |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"| {rate:g} | {result.submitted} | {result.visible} | {result.refused} | {ms(50)} | {ms(95)} | {ms(99)} "
+        f"| {ms(100)} |"
+    )
+
+
+# -- soak: memory of every process over a long steady load --------------------------------------------------------
+
+
+def rss_bytes(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def process_name(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    words = [w.decode(errors="replace") for w in raw if w]
+    if not words:
+        return "?"
+    if words[0].startswith("ray::"):
+        return words[0]
+    interesting = [w for w in words[1:] if not w.startswith("-")]
+    base = Path(words[0]).name
+    if base.startswith("python") and interesting:
+        return " ".join(interesting[:2])
+    return base
+
+
+def stack_processes(settings: Settings, extra: dict[str, int]) -> dict[int, str]:
+    """pid → name of every process of the running stack (Ray's whole session included) and `extra`."""
+    import json
+
+    from app.stack import _session_members
+
+    state = json.loads((Path(settings.data_dir) / "stack.json").read_text())
+    pids: dict[int, str] = {}
+    for service, info in state.items():
+        pid = info.get("pid") if isinstance(info, dict) else None
+        if not pid:
+            continue
+        members = _session_members(pid) if service == "ray" else [pid]
+        for member in members:
+            pids[member] = f"{service}: {process_name(member)}"
+    for name, pid in extra.items():
+        pids[pid] = name
+    return pids
+
+
+@dataclass
+class MemorySeries:
+    name: str
+    samples: list[int] = field(default_factory=list)
+
+    def growth(self) -> float | None:
+        """Mean RSS of the second half of the samples over the first half's, minus one."""
+        if len(self.samples) < 4:
+            return None
+        half = len(self.samples) // 2
+        first, second = np.mean(self.samples[:half]), np.mean(self.samples[half:])
+        return float(second / first - 1) if first else None
+
+
+def run_soak(
+    settings: Settings, rate: float, seconds: float, first_user_id: int
+) -> tuple[LoadResult, list[MemorySeries]]:
+    series: dict[int, MemorySeries] = {}
+    with follower(settings) as proc:
+        done = asyncio.Event()
+
+        async def sample() -> None:
+            while not done.is_set():
+                for pid, name in stack_processes(settings, {"ingest follower": proc.pid}).items():
+                    rss = rss_bytes(pid)
+                    if rss is not None:
+                        series.setdefault(pid, MemorySeries(name)).samples.append(rss)
+                try:
+                    await asyncio.wait_for(done.wait(), SAMPLE_EVERY_S)
+                except TimeoutError:
+                    pass
+
+        async def main() -> LoadResult:
+            await steady_load(settings, rate, 5.0, first_user_id + 10_000_000)  # warm-up, not sampled
+            sampler = asyncio.create_task(sample())
+            result = await steady_load(settings, rate, seconds, first_user_id)
+            done.set()
+            await sampler
+            return result
+
+        result = asyncio.run(main())
+    expected = max((len(s.samples) for s in series.values()), default=0)
+    # Processes that came and went (Ray's short-lived workers) have few samples; report the steady ones.
+    steady = [s for s in series.values() if len(s.samples) >= max(4, expected // 2)]
+    return result, sorted(steady, key=lambda s: -max(s.samples))
+
+
+def print_soak(series: list[MemorySeries]) -> bool:
+    """The memory table; True when every steady process stayed within GROWTH_LIMIT."""
+    flat = True
+    print("| process | samples | first MiB | last MiB | max MiB | 2nd half vs 1st | flat |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for s in series:
+        growth = s.growth()
+        ok = growth is None or growth <= GROWTH_LIMIT
+        flat &= ok
+        mib = [v / 2**20 for v in (s.samples[0], s.samples[-1], max(s.samples))]
+        shown = "-" if growth is None else f"{growth * 100:+.1f} %"
+        print(
+            f"| {s.name[:60]} | {len(s.samples)} | {mib[0]:,.0f} | {mib[1]:,.0f} | {mib[2]:,.0f} | {shown} "
+            f"| {'yes' if ok else 'NO'} |"
+        )
+    return flat

@@ -1,0 +1,244 @@
+"""What the public API does for one request, with no Ray in it: authenticate, rate-limit, validate and produce
+submissions, and answer reads from the Redis cache (with ETags) or from the read deployment on a miss.
+
+The Serve ingress (serve/app.py) and the plain-uvicorn build (serve/standalone.py) both run this, so the
+benchmark's upper bound is the same code without Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+
+from app.auth import AuthConfig, AuthError, Principal, authenticate, authorize_user, require_scope
+from app.cache import InsightsCache
+from app.codec import encode_test
+from app.config import Settings
+from app.kafka import BrokerUnavailable, TestProducer
+from app.ratelimit import RateLimiter
+from app.schemas import SubmissionError, parse_submission
+
+log = logging.getLogger("keyscope.api")
+
+# Reads a client may cache but must revalidate (ETag) every time: a user's data changes when an ingest batch
+# lands, and the dashboard polls for exactly that change.
+READ_CACHE_CONTROL = "private, no-cache"
+
+
+class Reader(Protocol):
+    """Computes one read of a user as JSON bytes (None: the user has no tests); caches it on the way."""
+
+    async def read(self, user_id: int, read: str, params: dict[str, Any]) -> bytes | None: ...
+
+    async def practice(self, user_id: int, length: int, seed: int | None) -> bytes | None: ...
+
+    async def ping(self) -> None: ...
+
+
+class ApiMetrics(Protocol):
+    def request(self, route: str, method: str, status: int, seconds: float) -> None: ...
+
+    def cache_lookup(self, hit: bool) -> None: ...
+
+    def produce_error(self) -> None: ...
+
+
+class NoMetrics:
+    def request(self, route: str, method: str, status: int, seconds: float) -> None:
+        pass
+
+    def cache_lookup(self, hit: bool) -> None:
+        pass
+
+    def produce_error(self) -> None:
+        pass
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None, **headers: str) -> JSONResponse:
+    """The API's one error shape."""
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "field": field}}, status_code=status, headers=headers or None
+    )
+
+
+def not_found(user_id: int) -> JSONResponse:
+    return error_response(404, "unknown_user", f"no tests for user {user_id}", "user_id")
+
+
+def auth_error_response(exc: AuthError) -> JSONResponse:
+    return error_response(exc.status, exc.code, exc.message, None, **exc.headers())
+
+
+def etag_of(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
+
+@dataclass
+class Caller:
+    """An authenticated, rate-limited request's principal, or the response that refuses it."""
+
+    principal: Principal | None
+    refusal: Response | None
+
+
+class Gateway:
+    """The API's state (clients) and request logic; one per ingress replica or uvicorn worker."""
+
+    def __init__(self, settings: Settings, reader: Reader, metrics: ApiMetrics | None = None) -> None:
+        self.settings = settings
+        self.reader = reader
+        self.metrics = metrics or NoMetrics()
+        self.producer = TestProducer(settings)
+        self.cache = InsightsCache(settings)
+        self.auth = AuthConfig.from_settings(settings)
+        self.limiter = RateLimiter.from_settings(settings)
+
+    # -- who is calling -------------------------------------------------------------------------------------
+
+    async def caller(self, request: Request, user_id: int | None = None, scopes: tuple[str, ...] = ()) -> Caller:
+        """Authenticate the bearer credential, check it may act on `user_id` / needs one of `scopes`, and
+        charge its rate limit. Checks run before any work, so a refused request costs one Redis call at most."""
+        try:
+            principal = authenticate(request.headers.get("authorization"), self.auth, time.time())
+            if scopes:
+                require_scope(principal, *scopes)
+            if user_id is not None:
+                authorize_user(principal, user_id)
+        except AuthError as exc:
+            return Caller(None, auth_error_response(exc))
+        decision = await self.limiter.check(principal)
+        if not decision.allowed:
+            retry = max(1, math.ceil(decision.retry_after_s))
+            return Caller(
+                None,
+                error_response(
+                    429, "rate_limited", f"too many requests for {principal.name}; retry in {retry} s",
+                    None, **{"Retry-After": str(retry)},
+                ),
+            )
+        return Caller(principal, None)
+
+    # -- writes ---------------------------------------------------------------------------------------------
+
+    async def submit(self, request: Request) -> Response:
+        declared = request.headers.get("content-length")
+        limit = self.settings.max_body_bytes
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return error_response(413, "body_too_large", f"request body exceeds {limit} bytes", "body")
+        caller = await self.caller(request)
+        if caller.refusal is not None:
+            return caller.refusal
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > limit:
+                return error_response(413, "body_too_large", f"request body exceeds {limit} bytes", "body")
+        try:
+            submission = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return error_response(400, "invalid_json", f"body is not valid JSON: {exc}", "body")
+        try:
+            test = parse_submission(submission, self.settings.max_keystrokes, self.settings.max_text_chars)
+        except SubmissionError as exc:
+            return error_response(422, "invalid_submission", exc.message, exc.field)
+        try:
+            authorize_user(caller.principal, test.user_id)  # a typist submits only their own tests
+        except AuthError as exc:
+            return auth_error_response(exc)
+        try:
+            await self.producer.send(test.user_id, encode_test(test))
+        except BrokerUnavailable as exc:
+            self.metrics.produce_error()
+            log.warning("produce failed: %s", exc)
+            return error_response(
+                503, "broker_unavailable", "the queue is unavailable; retry later", None, **{"Retry-After": "5"}
+            )
+        return JSONResponse({"test_id": test.test_id, "status": "queued"}, status_code=202)
+
+    # -- reads ----------------------------------------------------------------------------------------------
+
+    async def read(self, request: Request, user_id: int, read: str, params: dict[str, Any] | None = None) -> Response:
+        """One read of a user's data: auth, then Redis, then the reader; 304 when the client's ETag matches."""
+        caller = await self.caller(request, user_id)
+        if caller.refusal is not None:
+            return caller.refusal
+        try:
+            body = await self.cached_read(user_id, read, params or {})
+        except Exception as exc:  # the store or the read deployment is down: say so, never a bare 500
+            log.warning("read %s of user %s failed: %r", read, user_id, exc)
+            return error_response(
+                503, "store_unavailable", "analytics are unavailable; retry later", None, **{"Retry-After": "5"}
+            )
+        if body is None:
+            return not_found(user_id)
+        return self.json_bytes(request, body)
+
+    async def cached_read(self, user_id: int, read: str, params: dict[str, Any]) -> bytes | None:
+        field = read + "".join(f":{k}={v}" for k, v in sorted(params.items()))
+        try:
+            body = await self.cache.get_raw(user_id, field)
+        except Exception as exc:  # a cache outage must not take reads down
+            log.warning("cache unavailable: %s", exc)
+            body = None
+        self.metrics.cache_lookup(body is not None)
+        if body is None:
+            body = await self.reader.read(user_id, read, params)
+        return body
+
+    @staticmethod
+    def json_bytes(request: Request, body: bytes) -> Response:
+        etag = etag_of(body)
+        headers = {"ETag": etag, "Cache-Control": READ_CACHE_CONTROL}
+        if etag in request.headers.get("if-none-match", ""):
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type="application/json", headers=headers)
+
+    async def practice(self, request: Request, user_id: int, length: int, seed: int | None) -> Response:
+        caller = await self.caller(request, user_id)
+        if caller.refusal is not None:
+            return caller.refusal
+        try:
+            body = await self.reader.practice(user_id, length, seed)
+        except Exception as exc:
+            log.warning("practice text for user %s failed: %r", user_id, exc)
+            return error_response(
+                503, "store_unavailable", "practice text is unavailable; retry later", None, **{"Retry-After": "5"}
+            )
+        return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+    # -- health ---------------------------------------------------------------------------------------------
+
+    async def ready(self) -> JSONResponse:
+        return await self.readiness(
+            {"kafka": self.producer.ping, "clickhouse": self.reader.ping, "redis": self.cache.ping}
+        )
+
+    async def readiness(self, checks: dict[str, Callable[[], Awaitable[object]]]) -> JSONResponse:
+        """Run each dependency check with a deadline; 200 when all pass, else 503 naming the failures."""
+
+        async def run(check: Callable[[], Awaitable[object]]) -> str:
+            try:
+                await asyncio.wait_for(check(), timeout=2.0)
+                return "ok"
+            except Exception as exc:
+                return f"unavailable: {type(exc).__name__}: {exc}"[:300]
+
+        names = list(checks)
+        results = dict(zip(names, await asyncio.gather(*(run(checks[n]) for n in names))))
+        ready = all(v == "ok" for v in results.values())
+        return JSONResponse({"ready": ready, "checks": results}, status_code=200 if ready else 503)
+
+    async def close(self) -> None:
+        await self.producer.close()
+        await self.cache.close()
+        await self.limiter.close()

@@ -1,0 +1,40 @@
+"""The API's Prometheus metrics, through Ray's metrics export (scraped from each node's metrics port).
+
+Ray Serve tags them with the deployment and replica; names get Ray's `ray_` prefix on export.
+"""
+
+from __future__ import annotations
+
+from ray.serve.metrics import Counter, Histogram
+
+# Milliseconds; the seed's targets are 100 ms (predictions), 200 ms (insights) and 500 ms (practice text).
+LATENCY_BOUNDARIES_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
+
+
+class ServeMetrics:
+    """ApiMetrics (serve/gateway.py) for a Serve replica."""
+
+    def __init__(self) -> None:
+        self._latency = Histogram(
+            "keyscope_api_request_latency_ms",
+            description="Latency of API requests by route, method and status, in ms",
+            boundaries=LATENCY_BOUNDARIES_MS,
+            tag_keys=("route", "method", "status"),
+        )
+        self._cache = Counter(
+            "keyscope_api_cache_lookups",
+            description="Cache lookups of user reads by result (hit or miss); hit ratio = hit / all",
+            tag_keys=("result",),
+        )
+        self._produce_errors = Counter(
+            "keyscope_api_produce_errors", description="Submissions Kafka did not acknowledge (answered 503)"
+        )
+
+    def request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self._latency.observe(seconds * 1000.0, tags={"route": route, "method": method, "status": str(status)})
+
+    def cache_lookup(self, hit: bool) -> None:
+        self._cache.inc(tags={"result": "hit" if hit else "miss"})
+
+    def produce_error(self) -> None:
+        self._produce_errors.inc()

@@ -1,0 +1,124 @@
+"""Reads computed from ClickHouse on a cache miss, as JSON bytes, cached in Redis on the way out.
+
+Runs in the `insights` deployment (serve/app.py), which scales apart from the ingress: a cache miss costs
+tens to hundreds of milliseconds of CPU, a hit a Redis call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from datetime import datetime
+from typing import Any
+
+from app.cache import InsightsCache
+from app.clickhouse.client import clickhouse_client
+from app.clickhouse.store import user_tests
+from app.config import Settings
+from app.insights import build_insights, build_key_table, build_progress
+from app.practice import build_drill, drill_targets
+from serve.pagination import encode_cursor
+
+log = logging.getLogger("keyscope.reads")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON; NaN and infinities (undefined metrics, e.g. a per-word speed of a zero-time word) become null,
+    as JSON has neither."""
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError:
+        return json.dumps(_finite(value), separators=(",", ":"), allow_nan=False).encode()
+
+
+def started_ms(iso: str) -> int:
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+class UserReads:
+    """The reads of the API; `read` returns None for a user with no tests."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.cache = InsightsCache(settings)
+        self._clickhouse = None
+
+    def clickhouse(self):
+        if self._clickhouse is None:
+            self._clickhouse = clickhouse_client(self.settings.clickhouse_url, autogenerate_session_id=False)
+        return self._clickhouse
+
+    def _compute(self, user_id: int, read: str, params: dict[str, Any]) -> Any:
+        client = self.clickhouse()
+        if read == "insights":
+            return build_insights(client, user_id)
+        if read == "keys":
+            return build_key_table(client, user_id)
+        if read == "progress":
+            return build_progress(client, user_id)
+        if read == "tests":
+            return self._tests_page(user_id, int(params["limit"]), params.get("before"))
+        raise ValueError(f"unknown read {read!r}")
+
+    def _tests_page(self, user_id: int, limit: int, before: tuple[str, str] | None) -> dict[str, Any] | None:
+        position = None if before is None else (started_ms(before[0]), before[1])
+        rows = user_tests(self.clickhouse(), user_id, limit + 1, position)  # one more says if a next page exists
+        if not rows:
+            return None if before is None else {"user_id": user_id, "tests": [], "next": None}
+        page = rows[:limit]
+        last = page[-1]
+        cursor = encode_cursor(last["started_at"], last["test_id"]) if len(rows) > limit else None
+        return {"user_id": user_id, "tests": page, "next": cursor}
+
+    async def read(self, user_id: int, read: str, params: dict[str, Any]) -> bytes | None:
+        field = read + "".join(f":{k}={v}" for k, v in sorted(params.items()))
+        try:
+            generation = await self.cache.generation(user_id)
+        except Exception as exc:
+            log.warning("cache unavailable: %s", exc)
+            generation = None
+        value = await asyncio.to_thread(self._compute, user_id, read, params)
+        if value is None:
+            return None
+        body = dumps(value)
+        try:
+            await self.cache.put_raw(user_id, field, body, generation)
+        except Exception as exc:
+            log.warning("cache write failed: %s", exc)
+        return body
+
+    async def practice(self, user_id: int, length: int, seed: int | None) -> bytes | None:
+        """A drill passage aimed at the user's weak keys and pairs (common words until there are tests)."""
+        insights = await self._insights_value(user_id)
+        keys, pairs = drill_targets(insights) if insights is not None else ([], [])
+        text = build_drill(keys, pairs, length_chars=length, seed=seed)
+        return dumps(
+            {"user_id": user_id, "text": text, "targets": {"keys": keys, "pairs": pairs}, "source": "drill"}
+        )
+
+    async def _insights_value(self, user_id: int) -> dict[str, Any] | None:
+        try:
+            raw = await self.cache.get_raw(user_id, "insights")
+        except Exception:
+            raw = None
+        if raw is None:
+            raw = await self.read(user_id, "insights", {})
+        return None if raw is None else json.loads(raw)
+
+    async def ping(self) -> None:
+        await asyncio.to_thread(self.clickhouse().command, "SELECT 1")
+
+    async def close(self) -> None:
+        await self.cache.close()

@@ -1,0 +1,180 @@
+# No `from __future__ import annotations`: FastAPI resolves these signatures at import time.
+"""The public HTTP API (FastAPI): routes, OpenAPI schema, error shape and the dashboard's static files.
+
+Routes are module-level functions that reach the replica's Gateway through `set_gateway`, so the same app runs
+inside the Serve ingress (serve/app.py) and under plain uvicorn (serve/standalone.py).
+"""
+
+import time
+from pathlib import Path as FilePath
+from typing import Any
+
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.schemas import MAX_USER_ID
+from serve.gateway import Gateway, error_response
+from serve.models import SUBMISSION_SCHEMA, Insights, KeyTable, Practice, Progress, Queued, TestList
+from serve.pagination import decode_cursor
+
+STATIC_DIR = FilePath(__file__).with_name("static")
+SUBMISSION_BODY = {"schema": SUBMISSION_SCHEMA}
+UserId = Path(ge=1, le=MAX_USER_ID, description="The typist's id on the platform")
+
+_gateway: Gateway | None = None
+
+
+def set_gateway(gateway: Gateway) -> None:
+    """Install this process's Gateway (one per Serve replica or uvicorn worker)."""
+    global _gateway
+    _gateway = gateway
+
+
+def gateway() -> Gateway:
+    if _gateway is None:
+        raise RuntimeError("the API's gateway is not installed (set_gateway)")
+    return _gateway
+
+
+class RouteTimer:
+    """ASGI middleware: each request's latency by route template, for the Prometheus histogram."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _gateway is None:
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            name = getattr(route, "path", None) or ("/static" if scope["path"].startswith("/static/") else "unmatched")
+            _gateway.metrics.request(name, scope["method"], status, time.perf_counter() - start)
+
+
+READ_ERRORS = {
+    401: {"description": "No, a malformed, a forged or an expired bearer credential"},
+    403: {"description": "The credential may not read this user"},
+    404: {"description": "The user has no tests"},
+    429: {"description": "Rate limit exceeded; see Retry-After"},
+    503: {"description": "A store is unavailable; see Retry-After"},
+}
+
+
+def build_app() -> FastAPI:
+    app = FastAPI(
+        title="keyscope",
+        version="0.2.0",
+        description=(
+            "Typing analytics: submit typing tests, read per-test metrics and per-user insights. "
+            "Every /v1 route takes `Authorization: Bearer <credential>`: a service API key (a typing platform's "
+            "backend), a signed user token (that user's data only) or an admin token."
+        ),
+    )
+    app.add_middleware(RouteTimer)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        field = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+        return error_response(422, "invalid_request", str(first.get("msg")), field)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, "http_error", str(exc.detail))
+
+    @app.get("/healthz", summary="Liveness: the process answers", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness: Kafka, ClickHouse and Redis answer", tags=["health"],
+             responses={503: {"description": "A dependency is unavailable; `checks` says which"}})
+    async def readyz() -> Response:
+        return await gateway().ready()
+
+    @app.post(
+        "/v1/tests", status_code=202, response_model=Queued, summary="Submit a finished typing test", tags=["tests"],
+        responses={400: {}, 401: {}, 403: {}, 413: {}, 422: {}, 429: {}, 503: {}},
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": SUBMISSION_BODY}}},
+    )
+    async def submit_test(request: Request) -> Response:
+        return await gateway().submit(request)
+
+    @app.get("/v1/users/{user_id}/tests", response_model=TestList, summary="A user's tests, newest first",
+             tags=["users"], responses=READ_ERRORS)
+    async def list_tests(
+        request: Request,
+        user_id: int = UserId,
+        limit: int = Query(20, ge=1, le=1000, description="Tests per page"),
+        cursor: str | None = Query(None, max_length=400, description="`next` of the previous page"),
+    ) -> Any:
+        params: dict[str, Any] = {"limit": limit}
+        if cursor is not None:
+            try:
+                params["before"] = decode_cursor(cursor)
+            except ValueError as exc:
+                return error_response(422, "invalid_request", str(exc), "cursor")
+        return await gateway().read(request, user_id, "tests", params)
+
+    @app.get("/v1/users/{user_id}/insights", response_model=Insights, summary="A user's insights",
+             tags=["users"], responses=READ_ERRORS)
+    async def insights(request: Request, user_id: int = UserId) -> Any:
+        return await gateway().read(request, user_id, "insights")
+
+    @app.get("/v1/users/{user_id}/keys", response_model=KeyTable, tags=["users"], responses=READ_ERRORS,
+             summary="Per-key and per-letter-pair table for a keyboard heatmap")
+    async def keys(request: Request, user_id: int = UserId) -> Any:
+        return await gateway().read(request, user_id, "keys")
+
+    @app.get("/v1/users/{user_id}/progress", response_model=Progress, summary="Progress series",
+             tags=["users"], responses=READ_ERRORS)
+    async def progress(request: Request, user_id: int = UserId) -> Any:
+        return await gateway().read(request, user_id, "progress")
+
+    @app.get("/v1/users/{user_id}/practice", response_model=Practice, tags=["users"], responses=READ_ERRORS,
+             summary="A practice passage aimed at the user's weak keys and letter pairs")
+    async def practice(
+        request: Request,
+        user_id: int = UserId,
+        length: int = Query(200, ge=20, le=2000, description="About how many characters"),
+        seed: int | None = Query(None, ge=0, le=2**31 - 1, description="Same seed, same passage"),
+    ) -> Any:
+        return await gateway().practice(request, user_id, length, seed)
+
+    @app.get("/dashboard", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        return FileResponse(STATIC_DIR / "dashboard.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/dashboard")
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            for path, operations in schema["paths"].items():
+                if path.startswith("/v1/"):
+                    for operation in operations.values():
+                        operation["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,37 @@
+"""The same API without Ray: one uvicorn process running serve/routes.py with reads computed in-process.
+
+The upper bound `keyscope bench serve` compares the Serve application with; also handy for debugging:
+
+    .venv/bin/uvicorn --factory serve.standalone:create_app --host 127.0.0.1 --port 8001 --no-access-log
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.config import Settings
+from serve.gateway import Gateway
+from serve.reads import UserReads
+from serve.routes import build_app, set_gateway
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        reads = UserReads(settings)
+        gateway = Gateway(settings, reads)
+        set_gateway(gateway)
+        try:
+            yield
+        finally:
+            await gateway.close()
+            await reads.close()
+
+    app = build_app()
+    app.router.lifespan_context = lifespan
+    return app
