@@ -103,7 +103,8 @@ class UserReads:
         """A drill passage aimed at the user's weak keys and pairs (common words until there are tests)."""
         insights = await self._insights_value(user_id)
         keys, pairs = drill_targets(insights) if insights is not None else ([], [])
-        text = build_drill(keys, pairs, length_chars=length, seed=seed)
+        layout = (insights or {}).get("layout") or "qwerty"
+        text = build_drill(keys, pairs, length_chars=length, seed=seed, layout=layout)
         return dumps(
             {"user_id": user_id, "text": text, "targets": {"keys": keys, "pairs": pairs}, "source": "drill"}
         )
