@@ -43,6 +43,7 @@ from app.kafka import DeadLetter, end_offsets, produce_dead_letters
 from app.schemas import TypingTest
 from app.test_tables import TestTables, build_tables, test_keys
 from pipelines.ingest_metrics import IngestMetrics
+from pipelines.insights import refresh_in_background
 
 log = logging.getLogger("keyscope.ingest")
 T = TypeVar("T")
@@ -93,6 +94,7 @@ class IngestReport:
     offsets: dict[int, int] = field(default_factory=dict)
     oldest_message_ms: int | None = None  # Kafka append time of the oldest message read
     lag: int = 0  # messages on the topic beyond the stored offsets when the (last) pass ended
+    users: set[int] = field(default_factory=set)  # users with tests stored (their insights get refreshed)
 
     def add(self, other: IngestReport) -> None:
         self.passes += other.passes
@@ -388,6 +390,7 @@ def ingest_once(
         try:
             dead_letters = _submit_batches(settings, _read_and_analyse(settings, begin, stop), writer, report)
             for written in writer.results():
+                report.users.update(written.results.column("user_id").to_pylist())
                 report.tests_written += written.results.num_rows
                 report.keystrokes_written += written.keystrokes.num_rows
                 report.duplicates_skipped -= written.results.num_rows
@@ -475,6 +478,7 @@ def run_ingest(
     while not stop.event.is_set():
         report = ingest_once(settings, max_messages_per_partition=cap)
         metrics.record_pass(report.lag, report.oldest_message_ms, report.tests_written, report.dead_lettered)
+        refresh_in_background(settings, sorted(report.users))
         total.add(report)
         if max_passes is not None and total.passes >= max_passes:
             break

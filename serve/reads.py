@@ -22,6 +22,7 @@ from app.practice import build_drill, drill_targets
 from serve.pagination import encode_cursor
 
 log = logging.getLogger("keyscope.reads")
+PRECOMPUTED = ("insights", "keys", "progress")  # columns of user_insights
 
 
 def _finite(value: Any) -> Any:
@@ -82,17 +83,36 @@ class UserReads:
         cursor = encode_cursor(last["started_at"], last["test_id"]) if len(rows) > limit else None
         return {"user_id": user_id, "tests": page, "next": cursor}
 
+    def _precomputed(self, user_id: int, read: str) -> bytes | None:
+        """The read from `user_insights` (pipelines/insights.py) if it covers the user's newest test."""
+        rows = self.clickhouse().query(
+            f"SELECT `{read}`, covered_until >= (SELECT max(ingested_at) FROM test_results WHERE user_id = {{u:UInt64}}) "
+            "FROM user_insights FINAL WHERE user_id = {u:UInt64}",
+            parameters={"u": user_id},
+        ).result_rows
+        if rows and rows[0][1] and rows[0][0]:
+            return rows[0][0].encode() if isinstance(rows[0][0], str) else bytes(rows[0][0])
+        return None
+
+    def _precomputed_or_computed(self, user_id: int, read: str, params: dict[str, Any]) -> bytes | None:
+        if read in PRECOMPUTED:
+            body = self._precomputed(user_id, read)
+            if body is not None:
+                return body
+        value = self._compute(user_id, read, params)
+        return None if value is None else dumps(value)
+
     async def read(self, user_id: int, read: str, params: dict[str, Any]) -> bytes | None:
+        """Redis missed: the precomputed row if fresh, else computed from the aggregates; cached either way."""
         field = read + "".join(f":{k}={v}" for k, v in sorted(params.items()))
         try:
             generation = await self.cache.generation(user_id)
         except Exception as exc:
             log.warning("cache unavailable: %s", exc)
             generation = None
-        value = await asyncio.to_thread(self._compute, user_id, read, params)
-        if value is None:
+        body = await asyncio.to_thread(self._precomputed_or_computed, user_id, read, params)
+        if body is None:
             return None
-        body = dumps(value)
         try:
             await self.cache.put_raw(user_id, field, body, generation)
         except Exception as exc:

@@ -20,7 +20,6 @@ from app.clickhouse.migrate import Migration, load_migrations
 
 CLUSTER = "'{cluster}'"
 # Tables without user_id are sharded by what identifies their rows.
-SHARDING_KEYS = {"ingest_offsets": "cityHash64(consumer_group, topic, partition)"}
 _CREATE_TABLE = re.compile(
     r"CREATE TABLE IF NOT EXISTS (?P<name>\w+)\s*(?P<columns>\(.*\))\s*ENGINE\s*=\s*(?P<engine>\w+)(?P<args>\([^)]*\))?"
     r"(?P<rest>.*)",
@@ -39,12 +38,23 @@ def _local(name: str) -> str:
     return f"{name}_local"
 
 
+def _sharding_key(columns: str, rest: str) -> str:
+    """By user wherever a table has a user id (a user's rows on one shard, so per-user queries stay local);
+    bookkeeping tables without one shard by their sorting key."""
+    if re.search(r"^\s*user_id\s", columns, re.M):
+        return "cityHash64(user_id)"
+    order = re.search(r"ORDER BY\s+(\([^)]*\)|\w+)", rest)
+    if order is None:
+        raise ValueError("a table without user_id needs an ORDER BY to shard by")
+    return f"cityHash64({order.group(1).strip('()').strip()})"
+
+
 def _create_table(match: re.Match[str]) -> list[str]:
     name, engine, args = match["name"], match["engine"], (match["args"] or "()")[1:-1]
     replicated_args = f"'/clickhouse/tables/{{shard}}/{{database}}/{_local(name)}', '{{replica}}'"
     if args.strip():
         replicated_args += f", {args.strip()}"
-    sharding = SHARDING_KEYS.get(name, "cityHash64(user_id)")
+    sharding = _sharding_key(match["columns"], match["rest"])
     return [
         f"CREATE TABLE IF NOT EXISTS {_local(name)} ON CLUSTER {CLUSTER}\n{match['columns']}\n"
         f"ENGINE = Replicated{engine}({replicated_args}){match['rest']}",

@@ -1,0 +1,305 @@
+"""Precomputed insights: recompute every typist with tests stored since the last run, into ClickHouse
+(`user_insights`) and the Redis cache (1-hour TTL).
+
+    python -m pipelines.insights            # hourly as a RayCronJob (cluster/raycronjob-insights.yaml)
+    keyscope insights                       # the same on the local stack
+
+The watermark (the newest `ingested_at` covered) is kept in ClickHouse (`job_watermarks`), so a run refreshes
+only users with new tests. The ingest job also refreshes the users of each pass right after storing it
+(`refresh_in_background`), so a user's insights are never older than the last ingest pass plus a few seconds.
+Users are split into batches that Ray Data computes in parallel; each batch writes its own rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import ray
+import redis
+
+from app.cache import user_cache_key, user_generation_key
+from app.clickhouse.client import clickhouse_client
+from app.clickhouse.migrate import apply_migrations
+from app.config import Settings
+from app.insights import build_insights, build_key_table, build_progress
+
+log = logging.getLogger("keyscope.insights")
+
+JOB = "insights"
+USERS_PER_BATCH = 64
+# Tests become visible a little after their ingested_at (the insert commits later), so each run looks back this
+# far behind the stored watermark; refreshing a few users twice is harmless, missing one is not.
+OVERLAP_S = 120
+# Users waiting for a refresh after ingest passes, at most; beyond it the hourly job covers them.
+MAX_PENDING = 20_000
+# A pass storing tests of more users than this is a backlog being caught up: refreshing them all at once (about
+# 0.2 s of CPU a user) would slow the ingest itself, so they are left to the hourly job and to cache misses.
+REFRESH_AFTER_PASS_MAX_USERS = 500
+
+READS = ("insights", "keys", "progress")
+_INSIGHTS_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.uint64()),
+        ("computed_at", pa.timestamp("ms", tz="UTC")),
+        ("covered_until", pa.timestamp("ms", tz="UTC")),
+        ("test_count", pa.uint32()),
+        ("insights", pa.string()),
+        ("keys", pa.string()),
+        ("progress", pa.string()),
+    ]
+)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON with NaN and infinities as null (JSON has neither)."""
+
+    def finite(v: Any) -> Any:
+        if isinstance(v, float):
+            return v if math.isfinite(v) else None
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [finite(x) for x in v]
+        return v
+
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(finite(value), separators=(",", ":"), allow_nan=False)
+
+
+@dataclass
+class RefreshReport:
+    users: int = 0
+    refreshed: int = 0
+    seconds: float = 0.0
+    watermark: datetime | None = None
+
+    def line(self) -> str:
+        rate = self.refreshed / self.seconds if self.seconds else 0.0
+        return f"{self.refreshed} of {self.users} users refreshed in {self.seconds:.1f} s ({rate:,.1f} users/s)"
+
+
+def _generations(client: redis.Redis, user_ids: list[int]) -> list[bytes | None]:
+    pipe = client.pipeline(transaction=False)
+    for user_id in user_ids:
+        pipe.get(user_generation_key(user_id))
+    return pipe.execute()
+
+
+def _cache(client: redis.Redis, user_id: int, generation: bytes | None, bodies: dict[str, str], ttl_s: int) -> bool:
+    """Put a user's reads in the cache unless new tests invalidated the user since `generation` was read."""
+    key, gen_key = user_cache_key(user_id), user_generation_key(user_id)
+    with client.pipeline(transaction=True) as pipe:
+        try:
+            pipe.watch(gen_key)
+            if pipe.get(gen_key) != generation:
+                return False
+            pipe.multi()
+            pipe.hset(key, mapping=bodies)
+            pipe.expire(key, ttl_s)
+            pipe.execute()
+            return True
+        except redis.WatchError:
+            return False
+
+
+def refresh_users(settings: Settings, user_ids: list[int]) -> int:
+    """Recompute the reads of these users into `user_insights` and Redis; returns how many had tests."""
+    if not user_ids:
+        return 0
+    client = clickhouse_client(settings.clickhouse_url)
+    cache = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        # Generations first: a pass that lands while this runs bumps them, and its users are then not cached here
+        # with what is already stale (the row in user_insights is still checked against covered_until on read).
+        try:
+            generations = _generations(cache, user_ids)
+        except redis.RedisError as exc:
+            log.warning("Redis unavailable, refreshing ClickHouse only: %s", exc)
+            generations = None
+        covered = dict(
+            client.query(
+                "SELECT user_id, max(ingested_at) FROM test_results WHERE user_id IN {u:Array(UInt64)} "
+                "GROUP BY user_id",
+                parameters={"u": user_ids},
+            ).result_rows
+        )
+        rows: dict[str, list[Any]] = {name: [] for name in _INSIGHTS_SCHEMA.names}
+        now = datetime.now(UTC)
+        for i, user_id in enumerate(user_ids):
+            if user_id not in covered:
+                continue
+            insights = build_insights(client, user_id)
+            if insights is None:
+                continue
+            bodies = {
+                "insights": dumps(insights),
+                "keys": dumps(build_key_table(client, user_id)),
+                "progress": dumps(build_progress(client, user_id)),
+            }
+            for name, value in (
+                ("user_id", user_id),
+                ("computed_at", now),
+                ("covered_until", covered[user_id]),
+                ("test_count", insights["test_count"]),
+                *bodies.items(),
+            ):
+                rows[name].append(value)
+            if generations is not None:
+                try:
+                    _cache(cache, user_id, generations[i], bodies, settings.insights_ttl_s)
+                except redis.RedisError as exc:
+                    log.warning("cache write failed: %s", exc)
+                    generations = None
+        if rows["user_id"]:
+            client.insert_arrow("user_insights", pa.table(rows, schema=_INSIGHTS_SCHEMA))
+        return len(rows["user_id"])
+    finally:
+        client.close()
+        cache.close()
+
+
+def _refresh_batch(batch: dict[str, np.ndarray], settings: Settings) -> dict[str, np.ndarray]:
+    users = [int(u) for u in batch["user_id"]]
+    return {"refreshed": np.array([refresh_users(settings, users)], dtype=np.int64)}
+
+
+@ray.remote(num_cpus=0, max_restarts=-1)
+class InsightsRefresher:
+    """Refreshes users handed over by ingest passes, in the background, one batch at a time.
+
+    Detached, so a draining ingest job can exit without waiting (a job's tasks would die with it). A user handed
+    over twice before their turn is refreshed once. Past MAX_PENDING users (a backlog being ingested) new users
+    are not queued: the hourly job covers them, and a cache miss computes from the aggregates meanwhile.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pending: set[int] = set()
+        self.skipped = 0
+        self.refreshed = 0
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        threading.Thread(target=self._work, daemon=True, name="insights-refresher").start()
+
+    def submit(self, user_ids: list[int]) -> int:
+        with self.lock:
+            if len(self.pending) + len(user_ids) > MAX_PENDING:
+                self.skipped += len(user_ids)
+            else:
+                self.pending.update(user_ids)
+            self.wake.set()
+            return len(self.pending)
+
+    def stats(self) -> dict[str, int]:
+        with self.lock:
+            return {"pending": len(self.pending), "refreshed": self.refreshed, "skipped": self.skipped}
+
+    def _work(self) -> None:
+        while True:
+            self.wake.wait()
+            with self.lock:
+                batch = sorted(self.pending)[:USERS_PER_BATCH]
+                self.pending.difference_update(batch)
+                if not self.pending:
+                    self.wake.clear()
+            if not batch:
+                continue
+            try:
+                done = refresh_users(self.settings, batch)
+            except Exception as exc:  # a store outage: the hourly job catches up, reads compute meanwhile
+                log.warning("refreshing %d users failed: %s", len(batch), exc)
+                time.sleep(1.0)
+                continue
+            with self.lock:
+                self.refreshed += done
+
+
+def refresher(settings: Settings) -> ray.actor.ActorHandle:
+    """The cluster's one InsightsRefresher (created on first use)."""
+    return InsightsRefresher.options(
+        name="keyscope-insights-refresher", namespace="keyscope", lifetime="detached", get_if_exists=True
+    ).remote(settings)
+
+
+def refresh_in_background(settings: Settings, user_ids: list[int]) -> None:
+    """Hand the users of an ingest pass to the refresher; returns at once."""
+    if user_ids and len(user_ids) <= REFRESH_AFTER_PASS_MAX_USERS:
+        refresher(settings).submit.remote(user_ids)
+
+
+def load_watermark(client, job: str = JOB) -> datetime | None:
+    rows = client.query(
+        "SELECT watermark FROM job_watermarks FINAL WHERE job = {j:String}", parameters={"j": job}
+    ).result_rows
+    return rows[0][0] if rows else None
+
+
+def store_watermark(client, watermark: datetime, job: str = JOB) -> None:
+    client.insert("job_watermarks", [[job, watermark]], column_names=["job", "watermark"])
+
+
+def users_with_new_tests(client, since: datetime | None) -> tuple[list[int], datetime | None]:
+    """Users with tests ingested after `since` (all users when None), and the newest ingested_at seen."""
+    where = "" if since is None else f"WHERE ingested_at > toDateTime64({{s:DateTime64(3)}}, 3) - {OVERLAP_S}"
+    result = client.query(
+        f"SELECT user_id, max(ingested_at) FROM test_results {where} GROUP BY user_id ORDER BY user_id",
+        parameters={} if since is None else {"s": since},
+    ).result_rows
+    if not result:
+        return [], since
+    return [int(r[0]) for r in result], max(r[1] for r in result)
+
+
+def run_refresh(settings: Settings, *, all_users: bool = False) -> RefreshReport:
+    """One run: refresh every user with new tests since the watermark (every user with `all_users`)."""
+    started = time.perf_counter()
+    if not ray.is_initialized():
+        ray.init(address=settings.ray_address, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    client = clickhouse_client(settings.clickhouse_url)
+    try:
+        apply_migrations(client)
+        since = None if all_users else load_watermark(client)
+        users, newest = users_with_new_tests(client, since)
+        report = RefreshReport(users=len(users), watermark=newest)
+        if users:
+            log.info("refreshing %d users with tests stored since %s", len(users), since or "the start")
+            refreshed = ray.data.from_items([{"user_id": u} for u in users]).map_batches(
+                _refresh_batch, batch_size=USERS_PER_BATCH, batch_format="numpy", fn_kwargs={"settings": settings}
+            )
+            report.refreshed = int(sum(int(row["refreshed"]) for row in refreshed.iter_rows()))
+            store_watermark(client, newest)  # only after every batch is written
+    finally:
+        client.close()
+    report.seconds = time.perf_counter() - started
+    log.info("insights: %s", report.line())
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.insights",
+        description="Recompute the insights of every typist with tests stored since the last run, into ClickHouse "
+        "(user_insights) and Redis.",
+    )
+    parser.add_argument("--all", action="store_true", help="refresh every user, not only those with new tests")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    print(run_refresh(Settings.from_env(), all_users=args.all).line())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

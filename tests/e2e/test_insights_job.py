@@ -1,0 +1,115 @@
+"""Precomputed insights on the real stack: the job refreshes exactly the users with new tests (watermark in
+ClickHouse), writes user_insights and Redis, the API serves a fresh precomputed row on a cache miss and never a
+stale one, and ingest passes hand their users to the background refresher."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+
+import pipelines.insights as insights_job
+from app.cache import user_cache_key
+from app.clickhouse.client import clickhouse_client
+from app.simulate import simulate_tests
+from pipelines.ingest import run_ingest
+from tests.api import api_client, api_get
+
+pytestmark = pytest.mark.stack
+
+X, Y = 41_001, 41_002
+
+
+def post(api_url: str, tests: list[dict]) -> None:
+    with api_client(api_url) as client:
+        assert [client.post("/v1/tests", json=t).status_code for t in tests] == [202] * len(tests)
+
+
+def precomputed(settings, user_id: int) -> tuple | None:
+    client = clickhouse_client(settings.clickhouse_url)
+    try:
+        rows = client.query(
+            "SELECT test_count, insights, covered_until FROM user_insights FINAL WHERE user_id = {u:UInt64}",
+            parameters={"u": user_id},
+        ).result_rows
+        return rows[0] if rows else None
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def refreshed(stack, ray_driver, api_url, stack_settings, monkeypatch_module):
+    monkeypatch_module.setattr(insights_job, "OVERLAP_S", 0)  # exactly the users with new tests
+    post(api_url, simulate_tests(2, 3, seed=41, first_user_id=X))
+    run_ingest(stack_settings)
+    insights_job.run_refresh(stack_settings)  # covers everything stored so far, X and Y included
+    return stack_settings
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    patcher = pytest.MonkeyPatch()
+    yield patcher
+    patcher.undo()
+
+
+def test_the_job_writes_user_insights_and_the_cache(refreshed, api_url):
+    for user_id in (X, Y):
+        row = precomputed(refreshed, user_id)
+        assert row is not None and row[0] == 3
+        served = api_get(f"{api_url}/v1/users/{user_id}/insights").json()
+        assert json.loads(row[1]) == served
+    cached = redis.Redis.from_url(refreshed.redis_url).hkeys(user_cache_key(X))
+    assert {b"insights", b"keys", b"progress"} <= set(cached)
+
+
+def test_a_second_run_refreshes_only_users_with_new_tests(refreshed, api_url):
+    assert insights_job.run_refresh(refreshed).users == 0
+    post(api_url, [{**simulate_tests(1, 1, seed=42, first_user_id=X)[0], "test_id": "x-new"}])
+    run_ingest(refreshed)
+    report = insights_job.run_refresh(refreshed)
+    assert (report.users, report.refreshed) == (1, 1)
+    assert precomputed(refreshed, X)[0] == 4 and precomputed(refreshed, Y)[0] == 3
+
+
+def test_a_cache_miss_serves_a_fresh_precomputed_row_and_never_a_stale_one(refreshed, api_url):
+    client = clickhouse_client(refreshed.clickhouse_url)
+    cache = redis.Redis.from_url(refreshed.redis_url)
+    try:
+        # A fresh row (covering the user's newest test) is what a miss serves: mark one to recognise it.
+        marker = {"marker": "from user_insights"}
+        client.insert(
+            "user_insights",
+            [[Y, datetime.now(UTC) + timedelta(hours=1), datetime.now(UTC) + timedelta(hours=1), 3,
+              json.dumps(marker), "{}", "{}"]],
+            column_names=["user_id", "computed_at", "covered_until", "test_count", "insights", "keys", "progress"],
+        )
+        cache.delete(user_cache_key(Y))
+        assert api_get(f"{api_url}/v1/users/{Y}/insights").json() == marker
+        # A row older than the user's newest test is not served: the read is computed from the aggregates.
+        client.insert(
+            "user_insights",
+            [[Y, datetime.now(UTC) + timedelta(hours=2), datetime(2000, 1, 1, tzinfo=UTC), 3,
+              json.dumps(marker), "{}", "{}"]],
+            column_names=["user_id", "computed_at", "covered_until", "test_count", "insights", "keys", "progress"],
+        )
+        cache.delete(user_cache_key(Y))
+        body = api_get(f"{api_url}/v1/users/{Y}/insights").json()
+        assert body != marker and body["test_count"] == 3
+    finally:
+        client.close()
+        cache.close()
+
+
+def test_ingest_passes_hand_their_users_to_the_background_refresher(stack, ray_driver, api_url, stack_settings):
+    user_id = 41_050
+    post(api_url, simulate_tests(1, 2, seed=43, first_user_id=user_id))
+    run_ingest(stack_settings)  # returns without waiting for the refresh
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and precomputed(stack_settings, user_id) is None:
+        time.sleep(1)
+    row = precomputed(stack_settings, user_id)
+    assert row is not None and row[0] == 2
