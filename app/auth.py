@@ -17,12 +17,12 @@ Who may do what (the Serve app enforces it with `require_scope` and `authorize_u
 | scope   | POST /v1/tests    | GET /v1/users/{id}/… | deletion, export |
 |---------|-------------------|----------------------|------------------|
 | service | any user          | any user             | no               |
-| admin   | any user          | any user             | yes              |
-| user    | own id only       | own id only          | no               |
+| admin   | any user          | any user             | both, any user   |
+| user    | own id only       | own id only          | export, own id   |
 
 A platform backend submits its users' tests and shows them their analytics, so a service key reads any user's
 data. A user submits only their own tests: the dashboard's practice box posts what the typist just typed.
-Deletion and export are operator actions, so admin only.
+Deletion is an operator action, so admin only; a typist may export their own data (GDPR access), as may an admin.
 
 Every failure is an AuthError: 401 when the credential is missing, malformed, unknown, forged or expired (the
 response then carries a `WWW-Authenticate` header), 403 when a valid credential may not do what it asks.

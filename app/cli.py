@@ -200,6 +200,41 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from app.user_data import delete_user, export_user
+
+    if args.action == "export":
+        out = Path(args.out or f"keyscope-user-{args.user_id}.zip")
+        manifest = export_user(settings, args.user_id, out)
+        print(f"wrote {out}: {manifest['total']} records about user {args.user_id}")
+        for name, entry in manifest["stores"].items():
+            parts = ", ".join(f"{part} {n}" for part, n in entry["parts"].items() if n)
+            print(f"  {name:<11} {entry['count']:>9}" + (f"  ({parts})" if parts else ""))
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise ValueError("not a terminal: pass --yes to delete without a prompt")
+        answer = input(f"Delete everything keyscope holds about user {args.user_id}? Type the user id to confirm: ")
+        if answer.strip() != str(args.user_id):
+            print("nothing deleted")
+            return 1
+    result = delete_user(settings, args.user_id)
+    print(f"deleted user {args.user_id}: {result['total']} records; tombstone at {result['deleted_at']}")
+    for name, entry in result["stores"].items():
+        parts = ", ".join(f"{part} {n}" for part, n in entry["parts"].items() if n)
+        print(f"  {name:<11} {entry['count']:>9}" + (f"  ({parts})" if parts else ""))
+    return 0
+
+
+def cmd_insights(settings: Settings, args: argparse.Namespace) -> int:
+    from pipelines.insights import run_refresh
+
+    print(run_refresh(settings, all_users=args.all).line())
+    return 0
+
+
 def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
     from app.dlq import list_dead_letters, replay_dead_letters
 
@@ -243,6 +278,19 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
             print("ingest throughput, Kafka → Ray Data → ClickHouse, against the seed's synchronous MariaDB path:")
             print_ingest_table(result)
         return 0
+    if args.workload == "insights":
+        from app.stack import LocalStack
+        from bench.insights import print_table as print_insights_table
+        from bench.insights import run as run_insights_bench
+
+        LocalStack(settings).up(progress=print)
+        timings = run_insights_bench(settings, args.users_stored, args.sample, args.concurrency, args.duration)
+        print(
+            f"GET /v1/users/{{id}}/insights with {args.users_stored:,} typists stored, {args.concurrency} requests in "
+            f"flight ({args.sample} typists per row; cached: {args.duration:g} s round and round; misses: each once):"
+        )
+        print_insights_table(timings)
+        return 0
     if args.workload in ("latency", "soak"):
         from app.stack import LocalStack
         from bench.load import print_latency, print_soak, run_latency, run_soak
@@ -260,6 +308,20 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         print_latency(result, args.rate)
         print("memory flat in every process" if flat else "memory grew in some process (see the table)")
         return 0 if flat and result.visible == result.submitted else 1
+    if args.workload == "serve":
+        from app.stack import LocalStack
+        from bench.serve import run_and_print
+
+        LocalStack(settings).up(progress=print)
+        return run_and_print(
+            settings,
+            routes=args.routes,
+            concurrency=args.concurrency,
+            duration_s=args.duration,
+            warmup_s=args.warmup,
+            read_users=args.read_users,
+            uvicorn_workers=args.uvicorn_workers,
+        )
     if args.workload == "storage":
         from bench.storage import print_report
         from bench.storage import run as run_storage_bench
@@ -282,6 +344,35 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 0
     raise ValueError(f"unknown benchmark {args.workload!r}")
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    import os
+
+    from pipelines.migrate_mysql import DSN_ENV, report_exit_code, run_migration
+
+    dsn = args.dsn or os.environ.get(DSN_ENV)
+    if not dsn:
+        raise ValueError(f"--dsn is required (or set {DSN_ENV}): mysql://USER[:PASS]@HOST[:PORT]/DB")
+    report = run_migration(settings, dsn, args.table, batch_size=args.batch_size, from_start=args.from_start)
+    print("\n".join(report.lines()))
+    return report_exit_code(report)
+
+
+def cmd_warehouse(settings: Settings, args: argparse.Namespace) -> int:
+    from pipelines.warehouse import cohort_report, parse_day, print_cohorts, run_export, warehouse_uri
+
+    if args.action == "export":
+        if args.days < 1:
+            raise ValueError("--days must be ≥ 1")
+        for report in run_export(settings, args.day and parse_day(args.day), args.out, args.days):
+            print(report.line())
+        return 0
+    uri = warehouse_uri(settings, args.source)
+    table = cohort_report(uri)
+    print(f"weekly retention and WPM gain by signup week, over {uri}/user_daily:")
+    print_cohorts(table)
+    return 0
 
 
 def _fmt(value: float | None, pattern: str = "{:.1f}") -> str:
@@ -318,6 +409,21 @@ def print_insights(body: dict[str, Any]) -> None:
     print("  recommendations:")
     for item in body["recommendations"][:3]:
         print(f"    {item['priority']}. {item['title']}")
+
+
+def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
+    if args.command == "cold":  # keyscope cold query SQL
+        from app.cold import cold_query
+
+        table = cold_query(settings, args.sql)
+        print("\t".join(table.column_names))
+        for row in zip(*(column.to_pylist() for column in table.columns)):
+            print("\t".join("" if v is None else str(v) for v in row))
+        return 0
+    from pipelines.archive import parse_now, run_archive
+
+    print(run_archive(settings, parse_now(args.now) if args.now else None).line())
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -362,6 +468,14 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--api", help="API base URL for --to http (default: the local Serve app)")
     simulate.set_defaults(func=cmd_simulate)
 
+    insights = sub.add_parser(
+        "insights",
+        help="precompute insights of every typist with tests stored since the last run (ClickHouse user_insights and "
+        "Redis); hourly in a cluster",
+    )
+    insights.add_argument("--all", action="store_true", help="every typist, not only those with new tests")
+    insights.set_defaults(func=cmd_insights)
+
     dlq = sub.add_parser("dlq", help="list the dead-letter topic, or replay it after a fix")
     dlq.add_argument(
         "action",
@@ -375,12 +489,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run a benchmark and print its table")
     bench.add_argument(
         "workload",
-        choices=("analytics", "ingest", "storage", "latency", "soak"),
+        choices=("analytics", "ingest", "storage", "latency", "soak", "serve", "insights"),
         help="analytics: keystrokes analysed per second per core; "
         "latency: POST → visible p50/p95/p99 under a steady load, ingest job in follow mode (starts the stack); "
         "soak: the same load for 10 minutes, sampling every stack process's memory; "
         "ingest: end-to-end ingest throughput against the seed's MariaDB path (needs the stack; starts it); "
-        "storage: bytes per keystroke on disk, ClickHouse vs the seed's MariaDB JSON table",
+        "storage: bytes per keystroke on disk, ClickHouse vs the seed's MariaDB JSON table; "
+        "serve: req/s and p50/p95/p99 of each API route, Ray Serve next to the same app under plain uvicorn; "
+        "insights: insights reads cached / from the precomputed row / computed, with --users-stored typists stored",
     )
     bench.add_argument("--users", type=int, default=200, help="simulated typists (default 200)")
     bench.add_argument("--tests", type=int, default=10, help="tests per typist (default 10)")
@@ -424,6 +540,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="storage: store only the tests of the first N keystrokes in MariaDB; its bytes per keystroke then "
         "stand for the whole run (default: all)",
     )
+    bench.add_argument(
+        "--concurrency",
+        type=int,
+        default=32,
+        help="serve, insights: connections, each with one request in flight (default 32)",
+    )
+    bench.add_argument(
+        "--duration", type=float, default=5.0, help="serve, insights: seconds timed per route (default 5)"
+    )
+    bench.add_argument("--warmup", type=float, default=1.0, help="serve: load before each timing, s (default 1)")
+    bench.add_argument(
+        "--routes",
+        default=None,
+        help="serve: comma-separated routes among insights,revalidate,keys,progress,tests,healthz,readyz,submit "
+        "(default all)",
+    )
+    bench.add_argument("--read-users", type=int, default=20, help="serve: read the users 1..N (default 20)")
+    bench.add_argument(
+        "--uvicorn-workers",
+        type=int,
+        nargs="*",
+        default=[1],
+        metavar="N",
+        help="serve: also run the app under plain uvicorn with N workers, once per N given (default 1; none: skip)",
+    )
+    bench.add_argument(
+        "--users-stored", type=int, default=10_000, help="insights: typists stored, one test each (default 10,000)"
+    )
+    bench.add_argument("--sample", type=int, default=100, help="insights: typists read per row (default 100)")
     bench.set_defaults(func=cmd_bench)
 
     demo = sub.add_parser("demo", help="the main job: stack up, simulate tests over HTTP, ingest, show insights")
@@ -441,6 +586,82 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--user", type=int, metavar="ID", help="a token that reads only user ID's data")
     token.add_argument("--ttl", type=int, metavar="SECONDS", help="token lifetime (default from the settings)")
     token.set_defaults(func=cmd_token)
+    user = sub.add_parser("user", help="export or delete everything keyscope holds about one user (GDPR)")
+    user_actions = user.add_subparsers(dest="action", required=True, metavar="ACTION")
+    user_export = user_actions.add_parser(
+        "export", help="write a zip archive of the user's data in every store, with manifest.json of the counts"
+    )
+    user_export.add_argument("user_id", type=int, metavar="USER_ID")
+    user_export.add_argument("--out", metavar="FILE", help="archive path (default keyscope-user-USER_ID.zip)")
+    user_delete = user_actions.add_parser(
+        "delete", help="delete the user from every store and record a tombstone (queued messages are dropped)"
+    )
+    user_delete.add_argument("user_id", type=int, metavar="USER_ID")
+    user_delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    user.set_defaults(func=cmd_user)
+    warehouse = sub.add_parser("warehouse", help="export daily Parquet for a data warehouse; run the cohort example")
+    warehouse_actions = warehouse.add_subparsers(dest="action", required=True, metavar="ACTION")
+    warehouse_export = warehouse_actions.add_parser(
+        "export",
+        help="one UTC day of per-test results and per-user / per-key daily aggregates → Parquet (replaces the day)",
+    )
+    warehouse_export.add_argument("--day", help="UTC day YYYY-MM-DD (default: yesterday)")
+    warehouse_export.add_argument(
+        "--days", type=int, default=1, help="export this many days ending with --day (default 1)"
+    )
+    warehouse_export.add_argument(
+        "--out", metavar="URI", help="root directory or URI (default: KEYSCOPE_WAREHOUSE_URI or <data_dir>/warehouse)"
+    )
+    warehouse_cohorts = warehouse_actions.add_parser(
+        "cohorts", help="weekly retention and WPM gain by signup week (pipelines/warehouse_cohorts.sql) over the files"
+    )
+    warehouse_cohorts.add_argument(
+        "--from", dest="source", metavar="URI", help="warehouse root (default as for export)"
+    )
+    warehouse.set_defaults(func=cmd_warehouse)
+    migrate = sub.add_parser("migrate", help="import data from the seed's current architecture")
+    migrate_sources = migrate.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    mysql = migrate_sources.add_parser(
+        "mysql",
+        help="the seed's MySQL keystroke_analytics table (JSON columns) → ClickHouse; resumable, idempotent",
+        description="Import the seed's MySQL/MariaDB keystroke_analytics table into keyscope's ClickHouse "
+        "(CLICKHOUSE_URL) in batches, resuming after the last stored batch. Ends with a reconciliation: rows read = "
+        "tests written + rows already present + rows rejected (see README, Migrating from the MySQL table).",
+    )
+    mysql.add_argument(
+        "--dsn",
+        help="mysql://USER[:PASS]@HOST[:PORT]/DB (default: $KEYSCOPE_MYSQL_DSN; a password left out is taken from "
+        "$MYSQL_PWD)",
+    )
+    mysql.add_argument("--table", default="keystroke_analytics", help="source table (default keystroke_analytics)")
+    mysql.add_argument(
+        "--batch-size", type=int, default=1000, metavar="N", help="rows read and stored at a time (default 1000)"
+    )
+    mysql.add_argument(
+        "--from-start",
+        action="store_true",
+        help="ignore the stored progress and read from the first row (stored tests are skipped, not duplicated)",
+    )
+    mysql.set_defaults(func=cmd_migrate)
+    archive = sub.add_parser(
+        "archive", help="retention: keystrokes past KEYSCOPE_HOT_DAYS to cold Parquet, expire and anonymize old data"
+    )
+    archive_actions = archive.add_subparsers(dest="action", required=True, metavar="ACTION")
+    archive_run = archive_actions.add_parser(
+        "run",
+        help="one run of the archive job (pipelines/archive.py): archive, delete cold data past KEYSCOPE_COLD_DAYS, "
+        "anonymize per-test results as old",
+    )
+    archive_run.add_argument("--now", metavar="ISO", help="run as of this ISO-8601 time instead of the clock (tests)")
+    archive.set_defaults(func=cmd_archive)
+    cold = sub.add_parser("cold", help="read the cold store (Parquet) with ClickHouse SQL")
+    cold_actions = cold.add_subparsers(dest="action", required=True, metavar="ACTION")
+    cold_sql = cold_actions.add_parser(
+        "query",
+        help="run SQL in chDB; the table name cold_keystrokes reads every cold file (columns + day, user_bucket)",
+    )
+    cold_sql.add_argument("sql", help="e.g. 'SELECT user_id, count() FROM cold_keystrokes GROUP BY user_id'")
+    cold.set_defaults(func=cmd_archive)
     return parser
 
 

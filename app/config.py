@@ -99,9 +99,17 @@ class Settings:
     max_text_chars: int = 10_000
     max_message_bytes: int = 4 * 1024 * 1024  # larger Kafka messages are dead-lettered, never decoded
     write_retry_s: float = 300.0  # how long the ingest job retries an unavailable ClickHouse before failing
+    # Retention (pipelines/archive.py): raw keystrokes stay in ClickHouse `hot_days`, then live as Parquet under
+    # `cold_uri` (a directory or a pyarrow filesystem URI, s3://…; empty = <data_dir>/cold) until `cold_days`.
+    cold_uri: str = ""
+    hot_days: int = 90
+    cold_days: int = 730
     insights_ttl_s: int = 3600
     ingest_interval_s: float = 2.0
     ingest_max_messages: int = 0  # per partition and pass; 0 = everything up to the end offsets
+    # Root of the warehouse export (pipelines/warehouse.py): a directory or a pyarrow filesystem URI (s3://…);
+    # empty = <data_dir>/warehouse.
+    warehouse_uri: str = ""
     # Fault injection for the crash tests: the ingest job SIGKILLs itself at this point ("after_read": data
     # read, nothing written; "mid_write": a batch's raw keystrokes written, its other tables not; "after_write":
     # data written, offsets not stored). Empty in normal operation.
@@ -155,8 +163,12 @@ class Settings:
             max_body_bytes=_int(env, "KEYSCOPE_MAX_BODY_BYTES", base.max_body_bytes),
             insights_ttl_s=_int(env, "KEYSCOPE_INSIGHTS_TTL_S", base.insights_ttl_s),
             ingest_max_messages=_int(env, "KEYSCOPE_INGEST_MAX_MESSAGES", base.ingest_max_messages),
+            warehouse_uri=env.get("KEYSCOPE_WAREHOUSE_URI", base.warehouse_uri),
             max_message_bytes=_int(env, "KEYSCOPE_MAX_MESSAGE_BYTES", base.max_message_bytes),
             write_retry_s=_float(env, "KEYSCOPE_WRITE_RETRY_S", base.write_retry_s),
+            cold_uri=env.get("KEYSCOPE_COLD_URI", base.cold_uri),
+            hot_days=_int(env, "KEYSCOPE_HOT_DAYS", base.hot_days),
+            cold_days=_int(env, "KEYSCOPE_COLD_DAYS", base.cold_days),
             fault_injection=env.get("KEYSCOPE_FAULT_INJECTION", ""),
             ingest_interval_s=_float(env, "KEYSCOPE_INGEST_INTERVAL_S", base.ingest_interval_s),
             token_secrets=token_secrets,
@@ -192,8 +204,12 @@ class Settings:
             "KEYSCOPE_MAX_BODY_BYTES": str(self.max_body_bytes),
             "KEYSCOPE_INSIGHTS_TTL_S": str(self.insights_ttl_s),
             "KEYSCOPE_INGEST_MAX_MESSAGES": str(self.ingest_max_messages),
+            "KEYSCOPE_WAREHOUSE_URI": self.warehouse_uri,
             "KEYSCOPE_MAX_MESSAGE_BYTES": str(self.max_message_bytes),
             "KEYSCOPE_WRITE_RETRY_S": str(int(self.write_retry_s)),
+            "KEYSCOPE_COLD_URI": self.cold_uri,
+            "KEYSCOPE_HOT_DAYS": str(self.hot_days),
+            "KEYSCOPE_COLD_DAYS": str(self.cold_days),
             "KEYSCOPE_INGEST_INTERVAL_S": str(self.ingest_interval_s),
             "KEYSCOPE_TOKEN_SECRETS": ",".join(self.token_secrets),
             "KEYSCOPE_SERVICE_KEYS": ",".join(self.service_keys),

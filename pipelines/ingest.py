@@ -10,6 +10,16 @@ whose result row already exists are skipped, so a crash at any point loses nothi
 the next pass. Before writing, a pass records where it will stop (write marks): a pass that finds a mark beyond
 the stored offsets checks each table for rows of a half-written test, any other pass skips those checks.
 Undecodable messages go to the dead-letter topic with a reason.
+
+Deleted users (app/user_data.py): each pass loads the tombstones once, after snapshotting the end offsets, and the
+workers drop every message of a deleted user timestamped (Kafka time) at or before the end of the deletion; a
+message timestamped later is a new start and is stored. A deletion can race a pass that loaded the tombstones before
+it was recorded, and that pass's writes can land after the deletion's mutations: so after its writes, before storing
+its offsets, a pass reloads the tombstones of the users it wrote and deletes again (ClickHouse and Redis) each user
+whose deletion appeared meanwhile — everything it wrote for them predates the deletion. If a pass stops between its
+writes and that check, its offsets are not stored, and the next pass (which finds its write marks) first deletes
+again every user whose deletion finished after the last stored offsets, then re-reads the range and drops the
+messages. One ingest job per consumer group, as always.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -42,6 +52,7 @@ from app.config import Settings
 from app.kafka import DeadLetter, end_offsets, produce_dead_letters
 from app.schemas import TypingTest
 from app.test_tables import TestTables, build_tables, test_keys
+from app.user_data import erase_user, load_tombstones, tombstoned_since
 from pipelines.ingest_metrics import IngestMetrics
 from pipelines.insights import refresh_in_background
 
@@ -63,7 +74,12 @@ WRITE_THREADS = 2
 _PARTS = ("keystrokes", "key_stats", "pair_stats", "confusions", "results", "dead")
 # `oldest_ms`: the earliest Kafka append time of the batch's messages (processing latency is measured from it).
 _PART_SCHEMA = pa.schema(
-    [*((name, pa.large_binary()) for name in _PARTS), ("duplicates", pa.int64()), ("oldest_ms", pa.int64())]
+    [
+        *((name, pa.large_binary()) for name in _PARTS),
+        ("duplicates", pa.int64()),
+        ("dropped_deleted", pa.int64()),  # messages of deleted users (tombstones), dropped unstored
+        ("oldest_ms", pa.int64()),
+    ]
 )
 _DEAD_SCHEMA = pa.schema(
     [
@@ -94,6 +110,8 @@ class IngestReport:
     offsets: dict[int, int] = field(default_factory=dict)
     oldest_message_ms: int | None = None  # Kafka append time of the oldest message read
     lag: int = 0  # messages on the topic beyond the stored offsets when the (last) pass ended
+    dropped_deleted: int = 0  # messages of deleted users timestamped before their deletion: dropped
+    erased_users: int = 0  # deleted users whose data was deleted again because their deletion raced a pass
     users: set[int] = field(default_factory=set)  # users with tests stored (their insights get refreshed)
 
     def add(self, other: IngestReport) -> None:
@@ -103,6 +121,8 @@ class IngestReport:
         self.duplicates_skipped += other.duplicates_skipped
         self.dead_lettered += other.dead_lettered
         self.keystrokes_written += other.keystrokes_written
+        self.dropped_deleted += other.dropped_deleted
+        self.erased_users += other.erased_users
         self.seconds += other.seconds
         self.offsets.update(other.offsets)
         self.lag = other.lag
@@ -111,9 +131,10 @@ class IngestReport:
 
     def line(self) -> str:
         rate = self.keystrokes_written / self.seconds if self.seconds else 0.0
+        deleted = f", {self.dropped_deleted} of deleted users dropped" if self.dropped_deleted else ""
         return (
             f"{self.messages} messages → {self.tests_written} tests ({self.keystrokes_written} keystrokes) stored, "
-            f"{self.duplicates_skipped} duplicates skipped, {self.dead_lettered} dead-lettered "
+            f"{self.duplicates_skipped} duplicates skipped, {self.dead_lettered} dead-lettered{deleted} "
             f"in {self.seconds:.1f} s ({rate:,.0f} keystrokes/s)"
         )
 
@@ -171,8 +192,32 @@ def _decode_all(
     return decoded, reasons
 
 
-def analyse_messages(messages: pa.Table, max_keystrokes: int = 20_000, max_message_bytes: int = 4 << 20) -> pa.Table:
-    """Decode and analyse a batch of Kafka records; returns the storage tables and dead letters as IPC parts."""
+def deleted_before(
+    decoded: list[tuple[int, TypingTest]], stamps: list[int | None] | None, tombstones: Mapping[int, int]
+) -> set[int]:
+    """The indices of the decoded messages that belong to a deleted user and were timestamped (Kafka time, ms) at
+    or before the end of that user's deletion; a message without a timestamp counts as before."""
+    if not tombstones:
+        return set()
+    dropped = set()
+    for i, test in decoded:
+        deleted_at = tombstones.get(test.user_id)
+        if deleted_at is not None:
+            stamp = stamps[i] if stamps is not None else None
+            if stamp is None or stamp <= deleted_at:
+                dropped.add(i)
+    return dropped
+
+
+def analyse_messages(
+    messages: pa.Table,
+    max_keystrokes: int = 20_000,
+    max_message_bytes: int = 4 << 20,
+    tombstones: Mapping[int, int] | None = None,
+) -> pa.Table:
+    """Decode and analyse a batch of Kafka records; returns the storage tables and dead letters as IPC parts.
+    Messages of users in `tombstones` (user id → end of their deletion, epoch ms) timestamped before it are dropped,
+    valid or not, and counted."""
     values = messages.column("value").to_pylist()
     keys = messages.column("key").to_pylist()
     partitions = messages.column("partition").to_numpy()
@@ -180,10 +225,17 @@ def analyse_messages(messages: pa.Table, max_keystrokes: int = 20_000, max_messa
     tests: list[TypingTest] = []
     origin: list[int] = []
     decoded, reasons = _decode_all(values, max_keystrokes, max_message_bytes)
+    if tombstones:
+        times = messages.column("timestamp").to_pylist() if "timestamp" in messages.column_names else None
+        dropped = deleted_before(decoded, times, tombstones)
+    else:
+        dropped = set()
+    for i in dropped:
+        reasons.pop(i, None)  # a deleted user's message is not kept, not even as a dead letter
     met: set[tuple[int, str]] = set()
     duplicates = 0
     for i, test in decoded:
-        if i in reasons:
+        if i in reasons or i in dropped:
             continue
         # A re-sent test (a client retry, a producer retry) keeps its first copy: the tables of one batch
         # must never hold two copies of a test, or the materialized views would count it twice.
@@ -214,21 +266,29 @@ def analyse_messages(messages: pa.Table, max_keystrokes: int = 20_000, max_messa
     stamps = messages.column("timestamp") if "timestamp" in messages.column_names else None
     oldest = pc.min(stamps).as_py() if stamps is not None and len(stamps) else None
     return pa.table(
-        {**{name: _to_ipc(t) for name, t in zip(_PARTS, parts)}, "duplicates": [duplicates], "oldest_ms": [oldest]},
+        {
+            **{name: _to_ipc(t) for name, t in zip(_PARTS, parts)},
+            "duplicates": [duplicates],
+            "dropped_deleted": [len(dropped)],
+            "oldest_ms": [oldest],
+        },
         schema=_PART_SCHEMA,
     )
 
 
 def analyse_read_block(
-    messages: pa.Table, max_keystrokes: int = 20_000, max_message_bytes: int = 4 << 20
+    messages: pa.Table,
+    max_keystrokes: int = 20_000,
+    max_message_bytes: int = 4 << 20,
+    tombstones: Mapping[int, int] | None = None,
 ) -> Iterator[pa.Table]:
     """`analyse_messages` over a block that Ray Data read (messages of one partition) in slices of
     `BATCH_MESSAGES`, so a large backlog never becomes one huge batch."""
     for start in range(0, messages.num_rows, BATCH_MESSAGES):
-        yield analyse_messages(messages.slice(start, BATCH_MESSAGES), max_keystrokes, max_message_bytes)
+        yield analyse_messages(messages.slice(start, BATCH_MESSAGES), max_keystrokes, max_message_bytes, tombstones)
 
 
-def _unpack(batch: pa.Table) -> tuple[list[TestTables], list[DeadLetter], int, int | None]:
+def _unpack(batch: pa.Table) -> tuple[list[TestTables], list[DeadLetter], int, int, int | None]:
     tables: list[TestTables] = []
     dead: list[DeadLetter] = []
     for i in range(batch.num_rows):
@@ -240,7 +300,8 @@ def _unpack(batch: pa.Table) -> tuple[list[TestTables], list[DeadLetter], int, i
                 DeadLetter(letter["partition"], letter["offset"], letter["key"], letter["value"], letter["reason"])
             )
     stamps = [v for v in batch.column("oldest_ms").to_pylist() if v is not None]
-    return tables, dead, sum(batch.column("duplicates").to_pylist()), min(stamps, default=None)
+    duplicates, dropped = (sum(batch.column(name).to_pylist()) for name in ("duplicates", "dropped_deleted"))
+    return tables, dead, duplicates, dropped, min(stamps, default=None)
 
 
 def _first_copies(tables: TestTables, seen: set[str]) -> TestTables:
@@ -333,7 +394,9 @@ class _BatchWriter:
             _failpoint(self._settings, "mid_write")
 
 
-def _read_and_analyse(settings: Settings, begin: dict[int, int], stop: dict[int, int]) -> ray.data.Dataset:
+def _read_and_analyse(
+    settings: Settings, begin: dict[int, int], stop: dict[int, int], tombstones: dict[int, int] | None = None
+) -> ray.data.Dataset:
     """The messages in [begin, stop) per partition, decoded and analysed by Ray Data workers."""
     return ray.data.read_kafka(
         settings.keystroke_topic,
@@ -347,7 +410,11 @@ def _read_and_analyse(settings: Settings, begin: dict[int, int], stop: dict[int,
         analyse_read_block,
         batch_format="pyarrow",
         batch_size=None,  # whole read blocks: a batch size would bundle several partitions' reads into one task
-        fn_kwargs={"max_keystrokes": settings.max_keystrokes, "max_message_bytes": settings.max_message_bytes},
+        fn_kwargs={
+            "max_keystrokes": settings.max_keystrokes,
+            "max_message_bytes": settings.max_message_bytes,
+            "tombstones": tombstones or {},
+        },
     )
 
 
@@ -356,6 +423,32 @@ def partial_write_possible(stored: dict[int, int], marks: dict[int, int]) -> boo
     tables but no result row: a write mark beyond its partition's stored offset. Offsets stored without any
     marks come from a version that kept none, so that counts as possible too."""
     return any(mark > stored.get(p, 0) for p, mark in marks.items()) or (bool(stored) and not marks)
+
+
+# The stores a pass writes to: what a user whose deletion raced a pass is deleted from again.
+WRITTEN_STORES = ("clickhouse", "redis")
+# Margin for clock differences between the machines that stamp deletions and stored offsets. Kept small: a user
+# deleted within it before the last stored offsets who came back meanwhile loses those new tests after a crash.
+CLOCK_MARGIN_MS = 5_000
+
+
+def _erase_again(settings: Settings, users: list[int], why: str, report: IngestReport) -> None:
+    """Delete these deleted users again from what the job writes (see the module docstring)."""
+    for user_id in users:
+        log.warning("user %d was deleted while %s: deleting what the job wrote for them again", user_id, why)
+        with_retry(lambda u=user_id: erase_user(settings, u, WRITTEN_STORES), "deleting a deleted user", settings)
+    report.erased_users += len(users)
+    report.users.difference_update(users)
+
+
+def _last_offsets_stored_ms(client: Client, group: str, topic: str) -> int:
+    """When the last finished pass stored its offsets (epoch ms; 0 if none ever did)."""
+    rows = client.query(
+        "SELECT toUnixTimestamp64Milli(max(updated_at)) FROM ingest_offsets "
+        "WHERE consumer_group = {g:String} AND topic = {t:String}",
+        parameters={"g": group, "t": topic},
+    ).result_rows
+    return int(rows[0][0] or 0) if rows else 0
 
 
 def ingest_once(
@@ -384,11 +477,23 @@ def ingest_once(
             report.seconds = time.perf_counter() - started
             return report
         log.info("reading %d messages from %d partitions of %s", sum(pending.values()), len(pending), topic)
+        # Loaded after the end offsets were taken: a deletion missing here finished after every message read.
+        tombstones = with_retry(lambda: load_tombstones(client), "loading tombstones", settings)
+        partial = partial_write_possible(start, marks)
+        if partial:
+            # A pass stopped before storing its offsets, maybe before deleting again a user whose deletion it
+            # raced: such a deletion finished after the last stored offsets.
+            since = with_retry(lambda: _last_offsets_stored_ms(client, group, topic), "loading offsets", settings)
+            users = with_retry(
+                lambda: tombstoned_since(client, since - CLOCK_MARGIN_MS), "loading tombstones", settings
+            )
+            _erase_again(settings, users, "an interrupted pass ran", report)
         new_marks = {p: max(stop[p], marks.get(p, 0)) for p in pending}
         with_retry(lambda: store_write_marks(client, group, topic, new_marks), "storing write marks", settings)
-        writer = _BatchWriter(settings, partial_write_possible(start, marks))
+        writer = _BatchWriter(settings, partial)
         try:
-            dead_letters = _submit_batches(settings, _read_and_analyse(settings, begin, stop), writer, report)
+            dataset = _read_and_analyse(settings, begin, stop, tombstones)
+            dead_letters = _submit_batches(settings, dataset, writer, report)
             for written in writer.results():
                 report.users.update(written.results.column("user_id").to_pylist())
                 report.tests_written += written.results.num_rows
@@ -396,6 +501,10 @@ def ingest_once(
                 report.duplicates_skipped -= written.results.num_rows
         finally:
             writer.close()
+        if report.users:
+            fresh = with_retry(lambda: load_tombstones(client, report.users), "loading tombstones", settings)
+            raced = sorted(u for u, deleted_at in fresh.items() if tombstones.get(u) != deleted_at)
+            _erase_again(settings, raced, "this pass ran", report)
         report.messages += len(dead_letters)
         asyncio.run(produce_dead_letters(settings, dead_letters))
         report.dead_lettered = len(dead_letters)
@@ -422,10 +531,11 @@ def _submit_batches(
     dead_letters: list[DeadLetter] = []
     waiting: list[TestTables] = []
     for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-        parts, dead, duplicates, oldest = _unpack(batch)
+        parts, dead, duplicates, dropped, oldest = _unpack(batch)
         if oldest is not None:
             report.oldest_message_ms = min(report.oldest_message_ms or oldest, oldest)
-        report.messages += duplicates
+        report.messages += duplicates + dropped
+        report.dropped_deleted += dropped
         report.duplicates_skipped += duplicates
         _failpoint(settings, "after_read")
         dead_letters.extend(dead)

@@ -118,6 +118,7 @@ def refresh_users(settings: Settings, user_ids: list[int]) -> int:
     """Recompute the reads of these users into `user_insights` and Redis; returns how many had tests."""
     if not user_ids:
         return 0
+    started_ms = int(time.time() * 1000)
     client = clickhouse_client(settings.clickhouse_url)
     cache = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     try:
@@ -164,10 +165,29 @@ def refresh_users(settings: Settings, user_ids: list[int]) -> int:
                     generations = None
         if rows["user_id"]:
             client.insert_arrow("user_insights", pa.table(rows, schema=_INSIGHTS_SCHEMA))
+            _forget_deleted(settings, client, cache, rows["user_id"], started_ms)
         return len(rows["user_id"])
     finally:
         client.close()
         cache.close()
+
+
+def _forget_deleted(settings: Settings, client, cache: redis.Redis, user_ids: list[int], since_ms: int) -> None:
+    """A user deleted while their reads were being computed (app/user_data.py) must not come back through this
+    refresh: drop what it just wrote for them."""
+    from app.user_data import load_tombstones
+
+    deleted = [u for u, at in load_tombstones(client, user_ids).items() if at >= since_ms - 5_000]
+    if not deleted:
+        return
+    client.command(
+        "ALTER TABLE user_insights DELETE WHERE user_id IN {u:Array(UInt64)} SETTINGS mutations_sync = 2",
+        parameters={"u": deleted},
+    )
+    try:
+        cache.delete(*(user_cache_key(u) for u in deleted))
+    except redis.RedisError as exc:
+        log.warning("could not drop the cache of deleted users %s: %s", deleted, exc)
 
 
 def _refresh_batch(batch: dict[str, np.ndarray], settings: Settings) -> dict[str, np.ndarray]:

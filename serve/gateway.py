@@ -12,15 +12,19 @@ import hashlib
 import json
 import logging
 import math
+import os
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.background import BackgroundTask
 
-from app.auth import AuthConfig, AuthError, Principal, authenticate, authorize_user, require_scope
+from app import user_data
+from app.auth import ADMIN_SCOPES, AuthConfig, AuthError, Principal, Scope, authenticate, authorize_user, require_scope
 from app.cache import InsightsCache
 from app.codec import encode_test
 from app.config import Settings
@@ -29,6 +33,10 @@ from app.ratelimit import RateLimiter
 from app.schemas import SubmissionError, parse_submission
 
 log = logging.getLogger("keyscope.api")
+
+# Who may export a user's data (GDPR access and portability): the user themself, or an operator. Deletion is
+# ADMIN_SCOPES only. A service key may do neither.
+EXPORT_SCOPES: tuple[Scope, ...] = ("admin", "user")
 
 # Reads a client may cache but must revalidate (ETag) every time: a user's data changes when an ingest batch
 # lands, and the dashboard polls for exactly that change.
@@ -215,6 +223,53 @@ class Gateway:
                 503, "store_unavailable", "practice text is unavailable; retry later", None, **{"Retry-After": "5"}
             )
         return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+    # -- privacy (app/user_data.py) --------------------------------------------------------------------------
+
+    async def export(self, request: Request, user_id: int) -> Response:
+        """Everything keyscope holds about the user as a zip archive; the user themself or an admin. Built in a
+        worker thread into a temporary file that is streamed and then removed."""
+        caller = await self.caller(request, user_id, scopes=EXPORT_SCOPES)
+        if caller.refusal is not None:
+            return caller.refusal
+        fd, name = tempfile.mkstemp(prefix=f"keyscope-export-{user_id}-", suffix=".zip")
+        os.close(fd)
+        try:
+            manifest = await asyncio.to_thread(user_data.export_user, self.settings, user_id, name)
+        except Exception as exc:
+            os.unlink(name)
+            log.warning("export of user %s failed: %r", user_id, exc)
+            return error_response(
+                503, "store_unavailable", "the export failed; retry later", None, **{"Retry-After": "5"}
+            )
+        if manifest["total"] == 0:
+            os.unlink(name)
+            return error_response(404, "unknown_user", f"keyscope holds no data about user {user_id}", "user_id")
+        log.info("user %s exported by %s: %d records", user_id, caller.principal.name, manifest["total"])
+        return FileResponse(
+            name,
+            media_type="application/zip",
+            filename=f"keyscope-user-{user_id}.zip",
+            headers={"Cache-Control": "no-store"},
+            background=BackgroundTask(os.unlink, name),
+        )
+
+    async def delete_user(self, request: Request, user_id: int) -> Response:
+        """Delete the user from every store and record a tombstone; admins only. 200 with the records deleted per
+        store (deleting a user keyscope holds nothing about still records the tombstone)."""
+        caller = await self.caller(request, scopes=ADMIN_SCOPES)
+        if caller.refusal is not None:
+            return caller.refusal
+        try:
+            result = await asyncio.to_thread(user_data.delete_user, self.settings, user_id)
+        except Exception as exc:
+            log.warning("deletion of user %s failed: %r", user_id, exc)
+            return error_response(
+                503, "store_unavailable", "the deletion did not finish; retry it (it is idempotent)", None,
+                **{"Retry-After": "5"},
+            )
+        log.info("user %s deleted by %s: %d records", user_id, caller.principal.name, result["total"])
+        return JSONResponse(result, headers={"Cache-Control": "no-store"})
 
     # -- health ---------------------------------------------------------------------------------------------
 

@@ -86,7 +86,8 @@ class UserReads:
     def _precomputed(self, user_id: int, read: str) -> bytes | None:
         """The read from `user_insights` (pipelines/insights.py) if it covers the user's newest test."""
         rows = self.clickhouse().query(
-            f"SELECT `{read}`, covered_until >= (SELECT max(ingested_at) FROM test_results WHERE user_id = {{u:UInt64}}) "
+            f"SELECT `{read}`, "
+            "covered_until >= (SELECT max(ingested_at) FROM test_results WHERE user_id = {u:UInt64}) "
             "FROM user_insights FINAL WHERE user_id = {u:UInt64}",
             parameters={"u": user_id},
         ).result_rows

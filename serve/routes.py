@@ -157,6 +157,38 @@ def build_app() -> FastAPI:
     ) -> Any:
         return await gateway().practice(request, user_id, length, seed)
 
+    @app.get(
+        "/v1/users/{user_id}/export", tags=["privacy"], response_class=Response,
+        summary="Everything keyscope holds about a user, as a zip archive (the user themself or an admin)",
+        description="A folder per store (ClickHouse tables, pending Kafka messages, Redis keys, …) of JSON Lines "
+        "files and `manifest.json` with the records per store and part. A service key may not export.",
+        responses={
+            200: {"description": "The archive", "content": {"application/zip": {"schema": {"type": "string",
+                                                                                        "format": "binary"}}}},
+            **{code: READ_ERRORS[code] for code in (401, 429, 503)},
+            403: {"description": "A service key, or another user's token"},
+            404: {"description": "keyscope holds no data about the user"},
+        },
+    )
+    async def export_user(request: Request, user_id: int = UserId) -> Response:
+        return await gateway().export(request, user_id)
+
+    @app.delete(
+        "/v1/users/{user_id}", tags=["privacy"],
+        summary="Delete everything keyscope holds about a user (admins only)",
+        description="Deletes the user from every store and records a tombstone, so the ingest job drops the user's "
+        "messages still queued from before the deletion. Idempotent. Answers the records deleted per store.",
+        responses={
+            200: {"description": "Records deleted per store (and per part: table, key kind)", "content": {
+                "application/json": {"schema": {"type": "object", "required": ["user_id", "deleted_at", "stores"]}}}},
+            **{code: READ_ERRORS[code] for code in (401, 429)},
+            403: {"description": "Not an admin token"},
+            503: {"description": "A store is unavailable; retry (see Retry-After)"},
+        },
+    )
+    async def delete_user(request: Request, user_id: int = UserId) -> Response:
+        return await gateway().delete_user(request, user_id)
+
     @app.get("/dashboard", include_in_schema=False)
     async def dashboard() -> FileResponse:
         return FileResponse(STATIC_DIR / "dashboard.html", headers={"Cache-Control": "no-cache"})

@@ -20,7 +20,7 @@ from tests.api import api_client, api_get
 
 pytestmark = pytest.mark.stack
 
-X, Y = 41_001, 41_002
+X, Y = 47_001, 47_002
 
 
 def post(api_url: str, tests: list[dict]) -> None:
@@ -105,7 +105,7 @@ def test_a_cache_miss_serves_a_fresh_precomputed_row_and_never_a_stale_one(refre
 
 
 def test_ingest_passes_hand_their_users_to_the_background_refresher(stack, ray_driver, api_url, stack_settings):
-    user_id = 41_050
+    user_id = 47_050
     post(api_url, simulate_tests(1, 2, seed=43, first_user_id=user_id))
     run_ingest(stack_settings)  # returns without waiting for the refresh
     deadline = time.monotonic() + 90
