@@ -175,6 +175,9 @@ def serve_ingress_env(ray_port: int, haproxy: str | None) -> dict[str, str]:
     }
 
 
+LOOPBACK_DIR = Path(__file__).resolve().parent / "loopback"
+
+
 def ray_temp_dir(settings: Settings) -> Path:
     """Ray's session directory for this stack. Short (/tmp) because Ray puts Unix sockets under it."""
     import hashlib
@@ -332,6 +335,9 @@ class LocalStack:
         # Serve's throughput settings, unless the caller's environment sets them (RAY_SERVE_ENABLE_HA_PROXY=0 opts out).
         for name, value in serve_ingress_env(self._ray_address()[1], haproxy_binary()).items():
             env[name] = os.environ.get(name, value)
+        # Every Ray process listens on loopback only (app/loopback/sitecustomize.py patches the two Ray listeners
+        # that bind every interface).
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(LOOPBACK_DIR), os.environ.get("PYTHONPATH", "")) if p)
         # `ray job submit -- python …` runs `python` from the head's PATH: make it this virtualenv's.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
         env.pop("RAY_ADDRESS")  # `ray start --head` must not try to join another cluster

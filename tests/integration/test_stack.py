@@ -4,6 +4,9 @@ started (the broker with SIGINT, so it keeps its data)."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import os
+from pathlib import Path
 
 import redis
 
@@ -70,3 +73,45 @@ def test_down_stops_only_what_up_started_and_the_broker_keeps_its_data(tmp_path)
         assert sum(asyncio.run(end_offsets(machine_redis, machine_redis.keystroke_topic)).values()) == 1
         assert again.down() == ["broker"]
         assert redis.Redis.from_url(machine_redis.redis_url).ping()
+
+
+def _listeners() -> dict[str, list[str]]:
+    """Socket inode → local address of every listening TCP socket on the machine (IPv4 and IPv6)."""
+    found: dict[str, list[str]] = {}
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A":  # LISTEN
+                continue
+            address_hex, port_hex = fields[1].split(":")
+            if width == 8:
+                address = ".".join(str(b) for b in reversed(bytes.fromhex(address_hex)))
+            else:
+                words = [bytes.fromhex(address_hex[i : i + 8])[::-1].hex() for i in range(0, 32, 8)]
+                address = ipaddress.IPv6Address(bytes.fromhex("".join(words))).compressed
+            found.setdefault(fields[9], []).append(f"{address}:{int(port_hex, 16)}")
+    return found
+
+
+def test_no_process_of_the_stack_listens_beyond_loopback(stack, api_url):
+    from app.stack import _session_members
+
+    state = stack._state()
+    pids = {info["pid"] for info in state.values() if isinstance(info, dict) and info.get("pid")}
+    pids |= set(_session_members(state["ray"]["pid"]))
+    listeners = _listeners()
+    exposed, checked = [], 0
+    for pid in pids:
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue  # exited meanwhile
+        for link in links:
+            if link.startswith("socket:["):
+                for address in listeners.get(link[8:-1], []):
+                    checked += 1
+                    ip = ipaddress.ip_address(address.rsplit(":", 1)[0])
+                    if not (getattr(ip, "ipv4_mapped", None) or ip).is_loopback:
+                        exposed.append(f"pid {pid} ({Path(f'/proc/{pid}/comm').read_text().strip()}) on {address}")
+    assert checked >= 5  # broker, ClickHouse, GCS, dashboard, Serve at least
+    assert not exposed, exposed
