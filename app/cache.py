@@ -15,6 +15,10 @@ import redis.asyncio as aioredis
 
 from app.config import Settings
 
+# Cached "no such data" (a user with no tests yet): clients poll for a first test, and each poll would otherwise
+# query ClickHouse. Safe to cache like any read: the ingest job drops it when the user's first test lands.
+NOT_FOUND = b"null"
+
 
 def user_cache_key(user_id: int) -> str:
     return f"keyscope:user:{user_id}"

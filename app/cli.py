@@ -296,6 +296,8 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         from bench.load import print_latency, print_soak, run_latency, run_soak
 
         seconds = args.seconds if args.seconds is not None else (600.0 if args.workload == "soak" else 60.0)
+        if args.first_user is None:  # new users every run: a test stored by an earlier run would look instant
+            args.first_user = 10**12 + int(time.time()) * 100_000
         LocalStack(settings).up(progress=print)
         if args.workload == "latency":
             result = run_latency(settings, args.rate, seconds, args.first_user)
@@ -513,7 +515,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--seconds", type=float, default=None, help="latency, soak: how long to load (default 60; soak 600)"
     )
     bench.add_argument(
-        "--first-user", type=int, default=50_000_000, help="latency, soak: id of the first simulated user"
+        "--first-user",
+        type=int,
+        default=None,
+        help="latency, soak: id of the first simulated user (default: fresh ids from the clock, so no test of an "
+        "earlier run is already visible)",
     )
     bench.add_argument("--produce-only", action="store_true", help="ingest: produce the tests to Kafka, time nothing")
     bench.add_argument(

@@ -107,7 +107,7 @@ async def steady_load(settings: Settings, rate: float, seconds: float, first_use
 
 def run_latency(settings: Settings, rate: float, seconds: float, first_user_id: int) -> LoadResult:
     with follower(settings):
-        asyncio.run(steady_load(settings, rate, min(5.0, seconds), first_user_id + 10_000_000))  # warm-up
+        asyncio.run(steady_load(settings, rate, min(5.0, seconds), first_user_id + 50_000))  # warm-up
         return asyncio.run(steady_load(settings, rate, seconds, first_user_id))
 
 
@@ -207,7 +207,7 @@ def run_soak(
                     pass
 
         async def main() -> LoadResult:
-            await steady_load(settings, rate, 5.0, first_user_id + 10_000_000)  # warm-up, not sampled
+            await steady_load(settings, rate, 5.0, first_user_id + 50_000)  # warm-up, not sampled
             sampler = asyncio.create_task(sample())
             result = await steady_load(settings, rate, seconds, first_user_id)
             done.set()

@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ USERS_PER_BATCH = 64
 # Tests become visible a little after their ingested_at (the insert commits later), so each run looks back this
 # far behind the stored watermark; refreshing a few users twice is harmless, missing one is not.
 OVERLAP_S = 120
+# The share of one core the background refresher may use (it sleeps the rest).
+CPU_SHARE = 0.25
 # Users waiting for a refresh after ingest passes, at most; beyond it the hourly job covers them.
 MAX_PENDING = 20_000
 # A pass storing tests of more users than this is a backlog being caught up: refreshing them all at once (about
@@ -213,6 +216,12 @@ class InsightsRefresher:
         self.wake = threading.Event()
         threading.Thread(target=self._work, daemon=True, name="insights-refresher").start()
 
+    def _lower_priority(self) -> None:
+        try:
+            os.nice(5)  # Linux: this thread only; the API and the ingest tasks go first
+        except OSError:
+            pass
+
     def submit(self, user_ids: list[int]) -> int:
         with self.lock:
             if len(self.pending) + len(user_ids) > MAX_PENDING:
@@ -227,6 +236,7 @@ class InsightsRefresher:
             return {"pending": len(self.pending), "refreshed": self.refreshed, "skipped": self.skipped}
 
     def _work(self) -> None:
+        self._lower_priority()
         while True:
             self.wake.wait()
             with self.lock:
@@ -236,6 +246,7 @@ class InsightsRefresher:
                     self.wake.clear()
             if not batch:
                 continue
+            started = time.perf_counter()
             try:
                 done = refresh_users(self.settings, batch)
             except Exception as exc:  # a store outage: the hourly job catches up, reads compute meanwhile
@@ -244,6 +255,10 @@ class InsightsRefresher:
                 continue
             with self.lock:
                 self.refreshed += done
+            # A background job: at most CPU_SHARE of a core, so a steady stream of tests (about 0.3 s of CPU per
+            # user refreshed) never slows the ingest or the API. Behind, it skips to MAX_PENDING and the hourly
+            # job catches up; reads stay fresh meanwhile (the cache was invalidated and a miss computes).
+            time.sleep((time.perf_counter() - started) * (1 / CPU_SHARE - 1))
 
 
 def refresher(settings: Settings) -> ray.actor.ActorHandle:

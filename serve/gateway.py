@@ -25,7 +25,7 @@ from starlette.background import BackgroundTask
 
 from app import user_data
 from app.auth import ADMIN_SCOPES, AuthConfig, AuthError, Principal, Scope, authenticate, authorize_user, require_scope
-from app.cache import InsightsCache
+from app.cache import NOT_FOUND, InsightsCache
 from app.codec import encode_test
 from app.config import Settings
 from app.kafka import BrokerUnavailable, TestProducer
@@ -201,7 +201,7 @@ class Gateway:
         self.metrics.cache_lookup(body is not None)
         if body is None:
             body = await self.reader.read(user_id, read, params)
-        return body
+        return None if body == NOT_FOUND else body
 
     @staticmethod
     def json_bytes(request: Request, body: bytes) -> Response:

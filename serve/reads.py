@@ -13,7 +13,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from app.cache import InsightsCache
+from app.cache import NOT_FOUND, InsightsCache
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.store import user_tests
 from app.config import Settings
@@ -113,6 +113,10 @@ class UserReads:
             generation = None
         body = await asyncio.to_thread(self._precomputed_or_computed, user_id, read, params)
         if body is None:
+            try:
+                await self.cache.put_raw(user_id, field, NOT_FOUND, generation)
+            except Exception as exc:
+                log.warning("cache write failed: %s", exc)
             return None
         try:
             await self.cache.put_raw(user_id, field, body, generation)

@@ -185,3 +185,20 @@ def test_api_and_ingest_metrics_reach_prometheus(two_users, api_url, stack_setti
         time.sleep(2)
     assert found == wanted
     assert 'route="/v1/users/{user_id}/insights"' in text
+
+
+def test_a_users_absence_is_cached_until_their_first_test_lands(stack, ray_driver, api_url, stack_settings):
+    import redis
+
+    from app.cache import NOT_FOUND, user_cache_key
+
+    user_id = 31_500
+    assert_error(api_get(f"{api_url}/v1/users/{user_id}/tests"), 404, "unknown_user")
+    cached = redis.Redis.from_url(stack_settings.redis_url).hgetall(user_cache_key(user_id))
+    assert cached == {b"tests:limit=20": NOT_FOUND}  # polling for a first test costs Redis, not ClickHouse
+    test = simulate_tests(1, 1, seed=315, first_user_id=user_id)[0]
+    with api_client(api_url) as client:
+        assert client.post("/v1/tests", json=test).status_code == 202
+    run_ingest(stack_settings)
+    body = api_get(f"{api_url}/v1/users/{user_id}/tests").json()
+    assert [t["test_id"] for t in body["tests"]] == [test["test_id"]]
