@@ -95,6 +95,13 @@ class UserReads:
             return rows[0][0].encode() if isinstance(rows[0][0], str) else bytes(rows[0][0])
         return None
 
+    def _deleted(self, user_id: int) -> bool:
+        return bool(
+            self.clickhouse().command(
+                "SELECT count() FROM user_tombstones WHERE user_id = {u:UInt64}", parameters={"u": user_id}
+            )
+        )
+
     def _precomputed_or_computed(self, user_id: int, read: str, params: dict[str, Any]) -> bytes | None:
         if read in PRECOMPUTED:
             body = self._precomputed(user_id, read)
@@ -113,10 +120,13 @@ class UserReads:
             generation = None
         body = await asyncio.to_thread(self._precomputed_or_computed, user_id, read, params)
         if body is None:
-            try:
-                await self.cache.put_raw(user_id, field, NOT_FOUND, generation)
-            except Exception as exc:
-                log.warning("cache write failed: %s", exc)
+            # Remember the absence (polling for a first test then costs Redis), except for a deleted user: reading
+            # one must leave no trace of them anywhere (app/user_data.py).
+            if not await asyncio.to_thread(self._deleted, user_id):
+                try:
+                    await self.cache.put_raw(user_id, field, NOT_FOUND, generation)
+                except Exception as exc:
+                    log.warning("cache write failed: %s", exc)
             return None
         try:
             await self.cache.put_raw(user_id, field, body, generation)
