@@ -7,6 +7,7 @@ invalidates everything about a user with one DEL, and a TTL bounds staleness if 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,6 +19,25 @@ from app.config import Settings
 # Cached "no such data" (a user with no tests yet): clients poll for a first test, and each poll would otherwise
 # query ClickHouse. Safe to cache like any read: the ingest job drops it when the user's first test lands.
 NOT_FOUND = b"null"
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def encode_read(value: Any) -> bytes:
+    """The JSON a read is cached and served as: compact, NaN and infinities (undefined metrics) as null, since
+    JSON has neither."""
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError:
+        return json.dumps(_finite(value), separators=(",", ":"), allow_nan=False).encode()
 
 
 def user_cache_key(user_id: int) -> str:
@@ -51,7 +71,7 @@ class InsightsCache:
 
     async def put(self, user_id: int, read: str, value: Any, generation: bytes | None) -> bool:
         """Cache a read unless the user was invalidated since `generation` was taken; True if cached."""
-        return await self.put_raw(user_id, read, json.dumps(value, separators=(",", ":")).encode(), generation)
+        return await self.put_raw(user_id, read, encode_read(value), generation)
 
     async def put_raw(self, user_id: int, read: str, body: bytes, generation: bytes | None) -> bool:
         """`put` of an already encoded JSON value."""
@@ -94,3 +114,31 @@ def invalidate_users(settings: Settings, user_ids: Iterable[int]) -> int:
         return deleted
     finally:
         client.close()
+
+
+def generations(client: redis.Redis, user_ids: list[int]) -> list[bytes | None]:
+    """The users' invalidation generations (sync, for batch jobs); pass one to `put_reads`."""
+    pipe = client.pipeline(transaction=False)
+    for user_id in user_ids:
+        pipe.get(user_generation_key(user_id))
+    return pipe.execute()
+
+
+def put_reads(
+    client: redis.Redis, user_id: int, generation: bytes | None, bodies: dict[str, bytes], ttl_s: int
+) -> bool:
+    """`InsightsCache.put_raw` for several reads at once, sync (batch jobs): refused if the user was invalidated since
+    `generation` was read."""
+    key, gen_key = user_cache_key(user_id), user_generation_key(user_id)
+    with client.pipeline(transaction=True) as pipe:
+        try:
+            pipe.watch(gen_key)
+            if pipe.get(gen_key) != generation:
+                return False
+            pipe.multi()
+            pipe.hset(key, mapping=bodies)
+            pipe.expire(key, ttl_s)
+            pipe.execute()
+            return True
+        except redis.WatchError:
+            return False

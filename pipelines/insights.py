@@ -13,9 +13,7 @@ Users are split into batches that Ray Data computes in parallel; each batch writ
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
 import os
 import threading
 import time
@@ -28,7 +26,7 @@ import pyarrow as pa
 import ray
 import redis
 
-from app.cache import user_cache_key, user_generation_key
+from app.cache import encode_read, generations, put_reads, user_cache_key
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import apply_migrations
 from app.config import Settings
@@ -63,24 +61,6 @@ _INSIGHTS_SCHEMA = pa.schema(
 )
 
 
-def dumps(value: Any) -> str:
-    """Compact JSON with NaN and infinities as null (JSON has neither)."""
-
-    def finite(v: Any) -> Any:
-        if isinstance(v, float):
-            return v if math.isfinite(v) else None
-        if isinstance(v, dict):
-            return {k: finite(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [finite(x) for x in v]
-        return v
-
-    try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
-    except ValueError:
-        return json.dumps(finite(value), separators=(",", ":"), allow_nan=False)
-
-
 @dataclass
 class RefreshReport:
     users: int = 0
@@ -91,30 +71,6 @@ class RefreshReport:
     def line(self) -> str:
         rate = self.refreshed / self.seconds if self.seconds else 0.0
         return f"{self.refreshed} of {self.users} users refreshed in {self.seconds:.1f} s ({rate:,.1f} users/s)"
-
-
-def _generations(client: redis.Redis, user_ids: list[int]) -> list[bytes | None]:
-    pipe = client.pipeline(transaction=False)
-    for user_id in user_ids:
-        pipe.get(user_generation_key(user_id))
-    return pipe.execute()
-
-
-def _cache(client: redis.Redis, user_id: int, generation: bytes | None, bodies: dict[str, str], ttl_s: int) -> bool:
-    """Put a user's reads in the cache unless new tests invalidated the user since `generation` was read."""
-    key, gen_key = user_cache_key(user_id), user_generation_key(user_id)
-    with client.pipeline(transaction=True) as pipe:
-        try:
-            pipe.watch(gen_key)
-            if pipe.get(gen_key) != generation:
-                return False
-            pipe.multi()
-            pipe.hset(key, mapping=bodies)
-            pipe.expire(key, ttl_s)
-            pipe.execute()
-            return True
-        except redis.WatchError:
-            return False
 
 
 def refresh_users(settings: Settings, user_ids: list[int]) -> int:
@@ -128,10 +84,10 @@ def refresh_users(settings: Settings, user_ids: list[int]) -> int:
         # Generations first: a pass that lands while this runs bumps them, and its users are then not cached here
         # with what is already stale (the row in user_insights is still checked against covered_until on read).
         try:
-            generations = _generations(cache, user_ids)
+            gens = generations(cache, user_ids)
         except redis.RedisError as exc:
             log.warning("Redis unavailable, refreshing ClickHouse only: %s", exc)
-            generations = None
+            gens = None
         covered = dict(
             client.query(
                 "SELECT user_id, max(ingested_at) FROM test_results WHERE user_id IN {u:Array(UInt64)} "
@@ -148,24 +104,24 @@ def refresh_users(settings: Settings, user_ids: list[int]) -> int:
             if insights is None:
                 continue
             bodies = {
-                "insights": dumps(insights),
-                "keys": dumps(build_key_table(client, user_id)),
-                "progress": dumps(build_progress(client, user_id)),
+                "insights": encode_read(insights),
+                "keys": encode_read(build_key_table(client, user_id)),
+                "progress": encode_read(build_progress(client, user_id)),
             }
             for name, value in (
                 ("user_id", user_id),
                 ("computed_at", now),
                 ("covered_until", covered[user_id]),
                 ("test_count", insights["test_count"]),
-                *bodies.items(),
+                *((read, body.decode()) for read, body in bodies.items()),
             ):
                 rows[name].append(value)
-            if generations is not None:
+            if gens is not None:
                 try:
-                    _cache(cache, user_id, generations[i], bodies, settings.insights_ttl_s)
+                    put_reads(cache, user_id, gens[i], bodies, settings.insights_ttl_s)
                 except redis.RedisError as exc:
                     log.warning("cache write failed: %s", exc)
-                    generations = None
+                    gens = None
         if rows["user_id"]:
             client.insert_arrow("user_insights", pa.table(rows, schema=_INSIGHTS_SCHEMA))
             _forget_deleted(settings, client, cache, rows["user_id"], started_ms)

@@ -9,11 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 from datetime import datetime
 from typing import Any
 
-from app.cache import NOT_FOUND, InsightsCache
+from app.cache import NOT_FOUND, InsightsCache, encode_read
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.store import user_tests
 from app.config import Settings
@@ -23,25 +22,6 @@ from serve.pagination import encode_cursor
 
 log = logging.getLogger("keyscope.reads")
 PRECOMPUTED = ("insights", "keys", "progress")  # columns of user_insights
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-def dumps(value: Any) -> bytes:
-    """Compact JSON; NaN and infinities (undefined metrics, e.g. a per-word speed of a zero-time word) become null,
-    as JSON has neither."""
-    try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
-    except ValueError:
-        return json.dumps(_finite(value), separators=(",", ":"), allow_nan=False).encode()
 
 
 def started_ms(iso: str) -> int:
@@ -108,7 +88,7 @@ class UserReads:
             if body is not None:
                 return body
         value = self._compute(user_id, read, params)
-        return None if value is None else dumps(value)
+        return None if value is None else encode_read(value)
 
     async def read(self, user_id: int, read: str, params: dict[str, Any]) -> bytes | None:
         """Redis missed: the precomputed row if fresh, else computed from the aggregates; cached either way."""
@@ -140,7 +120,7 @@ class UserReads:
         keys, pairs = drill_targets(insights) if insights is not None else ([], [])
         layout = (insights or {}).get("layout") or "qwerty"
         text = build_drill(keys, pairs, length_chars=length, seed=seed, layout=layout)
-        return dumps(
+        return encode_read(
             {"user_id": user_id, "text": text, "targets": {"keys": keys, "pairs": pairs}, "source": "drill"}
         )
 
