@@ -7,6 +7,16 @@ from __future__ import annotations
 
 from ray.serve.metrics import Counter, Histogram
 
+# Names as Prometheus sees them (Ray prefixes `ray_`); cluster/prometheus/keyscope-rules.yaml alerts on them.
+REQUEST_LATENCY = "keyscope_api_request_latency_ms"
+CACHE_LOOKUPS = "keyscope_api_cache_lookups"
+PRODUCE_ERRORS = "keyscope_api_produce_errors"
+EXPORTED_NAMES = (
+    *(f"ray_{REQUEST_LATENCY}{suffix}" for suffix in ("_bucket", "_count", "_sum")),
+    f"ray_{CACHE_LOOKUPS}",
+    f"ray_{PRODUCE_ERRORS}",
+)
+
 # Milliseconds; the seed's targets are 100 ms (predictions), 200 ms (insights) and 500 ms (practice text).
 LATENCY_BOUNDARIES_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
 
@@ -16,18 +26,18 @@ class ServeMetrics:
 
     def __init__(self) -> None:
         self._latency = Histogram(
-            "keyscope_api_request_latency_ms",
+            REQUEST_LATENCY,
             description="Latency of API requests by route, method and status, in ms",
             boundaries=LATENCY_BOUNDARIES_MS,
             tag_keys=("route", "method", "status"),
         )
         self._cache = Counter(
-            "keyscope_api_cache_lookups",
+            CACHE_LOOKUPS,
             description="Cache lookups of user reads by result (hit or miss); hit ratio = hit / all",
             tag_keys=("result",),
         )
         self._produce_errors = Counter(
-            "keyscope_api_produce_errors", description="Submissions Kafka did not acknowledge (answered 503)"
+            PRODUCE_ERRORS, description="Submissions Kafka did not acknowledge (answered 503)"
         )
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:

@@ -1,4 +1,4 @@
-"""The alert rules parse, carry the seed's thresholds, and name only metrics the ingest job exports."""
+"""The alert rules parse, carry the seed's thresholds, and name only metrics the ingest job and the API export."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.ingest_metrics import EXPORTED_NAMES
+from pipelines.ingest_metrics import EXPORTED_NAMES as INGEST_NAMES
+from serve.metrics import EXPORTED_NAMES as API_NAMES
+
+EXPORTED_NAMES = (*INGEST_NAMES, *API_NAMES)
 
 RULES = Path(__file__).resolve().parents[2] / "cluster" / "prometheus" / "keyscope-rules.yaml"
 
@@ -28,3 +31,10 @@ def test_the_seed_thresholds_are_there():
     by_name = {rule["alert"]: rule for rule in rules()}
     assert by_name["KeyscopeQueueDepthCritical"]["expr"].endswith("> 100000")
     assert by_name["KeyscopeProcessingLatencyCritical"]["expr"].endswith("> 10")
+
+
+def test_the_api_thresholds_are_there():
+    by_name = {rule["alert"]: rule for rule in rules()}
+    assert by_name["KeyscopeInsightsLatencyCritical"]["expr"].endswith("> 200")
+    assert by_name["KeyscopeInsightsLatencyWarning"]["expr"].endswith("> 500")
+    assert "0.0001" in by_name["KeyscopeApiServerErrors"]["expr"]
