@@ -105,7 +105,10 @@ class Settings:
     hot_days: int = 90
     cold_days: int = 730
     insights_ttl_s: int = 3600
-    ingest_interval_s: float = 2.0
+    # Follow mode: how long to wait before looking again when a pass found nothing (a look asks the broker for its
+    # end offsets, nothing else), and how many long-lived Kafka readers carry the passes (pipelines/kafka_reader.py).
+    ingest_interval_s: float = 0.25
+    ingest_readers: int = 2
     ingest_max_messages: int = 0  # per partition and pass; 0 = everything up to the end offsets
     # Root of the warehouse export (pipelines/warehouse.py): a directory or a pyarrow filesystem URI (s3://…);
     # empty = <data_dir>/warehouse.
@@ -171,6 +174,7 @@ class Settings:
             cold_days=_int(env, "KEYSCOPE_COLD_DAYS", base.cold_days),
             fault_injection=env.get("KEYSCOPE_FAULT_INJECTION", ""),
             ingest_interval_s=_float(env, "KEYSCOPE_INGEST_INTERVAL_S", base.ingest_interval_s),
+            ingest_readers=_int(env, "KEYSCOPE_INGEST_READERS", base.ingest_readers),
             token_secrets=token_secrets,
             service_keys=service_keys,
             user_token_ttl_s=_int(env, "KEYSCOPE_USER_TOKEN_TTL_S", base.user_token_ttl_s),
@@ -211,6 +215,7 @@ class Settings:
             "KEYSCOPE_HOT_DAYS": str(self.hot_days),
             "KEYSCOPE_COLD_DAYS": str(self.cold_days),
             "KEYSCOPE_INGEST_INTERVAL_S": str(self.ingest_interval_s),
+            "KEYSCOPE_INGEST_READERS": str(self.ingest_readers),
             "KEYSCOPE_TOKEN_SECRETS": ",".join(self.token_secrets),
             "KEYSCOPE_SERVICE_KEYS": ",".join(self.service_keys),
             "KEYSCOPE_USER_TOKEN_TTL_S": str(self.user_token_ttl_s),

@@ -285,6 +285,9 @@ class LocalStack:
                 host,
                 "--port",
                 str(port),
+                # The endpoint's query log (clickhouse.log): statements slower than this (0 = every statement).
+                "--slow-query-ms",
+                os.environ.get("KEYSCOPE_CLICKHOUSE_SLOW_QUERY_MS", "1000"),
             ],
         )
         state["clickhouse"] = {"pid": process.pid}

@@ -36,9 +36,10 @@ GROWTH_LIMIT = 0.05  # memory "flat": the second half's mean RSS within 5 % of t
 
 
 @contextmanager
-def follower(settings: Settings, interval_s: float = 0.5) -> Iterator[subprocess.Popen]:
-    """The ingest job in follow mode as a child process, stopped with SIGINT (it finishes its pass)."""
-    env = {**os.environ, **settings.as_env(), "KEYSCOPE_INGEST_INTERVAL_S": str(interval_s)}
+def follower(settings: Settings) -> Iterator[subprocess.Popen]:
+    """The ingest job in follow mode (its settings: idle interval, readers) as a child process, stopped with SIGINT
+    (it finishes its pass)."""
+    env = {**os.environ, **settings.as_env()}
     log = open(Path(settings.data_dir) / "logs" / "bench-follower.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipelines.ingest", "--follow"], env=env, stdout=log, stderr=subprocess.STDOUT

@@ -31,14 +31,13 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import ray
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
@@ -47,49 +46,24 @@ from app.cache import invalidate_users
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import apply_migrations
 from app.clickhouse.store import load_offsets, load_write_marks, store_offsets, store_write_marks, write_tables
-from app.codec import DecodeError, decode_test, keystroke_errors
 from app.config import Settings
 from app.kafka import DeadLetter, end_offsets, produce_dead_letters
-from app.schemas import TypingTest
-from app.test_tables import TestTables, build_tables, test_keys
+from app.test_tables import TestTables, test_keys
 from app.user_data import erase_user, load_tombstones, tombstoned_since
+from pipelines.analyse import analyse_read_block, unpack
 from pipelines.ingest_metrics import IngestMetrics
 from pipelines.insights import refresh_in_background
+from pipelines.kafka_reader import ReaderPool
 
 log = logging.getLogger("keyscope.ingest")
 T = TypeVar("T")
 
-# At most this many messages are analysed at once: per-call costs vanish, memory stays bounded (≈ 550 k
-# keystrokes, ≈ 40 MB of rows). A partition's messages of one pass come as one block; larger ones are sliced.
-BATCH_MESSAGES = 4096
 # Analysed batches are written together until they hold this many keystrokes: larger inserts make fewer parts
 # for ClickHouse to merge (inserting and merging 2 M keystrokes: 3.7 CPU s at 275 k a part, 3.3 at 550 k).
 WRITE_MIN_KEYSTROKES = 500_000
 # Batches written at once, each on its own ClickHouse connection: ClickHouse inserts one while the next is
 # analysed or written, so the two cores stay busy.
 WRITE_THREADS = 2
-
-# What a worker returns for one input batch: one row holding each output table as an Arrow IPC stream
-# (one row, so Ray can split or merge blocks without separating a batch's tables).
-_PARTS = ("keystrokes", "key_stats", "pair_stats", "confusions", "results", "dead")
-# `oldest_ms`: the earliest Kafka append time of the batch's messages (processing latency is measured from it).
-_PART_SCHEMA = pa.schema(
-    [
-        *((name, pa.large_binary()) for name in _PARTS),
-        ("duplicates", pa.int64()),
-        ("dropped_deleted", pa.int64()),  # messages of deleted users (tombstones), dropped unstored
-        ("oldest_ms", pa.int64()),
-    ]
-)
-_DEAD_SCHEMA = pa.schema(
-    [
-        ("partition", pa.int32()),
-        ("offset", pa.int64()),
-        ("key", pa.binary()),
-        ("value", pa.binary()),
-        ("reason", pa.string()),
-    ]
-)
 
 
 class SimulatedCrash(RuntimeError):
@@ -139,171 +113,6 @@ class IngestReport:
         )
 
 
-def _to_ipc(table: pa.Table) -> pa.Array:
-    """The table as an Arrow IPC stream in a one-value binary array, written once into a buffer of the right
-    size and wrapped without a copy (a growing stream and Python bytes cost 10× more on batches of 30 MB)."""
-    sizer = pa.MockOutputStream()
-    with pa.ipc.new_stream(sizer, table.schema) as writer:
-        writer.write_table(table)
-    data = pa.allocate_buffer(sizer.size())
-    with pa.ipc.new_stream(pa.FixedSizeBufferWriter(data), table.schema) as writer:
-        writer.write_table(table)
-    offsets = pa.py_buffer(np.array([0, data.size], dtype=np.int64))
-    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), 1, [None, offsets, data])
-
-
-def _from_ipc(data: pa.Buffer) -> pa.Table:
-    return pa.ipc.open_stream(data).read_all()
-
-
-def _analysable(tests: list[TypingTest], origin: list[int]) -> tuple[list[TypingTest], list[int], dict[int, str]]:
-    """The tests that analyse without error; a test that makes the analytics fail is singled out (by bisection,
-    so a healthy batch costs one call) and returned with the reason, to be dead-lettered instead of failing
-    the batch and blocking its partition."""
-    try:
-        build_tables(tests, np.zeros(len(tests), np.int64), np.zeros(len(tests), np.int64))
-        return tests, origin, {}
-    except Exception as exc:  # a poison test: find it rather than fail every test beside it
-        if len(tests) == 1:
-            return [], [], {origin[0]: f"analysis failed: {type(exc).__name__}: {exc}"}
-    middle = len(tests) // 2
-    left = _analysable(tests[:middle], origin[:middle])
-    right = _analysable(tests[middle:], origin[middle:])
-    return left[0] + right[0], left[1] + right[1], {**left[2], **right[2]}
-
-
-def _decode_all(
-    values: list[bytes | None], max_keystrokes: int, max_message_bytes: int
-) -> tuple[list[tuple[int, TypingTest]], dict[int, str]]:
-    """(index, test) of every message that decodes to a valid test, and index → reason for the others."""
-    decoded: list[tuple[int, TypingTest]] = []
-    reasons: dict[int, str] = {}
-    for i, value in enumerate(values):
-        try:
-            if not value:
-                raise DecodeError("empty message")
-            if len(value) > max_message_bytes:
-                raise DecodeError(f"message of {len(value)} bytes exceeds the limit of {max_message_bytes}")
-            decoded.append((i, decode_test(value, max_keystrokes, check_keystrokes=False)))
-        except DecodeError as exc:
-            reasons[i] = str(exc)
-    for j, reason in keystroke_errors([test for _, test in decoded]).items():
-        reasons[decoded[j][0]] = reason
-    return decoded, reasons
-
-
-def deleted_before(
-    decoded: list[tuple[int, TypingTest]], stamps: list[int | None] | None, tombstones: Mapping[int, int]
-) -> set[int]:
-    """The indices of the decoded messages that belong to a deleted user and were timestamped (Kafka time, ms) at
-    or before the end of that user's deletion; a message without a timestamp counts as before."""
-    if not tombstones:
-        return set()
-    dropped = set()
-    for i, test in decoded:
-        deleted_at = tombstones.get(test.user_id)
-        if deleted_at is not None:
-            stamp = stamps[i] if stamps is not None else None
-            if stamp is None or stamp <= deleted_at:
-                dropped.add(i)
-    return dropped
-
-
-def analyse_messages(
-    messages: pa.Table,
-    max_keystrokes: int = 20_000,
-    max_message_bytes: int = 4 << 20,
-    tombstones: Mapping[int, int] | None = None,
-) -> pa.Table:
-    """Decode and analyse a batch of Kafka records; returns the storage tables and dead letters as IPC parts.
-    Messages of users in `tombstones` (user id → end of their deletion, epoch ms) timestamped before it are dropped,
-    valid or not, and counted."""
-    values = messages.column("value").to_pylist()
-    keys = messages.column("key").to_pylist()
-    partitions = messages.column("partition").to_numpy()
-    offsets = messages.column("offset").to_numpy()
-    tests: list[TypingTest] = []
-    origin: list[int] = []
-    decoded, reasons = _decode_all(values, max_keystrokes, max_message_bytes)
-    if tombstones:
-        times = messages.column("timestamp").to_pylist() if "timestamp" in messages.column_names else None
-        dropped = deleted_before(decoded, times, tombstones)
-    else:
-        dropped = set()
-    for i in dropped:
-        reasons.pop(i, None)  # a deleted user's message is not kept, not even as a dead letter
-    met: set[tuple[int, str]] = set()
-    duplicates = 0
-    for i, test in decoded:
-        if i in reasons or i in dropped:
-            continue
-        # A re-sent test (a client retry, a producer retry) keeps its first copy: the tables of one batch
-        # must never hold two copies of a test, or the materialized views would count it twice.
-        if (test.user_id, test.test_id) in met:
-            duplicates += 1
-            continue
-        met.add((test.user_id, test.test_id))
-        tests.append(test)
-        origin.append(i)
-    try:
-        tables = build_tables(tests, partitions[np.array(origin, dtype=np.int64)], offsets[origin])
-    except Exception:
-        tests, origin, failed = _analysable(tests, origin)
-        reasons.update(failed)
-        tables = build_tables(tests, partitions[np.array(origin, dtype=np.int64)], offsets[origin])
-    dead_rows = sorted(reasons)
-    dead = pa.table(
-        {
-            "partition": pa.array([int(partitions[i]) for i in dead_rows], pa.int32()),
-            "offset": pa.array([int(offsets[i]) for i in dead_rows], pa.int64()),
-            "key": pa.array([keys[i] for i in dead_rows], pa.binary()),
-            "value": pa.array([values[i] or b"" for i in dead_rows], pa.binary()),
-            "reason": pa.array([reasons[i] for i in dead_rows], pa.string()),
-        },
-        schema=_DEAD_SCHEMA,
-    )
-    parts = (*(getattr(tables, name) for name in _PARTS[:-1]), dead)
-    stamps = messages.column("timestamp") if "timestamp" in messages.column_names else None
-    oldest = pc.min(stamps).as_py() if stamps is not None and len(stamps) else None
-    return pa.table(
-        {
-            **{name: _to_ipc(t) for name, t in zip(_PARTS, parts)},
-            "duplicates": [duplicates],
-            "dropped_deleted": [len(dropped)],
-            "oldest_ms": [oldest],
-        },
-        schema=_PART_SCHEMA,
-    )
-
-
-def analyse_read_block(
-    messages: pa.Table,
-    max_keystrokes: int = 20_000,
-    max_message_bytes: int = 4 << 20,
-    tombstones: Mapping[int, int] | None = None,
-) -> Iterator[pa.Table]:
-    """`analyse_messages` over a block that Ray Data read (messages of one partition) in slices of
-    `BATCH_MESSAGES`, so a large backlog never becomes one huge batch."""
-    for start in range(0, messages.num_rows, BATCH_MESSAGES):
-        yield analyse_messages(messages.slice(start, BATCH_MESSAGES), max_keystrokes, max_message_bytes, tombstones)
-
-
-def _unpack(batch: pa.Table) -> tuple[list[TestTables], list[DeadLetter], int, int, int | None]:
-    tables: list[TestTables] = []
-    dead: list[DeadLetter] = []
-    for i in range(batch.num_rows):
-        # Buffers over the block's memory: reading the tables copies nothing.
-        group = {name: _from_ipc(batch.column(name)[i].as_buffer()) for name in _PARTS}
-        tables.append(TestTables(*(group[name] for name in _PARTS[:-1])))
-        for letter in group["dead"].to_pylist():
-            dead.append(
-                DeadLetter(letter["partition"], letter["offset"], letter["key"], letter["value"], letter["reason"])
-            )
-    stamps = [v for v in batch.column("oldest_ms").to_pylist() if v is not None]
-    duplicates, dropped = (sum(batch.column(name).to_pylist()) for name in ("duplicates", "dropped_deleted"))
-    return tables, dead, duplicates, dropped, min(stamps, default=None)
-
-
 def _first_copies(tables: TestTables, seen: set[str]) -> TestTables:
     """The tests in `tables` not already met in an earlier batch of this pass (a re-sent test's first copy
     wins; copies within one batch were dropped by the worker)."""
@@ -339,29 +148,37 @@ def with_retry(action: Callable[[], T], what: str, settings: Settings) -> T:
 
 
 class _BatchWriter:
-    """Writes batches of tests on `WRITE_THREADS` threads, each with its own ClickHouse client, and drops the
-    written users' cached reads. At most a few batches wait, so memory stays bounded."""
+    """Writes batches of tests on `WRITE_THREADS` threads, each with its own ClickHouse client (kept from pass to
+    pass), and drops the written users' cached reads. At most a few batches wait, so memory stays bounded."""
 
-    def __init__(self, settings: Settings, partial_possible: bool) -> None:
+    def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._partial_possible = partial_possible
         self._pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="ingest-write")
         self._local = threading.local()
         self._clients: list[Client] = []
         self._futures: list[Future[TestTables]] = []
 
-    def submit(self, tables: TestTables) -> None:
-        self._futures.append(self._pool.submit(self._write, tables))
+    def submit(self, tables: TestTables, partial_possible: bool) -> None:
+        self._futures.append(self._pool.submit(self._write, tables, partial_possible))
         while len(running := [f for f in self._futures if not f.done()]) > 2 * WRITE_THREADS:
             wait(running, return_when=FIRST_COMPLETED)
 
     def results(self) -> list[TestTables]:
-        """What each batch completed, once every write is done; the first failure is raised."""
-        return [future.result() for future in self._futures]
+        """What each batch submitted since the last call completed, once every write is done; the first failure
+        is raised (after every write has stopped)."""
+        futures, self._futures = self._futures, []
+        wait(futures)
+        return [future.result() for future in futures]
+
+    def cancel(self) -> None:
+        """Drop the batches not started, wait for those being written."""
+        futures, self._futures = self._futures, []
+        for future in futures:
+            future.cancel()
+        wait(futures)
 
     def close(self) -> None:
-        for future in self._futures:
-            future.cancel()
+        self.cancel()
         self._pool.shutdown(wait=True)
         for client in self._clients:
             client.close()
@@ -373,7 +190,7 @@ class _BatchWriter:
             self._clients.append(self._local.client)
         return self._local.client
 
-    def _write(self, tables: TestTables) -> TestTables:
+    def _write(self, tables: TestTables, partial_possible: bool) -> TestTables:
         client = self._client()
         attempts = 0
 
@@ -382,7 +199,7 @@ class _BatchWriter:
             attempts += 1
             # A failed attempt may have written some tables: a retry checks every table.
             return write_tables(
-                client, tables, partial_possible=self._partial_possible or attempts > 1, after_insert=self._inserted
+                client, tables, partial_possible=partial_possible or attempts > 1, after_insert=self._inserted
             )
 
         written = with_retry(attempt, "writing to ClickHouse", self._settings)
@@ -451,22 +268,74 @@ def _last_offsets_stored_ms(client: Client, group: str, topic: str) -> int:
     return int(rows[0][0] or 0) if rows else 0
 
 
-def ingest_once(
-    settings: Settings,
-    *,
-    max_messages_per_partition: int | None = None,
-    crash_after_write: bool = False,
-) -> IngestReport:
-    """One bounded pass over everything between the stored offsets and the topic's end offsets now."""
-    started = time.perf_counter()
-    report = IngestReport(passes=1)
-    client = with_retry(lambda: clickhouse_client(settings.clickhouse_url), "connecting to ClickHouse", settings)
-    group, topic = settings.consumer_group, settings.keystroke_topic
-    try:
-        with_retry(lambda: apply_migrations(client), "applying migrations", settings)
+# In follow mode, a pass of at most this many messages is read by the job's long-lived consumers
+# (pipelines/kafka_reader.py); a larger backlog (catching up after downtime) goes through Ray Data.
+FOLLOW_READER_MAX_MESSAGES = 20_000
+
+
+class Ingestor:
+    """The ingest job from pass to pass: one ClickHouse connection and the writer threads' own, migrations applied
+    once, the offsets and write marks as this job last stored them (one job per consumer group, so they need no
+    reload until a pass fails), and in follow mode its long-lived Kafka readers. `run_pass` is one bounded pass."""
+
+    def __init__(self, settings: Settings, *, readers: int = 0) -> None:
+        self.settings = settings
+        self._client = with_retry(
+            lambda: clickhouse_client(settings.clickhouse_url), "connecting to ClickHouse", settings
+        )
+        try:
+            with_retry(lambda: apply_migrations(self._client), "applying migrations", settings)
+        except BaseException:
+            self._client.close()
+            raise
+        self._writer = _BatchWriter(settings)
+        self._readers = ReaderPool(settings, readers) if readers else None
+        self._known: tuple[dict[int, int], dict[int, int]] | None = None  # (stored offsets, write marks)
+
+    def __enter__(self) -> Ingestor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._writer.close()
+        if self._readers is not None:
+            self._readers.close()
+        self._client.close()
+
+    def run_pass(
+        self, *, max_messages_per_partition: int | None = None, crash_after_write: bool = False
+    ) -> IngestReport:
+        """One bounded pass over everything between the stored offsets and the topic's end offsets now."""
+        try:
+            return self._pass(max_messages_per_partition, crash_after_write)
+        except BaseException:
+            self._known = None  # whatever happened, the next pass starts from what is stored
+            self._writer.cancel()
+            raise
+
+    def _end_offsets(self) -> dict[int, int]:
+        if self._readers is not None:
+            return self._readers.end_offsets()
+        return asyncio.run(end_offsets(self.settings, self.settings.keystroke_topic))
+
+    def _stored(self) -> tuple[dict[int, int], dict[int, int]]:
+        if self._known is not None:
+            return self._known
+        settings, client = self.settings, self._client
+        group, topic = settings.consumer_group, settings.keystroke_topic
         start = with_retry(lambda: load_offsets(client, group, topic), "loading offsets", settings)
         marks = with_retry(lambda: load_write_marks(client, group, topic), "loading write marks", settings)
-        ends = asyncio.run(end_offsets(settings, topic))
+        return start, marks
+
+    def _pass(self, max_messages_per_partition: int | None, crash_after_write: bool) -> IngestReport:
+        started = time.perf_counter()
+        settings, client = self.settings, self._client
+        report = IngestReport(passes=1)
+        group, topic = settings.consumer_group, settings.keystroke_topic
+        start, marks = self._stored()
+        ends = self._end_offsets()
         begin = {p: start.get(p, 0) for p in ends}
         stop = {
             p: ends[p] if max_messages_per_partition is None else min(ends[p], begin[p] + max_messages_per_partition)
@@ -474,9 +343,10 @@ def ingest_once(
         }
         pending = {p: stop[p] - begin[p] for p in ends if stop[p] > begin[p]}
         if not pending:
+            self._known = (start, marks)
             report.seconds = time.perf_counter() - started
             return report
-        log.info("reading %d messages from %d partitions of %s", sum(pending.values()), len(pending), topic)
+        log.debug("reading %d messages from %d partitions of %s", sum(pending.values()), len(pending), topic)
         # Loaded after the end offsets were taken: a deletion missing here finished after every message read.
         tombstones = with_retry(lambda: load_tombstones(client), "loading tombstones", settings)
         partial = partial_write_possible(start, marks)
@@ -490,17 +360,18 @@ def ingest_once(
             _erase_again(settings, users, "an interrupted pass ran", report)
         new_marks = {p: max(stop[p], marks.get(p, 0)) for p in pending}
         with_retry(lambda: store_write_marks(client, group, topic, new_marks), "storing write marks", settings)
-        writer = _BatchWriter(settings, partial)
-        try:
-            dataset = _read_and_analyse(settings, begin, stop, tombstones)
-            dead_letters = _submit_batches(settings, dataset, writer, report)
-            for written in writer.results():
-                report.users.update(written.results.column("user_id").to_pylist())
-                report.tests_written += written.results.num_rows
-                report.keystrokes_written += written.keystrokes.num_rows
-                report.duplicates_skipped -= written.results.num_rows
-        finally:
-            writer.close()
+        if self._readers is not None and sum(pending.values()) <= FOLLOW_READER_MAX_MESSAGES:
+            batches = self._readers.batches({p: (begin[p], stop[p]) for p in pending}, tombstones)
+        else:
+            batches = _read_and_analyse(settings, begin, stop, tombstones).iter_batches(
+                batch_format="pyarrow", batch_size=None
+            )
+        dead_letters = self._submit_batches(batches, partial, report)
+        for written in self._writer.results():
+            report.users.update(written.results.column("user_id").to_pylist())
+            report.tests_written += written.results.num_rows
+            report.keystrokes_written += written.keystrokes.num_rows
+            report.duplicates_skipped -= written.results.num_rows
         if report.users:
             fresh = with_retry(lambda: load_tombstones(client, report.users), "loading tombstones", settings)
             raced = sorted(u for u, deleted_at in fresh.items() if tombstones.get(u) != deleted_at)
@@ -512,43 +383,51 @@ def ingest_once(
         if crash_after_write:
             raise SimulatedCrash("stopped between the ClickHouse write and the offset store")
         with_retry(lambda: store_offsets(client, group, topic, stop), "storing offsets", settings)
+        self._known = ({**start, **stop}, {**marks, **new_marks})
         report.offsets = stop
-        now_ends = asyncio.run(end_offsets(settings, topic))
+        now_ends = self._end_offsets()
         report.lag = sum(max(0, end - stop.get(p, begin.get(p, 0))) for p, end in now_ends.items())
-    finally:
-        client.close()
-    report.seconds = time.perf_counter() - started
-    log.info("ingest pass: %s", report.line())
-    return report
+        report.seconds = time.perf_counter() - started
+        log.info("ingest pass: %s", report.line())
+        return report
+
+    def _submit_batches(self, batches: Iterable[pa.Table], partial: bool, report: IngestReport) -> list[DeadLetter]:
+        """Hand each analysed batch's first copies of tests to the writer; returns the dead letters. Counts every
+        message, and every test not handed over, as skipped (the caller subtracts the ones written)."""
+        settings = self.settings
+        seen: set[str] = set()
+        dead_letters: list[DeadLetter] = []
+        waiting: list[TestTables] = []
+        for batch in batches:
+            parts, dead, duplicates, dropped, oldest = unpack(batch)
+            if oldest is not None:
+                report.oldest_message_ms = min(report.oldest_message_ms or oldest, oldest)
+            report.messages += duplicates + dropped
+            report.dropped_deleted += dropped
+            report.duplicates_skipped += duplicates
+            _failpoint(settings, "after_read")
+            dead_letters.extend(dead)
+            for tables in parts:
+                report.messages += tables.results.num_rows
+                report.duplicates_skipped += tables.results.num_rows
+                waiting.append(_first_copies(tables, seen))
+                if sum(t.keystrokes.num_rows for t in waiting) >= WRITE_MIN_KEYSTROKES:
+                    self._writer.submit(TestTables.concat(waiting), partial)
+                    waiting = []
+        if waiting:
+            self._writer.submit(TestTables.concat(waiting), partial)
+        return dead_letters
 
 
-def _submit_batches(
-    settings: Settings, dataset: ray.data.Dataset, writer: _BatchWriter, report: IngestReport
-) -> list[DeadLetter]:
-    """Hand each analysed batch's first copies of tests to the writer; returns the dead letters. Counts every
-    message, and every test not handed over, as skipped (the caller subtracts the ones written)."""
-    seen: set[str] = set()
-    dead_letters: list[DeadLetter] = []
-    waiting: list[TestTables] = []
-    for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-        parts, dead, duplicates, dropped, oldest = _unpack(batch)
-        if oldest is not None:
-            report.oldest_message_ms = min(report.oldest_message_ms or oldest, oldest)
-        report.messages += duplicates + dropped
-        report.dropped_deleted += dropped
-        report.duplicates_skipped += duplicates
-        _failpoint(settings, "after_read")
-        dead_letters.extend(dead)
-        for tables in parts:
-            report.messages += tables.results.num_rows
-            report.duplicates_skipped += tables.results.num_rows
-            waiting.append(_first_copies(tables, seen))
-            if sum(t.keystrokes.num_rows for t in waiting) >= WRITE_MIN_KEYSTROKES:
-                writer.submit(TestTables.concat(waiting))
-                waiting = []
-    if waiting:
-        writer.submit(TestTables.concat(waiting))
-    return dead_letters
+def ingest_once(
+    settings: Settings,
+    *,
+    max_messages_per_partition: int | None = None,
+    crash_after_write: bool = False,
+) -> IngestReport:
+    """One bounded pass with a fresh job (what a drain or a test runs)."""
+    with Ingestor(settings) as job:
+        return job.run_pass(max_messages_per_partition=max_messages_per_partition, crash_after_write=crash_after_write)
 
 
 class StopRequest:
@@ -585,19 +464,20 @@ def run_ingest(
     stop = stop or StopRequest()
     metrics = IngestMetrics(settings.keystroke_topic)
     total = IngestReport()
-    while not stop.event.is_set():
-        report = ingest_once(settings, max_messages_per_partition=cap)
-        metrics.record_pass(report.lag, report.oldest_message_ms, report.tests_written, report.dead_lettered)
-        refresh_in_background(settings, sorted(report.users))
-        total.add(report)
-        if max_passes is not None and total.passes >= max_passes:
-            break
-        if report.messages == 0:
-            if not follow:
+    with Ingestor(settings, readers=settings.ingest_readers if follow else 0) as job:
+        while not stop.event.is_set():
+            report = job.run_pass(max_messages_per_partition=cap)
+            metrics.record_pass(report.lag, report.oldest_message_ms, report.tests_written, report.dead_lettered)
+            refresh_in_background(settings, sorted(report.users))
+            total.add(report)
+            if max_passes is not None and total.passes >= max_passes:
                 break
-            stop.event.wait(settings.ingest_interval_s)
-        elif not follow and cap is None:
-            break  # one uncapped pass read everything up to the end offsets
+            if report.messages == 0:
+                if not follow:
+                    break
+                stop.event.wait(settings.ingest_interval_s)
+            elif not follow and cap is None:
+                break  # one uncapped pass read everything up to the end offsets
     return total
 
 

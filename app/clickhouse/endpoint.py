@@ -694,11 +694,14 @@ class _Server(ThreadingHTTPServer):
     engine: _Engine
     max_body_bytes: int
     display_name: str
+    slow_query_s: float | None
 
-    def __init__(self, address: tuple[str, int], engine: _Engine, max_body_bytes: int) -> None:
+    def __init__(self, address: tuple[str, int], engine: _Engine, max_body_bytes: int,
+                 slow_query_s: float | None = None) -> None:
         super().__init__(address, _Handler)
         self.engine = engine
         self.max_body_bytes = max_body_bytes
+        self.slow_query_s = slow_query_s
         self.display_name = socket.gethostname()
         self._active = 0
         self._closing = False
@@ -844,13 +847,25 @@ class _Handler(BaseHTTPRequestHandler):
             raise ClickHouseError(164, "READONLY", "Cannot execute query in readonly mode. For queries over "
                                   "HTTP, method GET implies readonly. You should use method POST for "
                                   "modifying queries")
-        if not session_id:
-            return engine.run(call, None)
-        session = engine.acquire_session(session_id, session_timeout, session_check)
+        started = time.perf_counter()
         try:
-            return engine.run(call, session)
+            if not session_id:
+                return engine.run(call, None)
+            session = engine.acquire_session(session_id, session_timeout, session_check)
+            try:
+                return engine.run(call, session)
+            finally:
+                engine.release_session(session_id, session)
         finally:
-            engine.release_session(session_id, session)
+            self._log_if_slow(call, time.perf_counter() - started)
+
+    def _log_if_slow(self, call: _Call, seconds: float) -> None:
+        """The endpoint's query log (chDB keeps no system.query_log): statements slower than the threshold."""
+        threshold = self.server.slow_query_s
+        if threshold is None or seconds < threshold:
+            return
+        statement = call.insert.head if call.insert is not None else call.sql.decode("utf-8", "replace")
+        logger.info("query took %.0f ms: %s", seconds * 1000, " ".join(statement.split())[:300])
 
     def _read_statement(self, call: _Call, query: str, chunks: Iterator[bytes]) -> None:
         """Split `query param + newline + body` (how ClickHouse reads them) into SQL and INSERT data, reading
@@ -933,11 +948,13 @@ class ClickHouseEndpoint:
     """The endpoint in a background thread: `start()`, `.url`, `stop()` (also a context manager)."""
 
     def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
-                 max_body_bytes: int = MAX_BODY_BYTES, timezone: str = "UTC") -> None:
+                 max_body_bytes: int = MAX_BODY_BYTES, timezone: str = "UTC",
+                 slow_query_ms: float | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.host = host
         self.port = port
         self.max_body_bytes = max_body_bytes
+        self.slow_query_s = None if slow_query_ms is None else slow_query_ms / 1000
         self.timezone = timezone
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -958,7 +975,7 @@ class ClickHouseEndpoint:
             raise EndpointError("endpoint already started")
         engine = _Engine(self.data_dir, self.timezone)
         try:
-            server = _Server((self.host, self.port), engine, self.max_body_bytes)
+            server = _Server((self.host, self.port), engine, self.max_body_bytes, self.slow_query_s)
         except OSError as exc:
             engine.close()
             raise EndpointError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
@@ -990,12 +1007,14 @@ class ClickHouseEndpoint:
         self.stop()
 
 
-def serve_forever(data_dir: Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
-    """Run the endpoint in the foreground until SIGINT or SIGTERM."""
+def serve_forever(data_dir: Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
+                  slow_query_ms: float | None = None) -> None:
+    """Run the endpoint in the foreground until SIGINT or SIGTERM, logging statements slower than
+    `slow_query_ms`."""
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        endpoint = ClickHouseEndpoint(data_dir, host, port).start()
+        endpoint = ClickHouseEndpoint(data_dir, host, port, slow_query_ms=slow_query_ms).start()
         logger.info("listening on %s (ClickHouse %s in chDB, data dir %s)", endpoint.url, endpoint.version,
                     endpoint.data_dir)
         try:
@@ -1015,10 +1034,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--slow-query-ms", type=float, default=1000.0,
+                        help="log each statement that takes at least this long (0 logs all; default 1000)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        serve_forever(args.data_dir, args.host, args.port)
+        serve_forever(args.data_dir, args.host, args.port, args.slow_query_ms)
     except EndpointError as exc:
         logger.error("%s", exc)
         return 1

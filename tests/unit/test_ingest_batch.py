@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+import pipelines.analyse as analyse
 import pipelines.ingest as ingest
 from app.codec import encode_test
 from app.kafka import user_key
@@ -24,13 +25,13 @@ def messages(values: list[bytes], stamps: list[int] | None = None) -> pa.Table:
 
 
 def run(values: list[bytes], **options) -> tuple[list, list, int]:
-    return ingest._unpack(ingest.analyse_messages(messages(values), **options))[:3]
+    return analyse.unpack(analyse.analyse_messages(messages(values), **options))[:3]
 
 
 def test_a_batch_reports_its_oldest_kafka_timestamp_for_the_latency_metric():
     values = [encode_test(parse_submission(s)) for s in simulate_tests(1, 3, seed=4)]
     stamps = [1_700_000_000_500, 1_700_000_000_100, 1_700_000_000_900]
-    *_, oldest = ingest._unpack(ingest.analyse_messages(messages(values, stamps)))
+    *_, oldest = analyse.unpack(analyse.analyse_messages(messages(values, stamps)))
     assert oldest == 1_700_000_000_100
 
 
@@ -58,14 +59,14 @@ def test_poison_messages_become_dead_letters_with_their_reasons():
 def test_a_test_that_breaks_the_analytics_is_dead_lettered_alone(monkeypatch):
     tests = [parse_submission(s) for s in simulate_tests(1, 5, seed=11)]
     poison = tests[2].test_id
-    real = ingest.build_tables
+    real = analyse.build_tables
 
     def failing_on_poison(batch, partitions, offsets):
         if any(t.test_id == poison for t in batch):
             raise ValueError("boom")
         return real(batch, partitions, offsets)
 
-    monkeypatch.setattr(ingest, "build_tables", failing_on_poison)
+    monkeypatch.setattr(analyse, "build_tables", failing_on_poison)
     tables, dead, _ = run([encode_test(t) for t in tests])
     assert sorted(tables[0].results.column("test_id").to_pylist()) == sorted(
         t.test_id for t in tests if t.test_id != poison
@@ -85,8 +86,8 @@ def test_a_partial_write_is_possible_only_where_a_write_mark_passes_the_stored_o
 
 def test_tables_of_several_batches_concatenate_test_by_test():
     tests = [parse_submission(s) for s in simulate_tests(2, 2, seed=3)]
-    first, second = (ingest.build_tables(part, [0] * len(part), [0] * len(part)) for part in (tests[:1], tests[1:]))
-    both = ingest.TestTables.concat([first, second])
+    first, second = (analyse.build_tables(part, [0] * len(part), [0] * len(part)) for part in (tests[:1], tests[1:]))
+    both = analyse.TestTables.concat([first, second])
     assert both.results.column("test_id").to_pylist() == [t.test_id for t in tests]
     assert both.keystrokes.num_rows == sum(t.keystroke_count for t in tests)
     assert both.key_stats.num_rows == first.key_stats.num_rows + second.key_stats.num_rows

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 import app.user_data as ud
+import pipelines.analyse as analyse
 import pipelines.ingest as ingest
 from app.clickhouse.client import clickhouse_client
 from app.codec import decode_test, encode_test
@@ -264,8 +265,8 @@ def test_messages_of_a_deleted_user_from_before_the_deletion_are_dropped_and_lat
     deleted, kept = 10, 11
     stamps = [1_000, 2_000, 3_000, 1_000, 2_000, 3_000]
     assert [t.user_id for t in tests] == [deleted] * 3 + [kept] * 3
-    tables, dead, duplicates, dropped, _ = ingest._unpack(
-        ingest.analyse_messages(_messages(tests, stamps), tombstones={deleted: 2_000})
+    tables, dead, duplicates, dropped, _ = analyse.unpack(
+        analyse.analyse_messages(_messages(tests, stamps), tombstones={deleted: 2_000})
     )
     assert dropped == 2 and dead == [] and duplicates == 0  # at or before 2,000 ms: dropped
     (batch,) = tables
@@ -275,7 +276,7 @@ def test_messages_of_a_deleted_user_from_before_the_deletion_are_dropped_and_lat
     ]
     assert set(batch.keystrokes.column("user_id").to_pylist()) == {deleted, kept}
     # No tombstones: nothing dropped.
-    *_, dropped, _ = ingest._unpack(ingest.analyse_messages(_messages(tests, stamps)))
+    *_, dropped, _ = analyse.unpack(analyse.analyse_messages(_messages(tests, stamps)))
     assert dropped == 0
 
 
@@ -293,9 +294,9 @@ def test_a_deleted_users_invalid_message_is_dropped_not_dead_lettered():
             "timestamp": pa.array([5, 6], pa.int64()),
         }
     )
-    _, dead, _, _, _ = ingest._unpack(ingest.analyse_messages(messages))
+    _, dead, _, _, _ = analyse.unpack(analyse.analyse_messages(messages))
     assert len(dead) == 1  # the invalid one is a dead letter for a user who is not deleted
-    tables, dead, _, dropped, _ = ingest._unpack(ingest.analyse_messages(messages, tombstones={20: 10}))
+    tables, dead, _, dropped, _ = analyse.unpack(analyse.analyse_messages(messages, tombstones={20: 10}))
     assert dead == [] and dropped == 2 and tables[0].results.num_rows == 0
 
 
