@@ -75,16 +75,19 @@ def produce(settings, messages: list[tuple[bytes, bytes]]) -> None:
     asyncio.run(send())
 
 
+@pytest.mark.parametrize("mode", ["drain", "follow"])  # Ray Data's read_kafka, the long-lived readers
 @pytest.mark.parametrize("point", ["after_read", "mid_write", "after_write"])
 def test_the_job_killed_mid_batch_then_restarted_loses_and_duplicates_nothing(
-    point, stack, ray_driver, api_url, stack_settings
+    point, mode, stack, ray_driver, api_url, stack_settings
 ):
     run_ingest(stack_settings)  # start from a drained topic
     first_user = {"after_read": 40_000, "after_write": 40_100, "mid_write": 40_200}[point]
-    tests = simulate_tests(4, 3, seed=hash(point) % 1000, first_user_id=first_user)
+    first_user += 50 if mode == "follow" else 0
+    tests = simulate_tests(4, 3, seed=first_user, first_user_id=first_user)
     assert all(r.status_code == 202 for r in post(api_url, tests))
     env = {**os.environ, **stack_settings.as_env(), "KEYSCOPE_FAULT_INJECTION": point}
-    crashed = subprocess.run([sys.executable, "-m", "pipelines.ingest"], env=env, capture_output=True, timeout=300)
+    command = [sys.executable, "-m", "pipelines.ingest", *(["--follow"] if mode == "follow" else [])]
+    crashed = subprocess.run(command, env=env, capture_output=True, timeout=300)
     assert crashed.returncode == -signal.SIGKILL, crashed.stdout.decode()[-2000:]
     report = run_ingest(stack_settings)
     assert report.tests_written + report.duplicates_skipped == len(tests)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import http.client
+import logging
 import subprocess
 import sys
 import threading
@@ -257,3 +258,30 @@ def test_second_process_on_same_dir_fails_clearly(endpoint: ClickHouseEndpoint) 
     with pytest.raises(EndpointError, match="in use by another process"):
         ClickHouseEndpoint(endpoint.data_dir, port=0).start()
     assert request(endpoint, "GET", "/ping")[2] == b"Ok.\n"
+
+
+def test_statements_slower_than_the_threshold_are_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="app.clickhouse.endpoint")
+    with ClickHouseEndpoint(tmp_path / "slow", port=0, slow_query_ms=250) as ep:
+        c = connect(ep)
+        c.command("SELECT 'fast one'")
+        c.command("SELECT sleep(0.4), 'slow one'")
+        c.close()
+    logged = [r.getMessage() for r in caplog.records if "query took" in r.getMessage()]
+    slow = [m for m in logged if "slow one" in m]
+    assert len(slow) == 1 and int(slow[0].split("query took ")[1].split(" ms")[0]) >= 400
+    assert not any("fast one" in m for m in logged)
+
+
+def test_with_a_zero_threshold_every_statement_is_logged_inserts_by_their_head(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="app.clickhouse.endpoint")
+    with ClickHouseEndpoint(tmp_path / "all", port=0, slow_query_ms=0) as ep:
+        c = connect(ep)
+        c.command("CREATE TABLE s (a UInt64) ENGINE = MergeTree ORDER BY a")
+        c.insert("s", [[1], [2]], column_names=["a"])
+        c.close()
+    logged = [r.getMessage() for r in caplog.records if "query took" in r.getMessage()]
+    assert any("CREATE TABLE s" in m for m in logged)
+    assert "query took" in logged[0] and any(m.endswith(": INSERT INTO `s` (`a`)") for m in logged)  # not its data

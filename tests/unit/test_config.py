@@ -68,6 +68,8 @@ def test_as_env_reproduces_the_settings_in_a_child_process(tmp_path):
         rate_limit_service_burst=25,
         rate_limit_user_per_s=1.5,
         rate_limit_user_burst=3,
+        ingest_interval_s=0.75,
+        ingest_readers=5,
     )
     assert Settings.from_env(settings.as_env()) == settings
 
