@@ -236,7 +236,7 @@ def _write(store: ColdStore, day: date, bucket: int, table: pa.Table, fault: Fau
 
 def _archive_day_task(settings: Settings, month: str, day: date) -> list[DayFile]:
     """`archive_day` as a Ray task: its own ClickHouse connection and cold filesystem."""
-    client = clickhouse_client(settings.clickhouse_url)
+    client = clickhouse_client(settings.clickhouse_url, background=True)
     try:
         return archive_day(client, ColdStore(cold_uri(settings)), month, day, _failpoint(settings, None))
     finally:
@@ -433,7 +433,7 @@ def run_archive(
             ray.init(address=settings.ray_address, log_to_driver=False)
     report = ArchiveReport()
     store = ColdStore(cold_uri(settings))
-    client = clickhouse_client(settings.clickhouse_url)
+    client = clickhouse_client(settings.clickhouse_url, background=True)
     try:
         apply_migrations(client)
         store.sweep_staging()

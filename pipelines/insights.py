@@ -78,7 +78,7 @@ def refresh_users(settings: Settings, user_ids: list[int]) -> int:
     if not user_ids:
         return 0
     started_ms = int(time.time() * 1000)
-    client = clickhouse_client(settings.clickhouse_url)
+    client = clickhouse_client(settings.clickhouse_url, background=True)
     cache = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     try:
         # Generations first: a pass that lands while this runs bumps them, and its users are then not cached here
@@ -259,7 +259,7 @@ def run_refresh(settings: Settings, *, all_users: bool = False) -> RefreshReport
     if not ray.is_initialized():
         ray.init(address=settings.ray_address, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
-    client = clickhouse_client(settings.clickhouse_url)
+    client = clickhouse_client(settings.clickhouse_url, background=True)
     try:
         apply_migrations(client)
         since = None if all_users else load_watermark(client)

@@ -463,7 +463,7 @@ def run_export(
         raise ValueError("days must be ≥ 1")
     last = day or yesterday()
     uri = warehouse_uri(settings, out)
-    client = clickhouse_client(settings.clickhouse_url)
+    client = clickhouse_client(settings.clickhouse_url, background=True)
     try:
         offsets = load_offsets(client, settings.consumer_group, settings.keystroke_topic)
         lineage = {
