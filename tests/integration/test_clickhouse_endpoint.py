@@ -285,3 +285,16 @@ def test_with_a_zero_threshold_every_statement_is_logged_inserts_by_their_head(
     logged = [r.getMessage() for r in caplog.records if "query took" in r.getMessage()]
     assert any("CREATE TABLE s" in m for m in logged)
     assert "query took" in logged[0] and any(m.endswith(": INSERT INTO `s` (`a`)") for m in logged)  # not its data
+
+
+def test_background_clients_run_their_queries_at_the_lowest_cpu_priority(endpoint: ClickHouseEndpoint) -> None:
+    from app.clickhouse.client import clickhouse_client
+
+    url = f"http://127.0.0.1:{endpoint.port}/default"
+    background, foreground = clickhouse_client(url, background=True), clickhouse_client(url)
+    try:
+        assert background.command("SELECT getSetting('os_thread_priority')") == 19
+        assert foreground.command("SELECT getSetting('os_thread_priority')") == 0
+    finally:
+        background.close()
+        foreground.close()
