@@ -310,6 +310,17 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         print_latency(result, args.rate)
         print("memory flat in every process" if flat else "memory grew in some process (see the table)")
         return 0 if flat and result.visible == result.submitted else 1
+    if args.workload == "passes":
+        from app.stack import LocalStack
+        from bench.passes import print_table as print_passes_table
+        from bench.passes import run as run_passes
+
+        LocalStack(settings).up(progress=print)
+        first_user = args.first_user if args.first_user is not None else 10**12 + int(time.time()) * 100_000
+        timings = run_passes(settings, args.tests, args.repeats, first_user)
+        print(f"one ingest pass over {args.tests} new tests, by how it reads ({args.repeats} rounds after a warm-up):")
+        print_passes_table(timings)
+        return 0
     if args.workload == "serve":
         from app.stack import LocalStack
         from bench.serve import run_and_print
@@ -491,18 +502,26 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run a benchmark and print its table")
     bench.add_argument(
         "workload",
-        choices=("analytics", "ingest", "storage", "latency", "soak", "serve", "insights"),
+        choices=("analytics", "ingest", "storage", "latency", "soak", "passes", "serve", "insights"),
         help="analytics: keystrokes analysed per second per core; "
         "latency: POST → visible p50/p95/p99 under a steady load, ingest job in follow mode (starts the stack); "
         "soak: the same load for 10 minutes, sampling every stack process's memory; "
+        "passes: one small ingest pass through a Ray Data Dataset against the follow mode's long-lived readers; "
         "ingest: end-to-end ingest throughput against the seed's MariaDB path (needs the stack; starts it); "
         "storage: bytes per keystroke on disk, ClickHouse vs the seed's MariaDB JSON table; "
         "serve: req/s and p50/p95/p99 of each API route, Ray Serve next to the same app under plain uvicorn; "
         "insights: insights reads cached / from the precomputed row / computed, with --users-stored typists stored",
     )
     bench.add_argument("--users", type=int, default=200, help="simulated typists (default 200)")
-    bench.add_argument("--tests", type=int, default=10, help="tests per typist (default 10)")
-    bench.add_argument("--repeats", type=int, default=5, help="timed repeats; the best is reported (default 5)")
+    bench.add_argument(
+        "--tests", type=int, default=10, help="analytics: tests per typist; passes: new tests per pass (default 10)"
+    )
+    bench.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="analytics: timed repeats, the best is reported; passes: rounds timed (default 5)",
+    )
     bench.add_argument(
         "--keystrokes",
         type=int,

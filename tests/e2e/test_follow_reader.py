@@ -156,3 +156,19 @@ def test_a_follow_pass_over_a_backlog_goes_through_ray_data(stack, ray_driver, a
         assert job.run_pass().tests_written == 1
         assert len(datasets) == 1  # one message: the long-lived reader
     assert_stored_exactly_once(stack_settings, [*backlog, *trickle])
+
+
+def test_the_passes_benchmark_times_both_ways_of_reading_over_the_tests_it_produces(stack, ray_driver, stack_settings):
+    from bench.passes import print_table, run
+
+    timings = run(stack_settings, tests_per_pass=3, repeats=1, first_user_id=44_500)
+    assert len(timings.dataset_s) == len(timings.readers_s) == 1 and len(timings.idle_s) == 2
+    assert all(s > 0 for s in [*timings.dataset_s, *timings.readers_s, *timings.idle_s])
+    assert ingest.FOLLOW_READER_MAX_MESSAGES == 20_000  # restored after the Ray Data passes
+    client = clickhouse_client(stack_settings.clickhouse_url)
+    try:  # 2 rounds × 2 kinds × 3 new typists, each stored once
+        stored = client.command("SELECT count() FROM test_results WHERE user_id BETWEEN 44500 AND 44511")
+    finally:
+        client.close()
+    assert stored == 12
+    print_table(timings)

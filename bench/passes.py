@@ -1,0 +1,87 @@
+"""What one small ingest pass costs, by how it reads: a Ray Data Dataset per pass (`read_kafka`, what a drain runs)
+against the follow mode's long-lived readers (pipelines/kafka_reader.py), on the running stack.
+
+    keyscope bench passes [--tests 20] [--repeats 5]
+
+Each round produces `--tests` simulated tests (new typists) to Kafka, then times one pass of each kind over them
+with the same job (`Ingestor`): the Ray Data pass forced by a reader share of 0 messages, the readers' pass as is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import pipelines.ingest as ingest
+from app.codec import encode_test
+from app.config import Settings
+from app.kafka import TestProducer
+from app.schemas import parse_submission
+from app.simulate import simulate_tests
+
+
+@dataclass
+class PassTimings:
+    tests: int
+    dataset_s: list[float] = field(default_factory=list)
+    readers_s: list[float] = field(default_factory=list)
+    idle_s: list[float] = field(default_factory=list)
+
+
+async def _produce(settings: Settings, tests: list[dict]) -> None:
+    producer = TestProducer(settings)
+    try:
+        for test in tests:
+            await producer.send(test["user_id"], encode_test(parse_submission(test)))
+    finally:
+        await producer.close()
+
+
+def run(settings: Settings, tests_per_pass: int, repeats: int, first_user_id: int) -> PassTimings:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=settings.ray_address, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    timings = PassTimings(tests_per_pass)
+    share = ingest.FOLLOW_READER_MAX_MESSAGES
+    with ingest.Ingestor(settings, readers=settings.ingest_readers) as job:
+        job.run_pass()  # drain what is there; warms the readers and the connections
+        user = first_user_id
+        for round_ in range(repeats + 1):  # the first round warms Ray Data's workers and is not counted
+            for kind in ("dataset", "readers"):
+                asyncio.run(_produce(settings, simulate_tests(tests_per_pass, 1, seed=user, first_user_id=user)))
+                user += tests_per_pass
+                ingest.FOLLOW_READER_MAX_MESSAGES = 0 if kind == "dataset" else share
+                try:
+                    started = time.perf_counter()
+                    report = job.run_pass()
+                    seconds = time.perf_counter() - started
+                finally:
+                    ingest.FOLLOW_READER_MAX_MESSAGES = share
+                if report.tests_written != tests_per_pass:
+                    raise RuntimeError(f"a pass stored {report.tests_written} of {tests_per_pass} tests")
+                if round_:
+                    (timings.dataset_s if kind == "dataset" else timings.readers_s).append(seconds)
+            started = time.perf_counter()
+            job.run_pass()
+            timings.idle_s.append(time.perf_counter() - started)
+    return timings
+
+
+def print_table(timings: PassTimings) -> None:
+    def ms(values: list[float], q: str) -> str:
+        value = statistics.median(values) if q == "median" else max(values)
+        return f"{value * 1000:,.0f}"
+
+    print("| pass | passes | tests each | median ms | max ms |")
+    print("|---|---:|---:|---:|---:|")
+    rows = (
+        ("Ray Data Dataset per pass", timings.dataset_s, timings.tests),
+        ("long-lived readers", timings.readers_s, timings.tests),
+        ("nothing new (a look)", timings.idle_s, 0),
+    )
+    for name, values, tests in rows:
+        print(f"| {name} | {len(values)} | {tests} | {ms(values, 'median')} | {ms(values, 'max')} |")
