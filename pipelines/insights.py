@@ -227,7 +227,7 @@ def refresher(settings: Settings) -> ray.actor.ActorHandle:
 def refresh_in_background(settings: Settings, user_ids: list[int]) -> None:
     """Hand the users of an ingest pass to the refresher; returns at once."""
     if user_ids and len(user_ids) <= REFRESH_AFTER_PASS_MAX_USERS:
-        refresher(settings).submit.remote(user_ids)
+        refresher(settings).submit.options(enable_task_events=False).remote(user_ids)  # one a pass: keep GCS lean
 
 
 def load_watermark(client, job: str = JOB) -> datetime | None:

@@ -112,9 +112,12 @@ class PartitionReader:
         self._settings = settings
         self._consumer = Consumer(consumer_config(settings.kafka_bootstrap))
 
+    # A call per pass, every pass: no task events (GCS keeps up to 100,000 of them and would grow for hours).
+    @ray.method(enable_task_events=False)
     def end_offsets(self) -> dict[int, int]:
         return end_offsets(self._consumer, self._settings.keystroke_topic)
 
+    @ray.method(enable_task_events=False)
     def read(self, ranges: Mapping[int, tuple[int, int]], tombstones: Mapping[int, int]) -> list[pa.Table]:
         """The analysed batches of every partition's messages in [begin, stop)."""
         analysed: list[pa.Table] = []
