@@ -96,12 +96,15 @@ class InsightsCache:
         await self._redis.aclose()
 
 
-def invalidate_users(settings: Settings, user_ids: Iterable[int]) -> int:
-    """Drop the cached reads of these users (sync, for the ingest job); returns keys deleted."""
+def invalidate_users(settings: Settings, user_ids: Iterable[int], client: redis.Redis | None = None) -> int:
+    """Drop the cached reads of these users (sync, for the ingest job); returns keys deleted. A caller that
+    invalidates often passes its own `client`; otherwise one is opened for this call."""
     keys = [user_cache_key(int(u)) for u in set(user_ids)]
     if not keys:
         return 0
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    own = client is None
+    if client is None:
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     try:
         deleted = 0
         for start in range(0, len(keys), 1000):
@@ -113,7 +116,8 @@ def invalidate_users(settings: Settings, user_ids: Iterable[int]) -> int:
             deleted += int(pipe.execute()[-1])
         return deleted
     finally:
-        client.close()
+        if own:
+            client.close()
 
 
 def generations(client: redis.Redis, user_ids: list[int]) -> list[bytes | None]:

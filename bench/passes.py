@@ -46,21 +46,18 @@ def run(settings: Settings, tests_per_pass: int, repeats: int, first_user_id: in
         ray.init(address=settings.ray_address, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     timings = PassTimings(tests_per_pass)
-    share = ingest.FOLLOW_READER_MAX_MESSAGES
     with ingest.Ingestor(settings, readers=settings.ingest_readers) as job:
+        share = job.reader_max_messages
         job.run_pass()  # drain what is there; warms the readers and the connections
         user = first_user_id
         for round_ in range(repeats + 1):  # the first round warms Ray Data's workers and is not counted
             for kind in ("dataset", "readers"):
                 asyncio.run(_produce(settings, simulate_tests(tests_per_pass, 1, seed=user, first_user_id=user)))
                 user += tests_per_pass
-                ingest.FOLLOW_READER_MAX_MESSAGES = 0 if kind == "dataset" else share
-                try:
-                    started = time.perf_counter()
-                    report = job.run_pass()
-                    seconds = time.perf_counter() - started
-                finally:
-                    ingest.FOLLOW_READER_MAX_MESSAGES = share
+                job.reader_max_messages = 0 if kind == "dataset" else share
+                started = time.perf_counter()
+                report = job.run_pass()
+                seconds = time.perf_counter() - started
                 if report.tests_written != tests_per_pass:
                     raise RuntimeError(f"a pass stored {report.tests_written} of {tests_per_pass} tests")
                 if round_:

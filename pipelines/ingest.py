@@ -39,6 +39,7 @@ from typing import TypeVar
 import numpy as np
 import pyarrow as pa
 import ray
+import redis
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 
@@ -157,6 +158,8 @@ class _BatchWriter:
         self._local = threading.local()
         self._clients: list[Client] = []
         self._futures: list[Future[TestTables]] = []
+        # One Redis connection for the job's life: every write drops its users' cached reads.
+        self._redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
 
     def submit(self, tables: TestTables, partial_possible: bool) -> None:
         self._futures.append(self._pool.submit(self._write, tables, partial_possible))
@@ -182,6 +185,7 @@ class _BatchWriter:
         self._pool.shutdown(wait=True)
         for client in self._clients:
             client.close()
+        self._redis.close()
 
     def _client(self) -> Client:
         if not hasattr(self._local, "client"):
@@ -203,7 +207,7 @@ class _BatchWriter:
             )
 
         written = with_retry(attempt, "writing to ClickHouse", self._settings)
-        invalidate_users(self._settings, written.results.column("user_id").to_pylist())
+        invalidate_users(self._settings, written.results.column("user_id").to_pylist(), self._redis)
         return written
 
     def _inserted(self, table: str) -> None:
@@ -280,6 +284,8 @@ class Ingestor:
 
     def __init__(self, settings: Settings, *, readers: int = 0) -> None:
         self.settings = settings
+        # Passes of at most this many messages go to the readers (benchmarks set 0 to time the Ray Data path).
+        self.reader_max_messages = FOLLOW_READER_MAX_MESSAGES
         self._client = with_retry(
             lambda: clickhouse_client(settings.clickhouse_url), "connecting to ClickHouse", settings
         )
@@ -360,7 +366,7 @@ class Ingestor:
             _erase_again(settings, users, "an interrupted pass ran", report)
         new_marks = {p: max(stop[p], marks.get(p, 0)) for p in pending}
         with_retry(lambda: store_write_marks(client, group, topic, new_marks), "storing write marks", settings)
-        if self._readers is not None and sum(pending.values()) <= FOLLOW_READER_MAX_MESSAGES:
+        if self._readers is not None and sum(pending.values()) <= self.reader_max_messages:
             batches = self._readers.batches({p: (begin[p], stop[p]) for p in pending}, tombstones)
         else:
             batches = _read_and_analyse(settings, begin, stop, tombstones).iter_batches(

@@ -145,10 +145,10 @@ def test_a_follow_pass_over_a_backlog_goes_through_ray_data(stack, ray_driver, a
     datasets = []
     real = ingest._read_and_analyse
     monkeypatch.setattr(ingest, "_read_and_analyse", lambda *a, **k: datasets.append(a[1:3]) or real(*a, **k))
-    monkeypatch.setattr(ingest, "FOLLOW_READER_MAX_MESSAGES", 3)
     backlog = simulate_tests(4, 1, seed=64, first_user_id=44_300)
     trickle = simulate_tests(1, 1, seed=65, first_user_id=44_400)
     with Ingestor(stack_settings, readers=1) as job:
+        job.reader_max_messages = 3
         assert all(r.status_code == 202 for r in post(api_url, backlog))
         assert job.run_pass().tests_written == len(backlog)
         assert len(datasets) == 1  # four messages: over the readers' share

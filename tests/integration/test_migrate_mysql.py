@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from app.clickhouse.client import clickhouse_client
-from app.clickhouse.migrate import apply_migrations
 from app.clickhouse.store import STORED_TABLES, user_unit_aggregates, write_tables
 from app.schemas import format_started_at, parse_submission
 from app.simulate import simulate_tests
@@ -27,6 +26,7 @@ from pipelines.migrate_mysql import (
     parse_dsn,
     stored_rejections,
 )
+from tests.chdb_stores import chdb_databases
 
 FIRST_USER = 9_100_001  # far from the ids other tests use
 CREATE = """CREATE TABLE {table} (
@@ -94,21 +94,7 @@ def mariadb():
 @pytest.fixture
 def clickhouse(tmp_path):
     """new(name): a client on a new database of one chDB directory, migrations applied; all closed after."""
-    path = tmp_path / "chdb"
-    opened = [clickhouse_client(f"chdb://{path}")]
-
-    def new(name: str):
-        opened[0].command(f"CREATE DATABASE IF NOT EXISTS {name}")
-        client = clickhouse_client(f"chdb://{path}", database=name)
-        opened.append(client)
-        apply_migrations(client)
-        return client
-
-    try:
-        yield new
-    finally:
-        for client in reversed(opened):
-            client.close()
+    yield from chdb_databases(tmp_path / "chdb")
 
 
 def seed_tests(n_users: int = 4, n_tests: int = 3, seed: int = 5):

@@ -39,6 +39,7 @@ from pipelines.warehouse import (
     export_day,
 )
 from pipelines.warehouse import main as warehouse_main
+from tests.chdb_stores import chdb_databases
 
 REPO = Path(__file__).resolve().parents[2]
 DAY1, DAY2, DAY3 = date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3)
@@ -52,20 +53,7 @@ def chdb_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def new_store(chdb_dir):
     """Opens a client on a new database of the module's chDB, with keyscope's migrations applied."""
-    opened = [clickhouse_client(f"chdb://{chdb_dir}")]
-
-    def new(name: str):
-        opened[0].command(f"CREATE DATABASE IF NOT EXISTS {name}")
-        client = clickhouse_client(f"chdb://{chdb_dir}", database=name)
-        opened.append(client)
-        apply_migrations(client)
-        return client
-
-    try:
-        yield new
-    finally:
-        for client in reversed(opened):
-            client.close()
+    yield from chdb_databases(chdb_dir)
 
 
 def store_simulated(client, n_users: int = 4, n_tests: int = 3, seed: int = 11, first_user_id: int = 1) -> None:
