@@ -29,6 +29,8 @@ from tqdm import tqdm
 from app.config import Settings
 from app.schemas import TypingTest, parse_submission
 from app.simulate import simulate_tests
+from bench.storage import DEFAULT_MARIADB_URL
+from pipelines.migrate_mysql import parse_dsn
 
 TESTS_PER_USER = 10
 USERS_PER_CHUNK = 100
@@ -260,7 +262,7 @@ def run_ingest_job(settings: Settings) -> tuple[int, int]:
 
 # --- the seed's architecture: synchronous analysis and one INSERT per test into MariaDB ---
 
-MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "database": "test"}
+SEED_MARIADB = parse_dsn(DEFAULT_MARIADB_URL)  # the machine's MariaDB, as the storage benchmark uses it
 
 
 def _seed_table_sql(table: str) -> str:
@@ -296,10 +298,8 @@ def seed_request(body: str, cursor: Any, table: str) -> int:
 
 def run_seed(bodies: list[str], groups: ProcessGroups) -> Measured:
     """Time the seed's path over `bodies` (JSON submissions) into a scratch table, dropped afterwards."""
-    import pymysql
-
     table = f"keystroke_analytics_bench_{uuid.uuid4().hex[:12]}"
-    connection = pymysql.connect(**MYSQL, autocommit=True)
+    connection = SEED_MARIADB.connect()
     try:
         with connection.cursor() as cursor:
             cursor.execute(_seed_table_sql(table))
@@ -381,7 +381,7 @@ def run(
         wait_until_idle(listening_pid(_port(settings.kafka_bootstrap, 9092)))
     if produce_only:
         return IngestBenchmark(None, None, False)
-    groups = process_groups(settings, MYSQL["port"])
+    groups = process_groups(settings, SEED_MARIADB.port)
     print("ingest job running (timed)…", flush=True)
     keyscope = timed(lambda: run_ingest_job(settings), groups)
     keyscope.cpu_after_s = wait_until_idle(groups.fixed.get("ClickHouse endpoint"))

@@ -47,7 +47,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 from tqdm import tqdm
@@ -58,6 +57,7 @@ from app.clickhouse.store import write_tables
 from app.schemas import TypingTest, parse_submission
 from app.simulate import simulate_tests
 from app.test_tables import TestTables, build_tables
+from pipelines.migrate_mysql import parse_dsn
 
 DEFAULT_MARIADB_URL = "mysql://root@127.0.0.1:3306/test"
 USERS_PER_BATCH = 100
@@ -168,44 +168,6 @@ class StorageBenchmark:
         out.append(("all columns", "", "", f"{data / n:.4f}", ""))
         out.append(("+ marks, index, part files", "", "", f"{(self.clickhouse.bytes_on_disk - data) / n:.4f}", ""))
         return out
-
-
-@dataclass(frozen=True)
-class MariaDBTarget:
-    host: str
-    port: int
-    user: str
-    password: str
-    database: str
-
-    @classmethod
-    def from_url(cls, url: str) -> MariaDBTarget:
-        parsed = urlparse(url)
-        if parsed.scheme not in ("mysql", "mariadb"):
-            raise ValueError(f"MariaDB URL must look like mysql://user[:password]@host:port/database, got {url!r}")
-        return cls(
-            host=parsed.hostname or "127.0.0.1",
-            port=parsed.port or 3306,
-            user=unquote(parsed.username or "root"),
-            password=unquote(parsed.password or ""),
-            database=parsed.path.lstrip("/") or "test",
-        )
-
-    def connect(self) -> Any:
-        import pymysql
-
-        return pymysql.connect(
-            host=self.host,
-            port=self.port,
-            user=self.user,
-            password=self.password,
-            database=self.database,
-            charset="utf8mb4",
-            autocommit=False,
-        )
-
-    def __str__(self) -> str:
-        return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
 
 
 @dataclass
@@ -380,11 +342,11 @@ def run(
     `mariadb_keystrokes` limits the MariaDB side to the tests of the first that many keystrokes; `table` names
     the scratch MariaDB table (default: a unique name). The scratch table is dropped in any case.
     """
-    target = MariaDBTarget.from_url(mariadb_url)
+    target = parse_dsn(mariadb_url)
     table = table or scratch_table_name()
     maria_limit = keystrokes if mariadb_keystrokes is None else mariadb_keystrokes
     # MariaDB first, so a wrong address fails before minutes of ClickHouse work.
-    with closing(target.connect()) as connection, connection.cursor() as cursor:
+    with closing(target.connect(autocommit=False)) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT VERSION()")
         maria_version = str(cursor.fetchone()[0])
         cursor.execute(_CREATE.format(table=table))

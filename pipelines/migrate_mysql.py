@@ -150,7 +150,9 @@ class MySQLSource:
 
     __str__ = redacted
 
-    def connect(self) -> Any:
+    def connect(self, autocommit: bool = True) -> Any:
+        """A pymysql connection. Autocommit by default: the migration's batches each read the committed rows of
+        their moment, no snapshot held for hours."""
         import pymysql
 
         return pymysql.connect(
@@ -160,7 +162,7 @@ class MySQLSource:
             password=self.password,
             database=self.database,
             charset="utf8mb4",
-            autocommit=True,  # each batch reads the committed rows of its moment; no snapshot held for hours
+            autocommit=autocommit,
             connect_timeout=10,
             init_command="SET time_zone = '+00:00'",  # TIMESTAMP columns come back in UTC
         )

@@ -6,14 +6,15 @@ from contextlib import closing
 
 import pytest
 
-from bench.storage import DEFAULT_MARIADB_URL, MariaDBTarget, run, scratch_table_name
+from bench.storage import DEFAULT_MARIADB_URL, run, scratch_table_name
+from pipelines.migrate_mysql import MySQLSource, parse_dsn
 
 
 @pytest.fixture
-def mariadb() -> MariaDBTarget:
+def mariadb() -> MySQLSource:
     import pymysql
 
-    target = MariaDBTarget.from_url(DEFAULT_MARIADB_URL)
+    target = parse_dsn(DEFAULT_MARIADB_URL)
     try:
         target.connect().close()
     except pymysql.err.OperationalError as exc:
@@ -21,7 +22,7 @@ def mariadb() -> MariaDBTarget:
     return target
 
 
-def table_exists(target: MariaDBTarget, table: str) -> bool:
+def table_exists(target: MySQLSource, table: str) -> bool:
     with closing(target.connect()) as connection, connection.cursor() as cursor:
         cursor.execute(
             "SELECT COUNT(*) FROM information_schema.TABLES WHERE table_schema = DATABASE() AND table_name = %s",
