@@ -34,6 +34,13 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ValueError(f"environment variable {name} must be a number, got {raw!r}") from exc
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if value < 0:
+        raise ValueError(f"environment variable {name} must be 0 or a number of seconds, got {env.get(name)!r}")
+    return value
+
+
 # Ray settings for a local cluster: no token auth, no usage reporting, and the node IP kept on loopback.
 # They must be in the environment before `import ray` (Ray reads some at import time).
 LOCAL_RAY_ENV: dict[str, str] = {
@@ -110,6 +117,10 @@ class Settings:
     ingest_interval_s: float = 0.25
     ingest_readers: int = 2
     ingest_max_messages: int = 0  # per partition and pass; 0 = everything up to the end offsets
+    # The ingest job deletes the keystroke topic's records below its stored offsets (Kafka DeleteRecords) at most
+    # this often: what is stored in ClickHouse leaves the broker, so the broker holds only what is still to be
+    # ingested. 0 = never (set it where other consumer groups read the topic; retention then bounds it).
+    topic_trim_interval_s: float = 30.0
     # Root of the warehouse export (pipelines/warehouse.py): a directory or a pyarrow filesystem URI (s3://…);
     # empty = <data_dir>/warehouse.
     warehouse_uri: str = ""
@@ -166,6 +177,7 @@ class Settings:
             max_body_bytes=_int(env, "KEYSCOPE_MAX_BODY_BYTES", base.max_body_bytes),
             insights_ttl_s=_int(env, "KEYSCOPE_INSIGHTS_TTL_S", base.insights_ttl_s),
             ingest_max_messages=_int(env, "KEYSCOPE_INGEST_MAX_MESSAGES", base.ingest_max_messages),
+            topic_trim_interval_s=_seconds(env, "KEYSCOPE_TOPIC_TRIM_INTERVAL_S", base.topic_trim_interval_s),
             warehouse_uri=env.get("KEYSCOPE_WAREHOUSE_URI", base.warehouse_uri),
             max_message_bytes=_int(env, "KEYSCOPE_MAX_MESSAGE_BYTES", base.max_message_bytes),
             write_retry_s=_float(env, "KEYSCOPE_WRITE_RETRY_S", base.write_retry_s),
@@ -208,6 +220,7 @@ class Settings:
             "KEYSCOPE_MAX_BODY_BYTES": str(self.max_body_bytes),
             "KEYSCOPE_INSIGHTS_TTL_S": str(self.insights_ttl_s),
             "KEYSCOPE_INGEST_MAX_MESSAGES": str(self.ingest_max_messages),
+            "KEYSCOPE_TOPIC_TRIM_INTERVAL_S": str(self.topic_trim_interval_s),
             "KEYSCOPE_WAREHOUSE_URI": self.warehouse_uri,
             "KEYSCOPE_MAX_MESSAGE_BYTES": str(self.max_message_bytes),
             "KEYSCOPE_WRITE_RETRY_S": str(int(self.write_retry_s)),

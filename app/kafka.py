@@ -1,4 +1,4 @@
-"""Kafka through aiokafka: topics, the typing-test producer, end offsets and the dead-letter topic."""
+"""Kafka through aiokafka: topics, the typing-test producer, offsets, trimming and the dead-letter topic."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from app.config import Settings
@@ -111,8 +111,7 @@ class TestProducer:
             self._producer = None
 
 
-async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    """The next offset to be written, per partition of the topic."""
+async def _topic_offsets(settings: Settings, topic: str, *, earliest: bool) -> dict[int, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -122,10 +121,35 @@ async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
             partitions = consumer.partitions_for_topic(topic)
         if not partitions:
             raise RuntimeError(f"topic {topic!r} does not exist on {settings.kafka_bootstrap}")
-        offsets = await consumer.end_offsets([TopicPartition(topic, p) for p in sorted(partitions)])
+        wanted = [TopicPartition(topic, p) for p in sorted(partitions)]
+        offsets = await (consumer.beginning_offsets(wanted) if earliest else consumer.end_offsets(wanted))
         return {tp.partition: int(offset) for tp, offset in offsets.items()}
     finally:
         await consumer.stop()
+
+
+async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """The next offset to be written, per partition of the topic."""
+    return await _topic_offsets(settings, topic, earliest=False)
+
+
+async def beginning_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """The first offset still on the broker (the low watermark), per partition of the topic."""
+    return await _topic_offsets(settings, topic, earliest=True)
+
+
+async def delete_records_before(settings: Settings, topic: str, offsets: dict[int, int]) -> dict[int, int]:
+    """Delete each partition's records below the given offset (Kafka DeleteRecords); returns the partitions' new
+    low watermarks. The broker frees them at once, whatever the topic's retention."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        done = await admin.delete_records(
+            {TopicPartition(topic, p): RecordsToDelete(offset) for p, offset in offsets.items()}, timeout_ms=10_000
+        )
+        return {tp.partition: int(low) for tp, low in done.items()}
+    finally:
+        await admin.close()
 
 
 @dataclass(frozen=True)

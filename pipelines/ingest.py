@@ -9,7 +9,9 @@ at a time on their own ClickHouse connections. Offsets are stored only after the
 whose result row already exists are skipped, so a crash at any point loses nothing and duplicates nothing on
 the next pass. Before writing, a pass records where it will stop (write marks): a pass that finds a mark beyond
 the stored offsets checks each table for rows of a half-written test, any other pass skips those checks.
-Undecodable messages go to the dead-letter topic with a reason.
+Undecodable messages go to the dead-letter topic with a reason. Once offsets are stored, the job deletes the topic's
+records below them (Kafka DeleteRecords, at most every `topic_trim_interval_s`), so the broker holds only what is
+still to be ingested; stored offsets below a partition's low watermark (records gone by retention) move up to it.
 
 Deleted users (app/user_data.py): each pass loads the tombstones once, after snapshotting the end offsets, and the
 workers drop every message of a deleted user timestamped (Kafka time) at or before the end of the deletion; a
@@ -48,7 +50,7 @@ from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import apply_migrations
 from app.clickhouse.store import load_offsets, load_write_marks, store_offsets, store_write_marks, write_tables
 from app.config import Settings
-from app.kafka import DeadLetter, end_offsets, produce_dead_letters
+from app.kafka import DeadLetter, beginning_offsets, delete_records_before, end_offsets, produce_dead_letters
 from app.test_tables import TestTables, test_keys
 from app.user_data import erase_user, load_tombstones, tombstoned_since
 from pipelines.analyse import analyse_read_block, unpack
@@ -272,6 +274,18 @@ def _last_offsets_stored_ms(client: Client, group: str, topic: str) -> int:
     return int(rows[0][0] or 0) if rows else 0
 
 
+def _past_low_watermarks(stored: dict[int, int], lows: dict[int, int], topic: str) -> dict[int, int]:
+    """The stored offsets, moved up to each partition's low watermark where messages below it are gone from the
+    broker (deleted by retention, or the store was reset after a trim): a pass cannot read them."""
+    moved = {p: low for p, low in lows.items() if low > stored.get(p, 0)}
+    for p, low in sorted(moved.items()):
+        log.warning(
+            "%s partition %d: the messages at offsets %d to %d are no longer on the broker; starting at %d",
+            topic, p, stored.get(p, 0), low - 1, low,
+        )
+    return {**stored, **moved}
+
+
 # In follow mode, a pass of at most this many messages is read by the job's long-lived consumers
 # (pipelines/kafka_reader.py); a larger backlog (catching up after downtime) goes through Ray Data.
 FOLLOW_READER_MAX_MESSAGES = 20_000
@@ -297,6 +311,8 @@ class Ingestor:
         self._writer = _BatchWriter(settings)
         self._readers = ReaderPool(settings, readers) if readers else None
         self._known: tuple[dict[int, int], dict[int, int]] | None = None  # (stored offsets, write marks)
+        self._trimmed: dict[int, int] = {}  # the low watermarks this job's trims left
+        self._last_trim = -float("inf")  # monotonic time of the last trim (the first pass trims at once)
 
     def __enter__(self) -> Ingestor:
         return self
@@ -333,7 +349,27 @@ class Ingestor:
         group, topic = settings.consumer_group, settings.keystroke_topic
         start = with_retry(lambda: load_offsets(client, group, topic), "loading offsets", settings)
         marks = with_retry(lambda: load_write_marks(client, group, topic), "loading write marks", settings)
-        return start, marks
+        return _past_low_watermarks(start, asyncio.run(beginning_offsets(settings, topic)), topic), marks
+
+    def _trim(self, stored: dict[int, int]) -> None:
+        """Delete the topic's records below the stored offsets (at most every `topic_trim_interval_s`): they are in
+        ClickHouse, and the broker then holds only what is still to be ingested. A failed trim only waits for the
+        next one: the offsets are stored, nothing depends on it."""
+        settings = self.settings
+        now = time.monotonic()
+        if settings.topic_trim_interval_s <= 0 or now - self._last_trim < settings.topic_trim_interval_s:
+            return
+        self._last_trim = now
+        below = {p: offset for p, offset in stored.items() if offset > self._trimmed.get(p, 0)}
+        if not below:
+            return
+        try:
+            lows = asyncio.run(delete_records_before(settings, settings.keystroke_topic, below))
+        except Exception as exc:  # noqa: BLE001 - any broker error; the messages merely stay until the next trim
+            log.warning("could not trim %s below the stored offsets: %r", settings.keystroke_topic, exc)
+            return
+        self._trimmed.update(lows)
+        log.info("trimmed %s below the stored offsets %s", settings.keystroke_topic, dict(sorted(lows.items())))
 
     def _pass(self, max_messages_per_partition: int | None, crash_after_write: bool) -> IngestReport:
         started = time.perf_counter()
@@ -350,6 +386,7 @@ class Ingestor:
         pending = {p: stop[p] - begin[p] for p in ends if stop[p] > begin[p]}
         if not pending:
             self._known = (start, marks)
+            self._trim(start)
             report.seconds = time.perf_counter() - started
             return report
         log.debug("reading %d messages from %d partitions of %s", sum(pending.values()), len(pending), topic)
@@ -390,6 +427,7 @@ class Ingestor:
             raise SimulatedCrash("stopped between the ClickHouse write and the offset store")
         with_retry(lambda: store_offsets(client, group, topic, stop), "storing offsets", settings)
         self._known = ({**start, **stop}, {**marks, **new_marks})
+        self._trim(self._known[0])
         report.offsets = stop
         now_ends = self._end_offsets()
         report.lag = sum(max(0, end - stop.get(p, begin.get(p, 0))) for p, end in now_ends.items())

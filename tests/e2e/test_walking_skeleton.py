@@ -135,9 +135,10 @@ def test_a_test_posted_twice_and_ingested_twice_is_stored_once(stack, ray_driver
     del without_id["test_id"]
     first, second = post_all(api_url, [without_id, without_id])
     assert first.json()["test_id"] == second.json()["test_id"]  # derived from the content
-    run_ingest(stack_settings)
+    run_ingest(stack_settings.with_overrides(topic_trim_interval_s=0))  # keep the messages on the topic
 
-    # Run the job again over the same offsets: rewind every partition to 0.
+    # Run the job again over the same offsets: rewind every partition to 0 (to the topic's start, where earlier
+    # passes trimmed it).
     client = clickhouse_client(stack_settings.clickhouse_url)
     try:
         offsets = asyncio.run(end_offsets(stack_settings, stack_settings.keystroke_topic))

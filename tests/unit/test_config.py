@@ -70,8 +70,15 @@ def test_as_env_reproduces_the_settings_in_a_child_process(tmp_path):
         rate_limit_user_burst=3,
         ingest_interval_s=0.75,
         ingest_readers=5,
+        topic_trim_interval_s=0.0,
     )
     assert Settings.from_env(settings.as_env()) == settings
+
+
+@pytest.mark.parametrize("raw", ["-1", "soon"])
+def test_a_bad_topic_trim_interval_is_refused_by_name(raw):
+    with pytest.raises(ValueError, match="KEYSCOPE_TOPIC_TRIM_INTERVAL_S"):
+        Settings.from_env({"KEYSCOPE_TOPIC_TRIM_INTERVAL_S": raw})
 
 
 def test_describe_masks_credentials_and_shows_the_rest(tmp_path):

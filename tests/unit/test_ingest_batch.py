@@ -91,3 +91,12 @@ def test_tables_of_several_batches_concatenate_test_by_test():
     assert both.results.column("test_id").to_pylist() == [t.test_id for t in tests]
     assert both.keystrokes.num_rows == sum(t.keystroke_count for t in tests)
     assert both.key_stats.num_rows == first.key_stats.num_rows + second.key_stats.num_rows
+
+
+def test_stored_offsets_below_the_low_watermark_move_up_to_it_and_say_so(caplog):
+    stored = {0: 10, 1: 50}
+    lows = {0: 25, 1: 40, 2: 7}  # partition 1 is past its low watermark; partition 2 has nothing stored
+    with caplog.at_level("WARNING", logger="keyscope.ingest"):
+        assert ingest._past_low_watermarks(stored, lows, "t") == {0: 25, 1: 50, 2: 7}
+    assert "t partition 0: the messages at offsets 10 to 24 are no longer on the broker; starting at 25" in caplog.text
+    assert "partition 1" not in caplog.text and "offsets 0 to 6" in caplog.text
