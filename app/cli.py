@@ -505,7 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("analytics", "ingest", "storage", "latency", "soak", "passes", "serve", "insights"),
         help="analytics: keystrokes analysed per second per core; "
         "latency: POST → visible p50/p95/p99 under a steady load, ingest job in follow mode (starts the stack); "
-        "soak: the same load for 10 minutes, sampling every stack process's memory; "
+        "soak: the same load for 10 minutes, sampling every stack process's memory (RSS and its private, anonymous "
+        "part; a process is flat when its private memory grows under 5 %%); "
         "passes: one small ingest pass through a Ray Data Dataset against the follow mode's long-lived readers; "
         "ingest: end-to-end ingest throughput against the seed's MariaDB path (needs the stack; starts it); "
         "storage: bytes per keystroke on disk, ClickHouse vs the seed's MariaDB JSON table; "

@@ -37,7 +37,7 @@ POLL_INTERVAL_LATE_S = 0.5
 POLL_LATE_AFTER_S = 2.0
 VISIBLE_TIMEOUT_S = 60.0
 SAMPLE_EVERY_S = 10.0
-GROWTH_LIMIT = 0.05  # memory "flat": the second half's mean RSS within 5 % of the first half's
+GROWTH_LIMIT = 0.05  # memory "flat": the second half's mean private memory within 5 % of the first half's
 
 
 @contextmanager
@@ -134,14 +134,21 @@ def print_latency(result: LoadResult, rate: float) -> None:
 # -- soak: memory of every process over a long steady load --------------------------------------------------------
 
 
-def rss_bytes(pid: int) -> int | None:
+def memory_bytes(pid: int) -> tuple[int, int] | None:
+    """(resident set, its private anonymous part) of a process, from /proc/PID/status. The rest of the RSS is file
+    pages: mostly shared libraries, paged in as code paths run the first time (chDB's library alone is 555 MB), and
+    the kernel drops them under pressure. What a process allocates, and a leak grows, is the anonymous part."""
+    fields: dict[str, int] = {}
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "RssAnon"):
+                fields[name] = int(value.split()[0]) * 1024
     except OSError:
         return None
-    return None
+    if "VmRSS" not in fields:
+        return None  # a kernel thread or a process gone
+    return fields["VmRSS"], fields.get("RssAnon", fields["VmRSS"])
 
 
 def process_name(pid: int) -> str:
@@ -184,15 +191,27 @@ def stack_processes(settings: Settings, extra: dict[str, int]) -> dict[int, str]
 @dataclass
 class MemorySeries:
     name: str
-    samples: list[int] = field(default_factory=list)
+    samples: list[int] = field(default_factory=list)  # RSS
+    private: list[int] = field(default_factory=list)  # its anonymous part (see memory_bytes)
+
+    def add(self, rss: int, private: int) -> None:
+        self.samples.append(rss)
+        self.private.append(private)
 
     def growth(self) -> float | None:
-        """Mean RSS of the second half of the samples over the first half's, minus one."""
-        if len(self.samples) < 4:
-            return None
-        half = len(self.samples) // 2
-        first, second = np.mean(self.samples[:half]), np.mean(self.samples[half:])
-        return float(second / first - 1) if first else None
+        """Mean private memory of the second half of the samples over the first half's, minus one."""
+        return _half_growth(self.private)
+
+    def rss_growth(self) -> float | None:
+        return _half_growth(self.samples)
+
+
+def _half_growth(values: list[int]) -> float | None:
+    if len(values) < 4:
+        return None
+    half = len(values) // 2
+    first, second = np.mean(values[:half]), np.mean(values[half:])
+    return float(second / first - 1) if first else None
 
 
 def run_soak(
@@ -205,9 +224,9 @@ def run_soak(
         async def sample() -> None:
             while not done.is_set():
                 for pid, name in stack_processes(settings, {"ingest follower": proc.pid}).items():
-                    rss = rss_bytes(pid)
-                    if rss is not None:
-                        series.setdefault(pid, MemorySeries(name)).samples.append(rss)
+                    memory = memory_bytes(pid)
+                    if memory is not None:
+                        series.setdefault(pid, MemorySeries(name)).add(*memory)
                 try:
                     await asyncio.wait_for(done.wait(), SAMPLE_EVERY_S)
                 except TimeoutError:
@@ -229,18 +248,25 @@ def run_soak(
 
 
 def print_soak(series: list[MemorySeries]) -> bool:
-    """The memory table; True when every steady process stayed within GROWTH_LIMIT."""
+    """The memory table; True when every steady process's private memory stayed within GROWTH_LIMIT."""
     flat = True
-    print("| process | samples | first MiB | last MiB | max MiB | 2nd half vs 1st | flat |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+    print(
+        "| process | samples | RSS first MiB | RSS last MiB | RSS max MiB | RSS 2nd half vs 1st "
+        "| private first MiB | private last MiB | private 2nd half vs 1st | flat |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for s in series:
         growth = s.growth()
         ok = growth is None or growth <= GROWTH_LIMIT
         flat &= ok
-        mib = [v / 2**20 for v in (s.samples[0], s.samples[-1], max(s.samples))]
-        shown = "-" if growth is None else f"{growth * 100:+.1f} %"
+        mib = [v / 2**20 for v in (s.samples[0], s.samples[-1], max(s.samples), s.private[0], s.private[-1])]
         print(
-            f"| {s.name[:60]} | {len(s.samples)} | {mib[0]:,.0f} | {mib[1]:,.0f} | {mib[2]:,.0f} | {shown} "
+            f"| {s.name[:60]} | {len(s.samples)} | {mib[0]:,.0f} | {mib[1]:,.0f} | {mib[2]:,.0f} "
+            f"| {_percent(s.rss_growth())} | {mib[3]:,.0f} | {mib[4]:,.0f} | {_percent(growth)} "
             f"| {'yes' if ok else 'NO'} |"
         )
     return flat
+
+
+def _percent(growth: float | None) -> str:
+    return "-" if growth is None else f"{growth * 100:+.1f} %"
