@@ -304,8 +304,11 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
             print(f"POST /v1/tests → visible in /v1/users/{{id}}/tests, {args.rate:g} tests/s for {seconds:g} s:")
             print_latency(result, args.rate)
             return 0 if result.visible == result.submitted else 1
-        result, series = run_soak(settings, args.rate, seconds, args.first_user)
-        print(f"memory (RSS) of every stack process, sampled every 10 s, {args.rate:g} tests/s for {seconds:g} s:")
+        result, series = run_soak(settings, args.rate, seconds, args.first_user, args.warm_up)
+        print(
+            f"memory of every stack process, sampled every 10 s after {args.warm_up:g} s of warm-up, "
+            f"{args.rate:g} tests/s for {seconds:g} s:"
+        )
         flat = print_soak(series)
         print_latency(result, args.rate)
         print("memory flat in every process" if flat else "memory grew in some process (see the table)")
@@ -529,6 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="ingest: keystrokes to produce and ingest (default 2,000,000); storage: keystrokes to simulate and "
         "store, whole tests (default 10,000,000)",
+    )
+    bench.add_argument(
+        "--warm-up", type=float, default=60.0, help="soak: seconds of the same load before sampling starts (default 60)"
     )
     bench.add_argument("--rate", type=float, default=10.0, help="latency, soak: tests submitted a second (default 10)")
     bench.add_argument(

@@ -37,7 +37,9 @@ POLL_INTERVAL_LATE_S = 0.5
 POLL_LATE_AFTER_S = 2.0
 VISIBLE_TIMEOUT_S = 60.0
 SAMPLE_EVERY_S = 10.0
-GROWTH_LIMIT = 0.05  # memory "flat": the second half's mean private memory within 5 % of the first half's
+GROWTH_LIMIT = 0.05  # memory "flat": the second half's mean private memory within 5 % of the first half's,
+GROWTH_FLOOR_BYTES = 8 << 20  # or within 8 MiB of it (a 1 MiB step in a 4 MiB process is not a leak)
+SOAK_WARM_UP_S = 60.0  # load before sampling starts: caches, pools and first-run code pages fill up first
 
 
 @contextmanager
@@ -202,6 +204,13 @@ class MemorySeries:
         """Mean private memory of the second half of the samples over the first half's, minus one."""
         return _half_growth(self.private)
 
+    def flat(self) -> bool:
+        growth = self.growth()
+        if growth is None or growth <= GROWTH_LIMIT:
+            return True
+        half = len(self.private) // 2
+        return float(np.mean(self.private[half:]) - np.mean(self.private[:half])) < GROWTH_FLOOR_BYTES
+
     def rss_growth(self) -> float | None:
         return _half_growth(self.samples)
 
@@ -215,7 +224,7 @@ def _half_growth(values: list[int]) -> float | None:
 
 
 def run_soak(
-    settings: Settings, rate: float, seconds: float, first_user_id: int
+    settings: Settings, rate: float, seconds: float, first_user_id: int, warm_up_s: float = SOAK_WARM_UP_S
 ) -> tuple[LoadResult, list[MemorySeries]]:
     series: dict[int, MemorySeries] = {}
     with follower(settings) as proc:
@@ -233,7 +242,7 @@ def run_soak(
                     pass
 
         async def main() -> LoadResult:
-            await steady_load(settings, rate, 5.0, first_user_id + 50_000)  # warm-up, not sampled
+            await steady_load(settings, rate, warm_up_s, first_user_id + 50_000)  # warm-up, not sampled
             sampler = asyncio.create_task(sample())
             result = await steady_load(settings, rate, seconds, first_user_id)
             done.set()
@@ -248,8 +257,10 @@ def run_soak(
 
 
 def print_soak(series: list[MemorySeries]) -> bool:
-    """The memory table; True when every steady process's private memory stayed within GROWTH_LIMIT."""
+    """The memory table (then, for each process not flat, its private memory once a minute); True when every steady
+    process's private memory stayed flat (GROWTH_LIMIT or GROWTH_FLOOR_BYTES)."""
     flat = True
+    grown = []
     print(
         "| process | samples | RSS first MiB | RSS last MiB | RSS max MiB | RSS 2nd half vs 1st "
         "| private first MiB | private last MiB | private 2nd half vs 1st | flat |"
@@ -257,14 +268,20 @@ def print_soak(series: list[MemorySeries]) -> bool:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for s in series:
         growth = s.growth()
-        ok = growth is None or growth <= GROWTH_LIMIT
+        ok = s.flat()
         flat &= ok
+        if not ok:
+            grown.append(s)
         mib = [v / 2**20 for v in (s.samples[0], s.samples[-1], max(s.samples), s.private[0], s.private[-1])]
         print(
             f"| {s.name[:60]} | {len(s.samples)} | {mib[0]:,.0f} | {mib[1]:,.0f} | {mib[2]:,.0f} "
             f"| {_percent(s.rss_growth())} | {mib[3]:,.0f} | {mib[4]:,.0f} | {_percent(growth)} "
             f"| {'yes' if ok else 'NO'} |"
         )
+    per_minute = max(1, round(60 / SAMPLE_EVERY_S))
+    for s in grown:
+        minutes = " ".join(f"{v / 2**20:.0f}" for v in s.private[::per_minute])
+        print(f"{s.name[:60]}: private MiB once a minute: {minutes}")
     return flat
 
 

@@ -67,6 +67,9 @@ WRITE_MIN_KEYSTROKES = 500_000
 # Batches written at once, each on its own ClickHouse connection: ClickHouse inserts one while the next is
 # analysed or written, so the two cores stay busy.
 WRITE_THREADS = 2
+# A batch's raw keystrokes, per-test key and pair stats and confusions go in at the same time, each insert on a
+# connection of its own (its result rows follow once all are in): one insert keeps about one core busy.
+TABLE_INSERT_THREADS = 4
 
 
 class SimulatedCrash(RuntimeError):
@@ -157,6 +160,7 @@ class _BatchWriter:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="ingest-write")
+        self._table_pool = ThreadPoolExecutor(TABLE_INSERT_THREADS, thread_name_prefix="ingest-insert")
         self._local = threading.local()
         self._clients: list[Client] = []
         self._futures: list[Future[TestTables]] = []
@@ -185,6 +189,7 @@ class _BatchWriter:
     def close(self) -> None:
         self.cancel()
         self._pool.shutdown(wait=True)
+        self._table_pool.shutdown(wait=True)
         for client in self._clients:
             client.close()
         self._redis.close()
@@ -205,12 +210,28 @@ class _BatchWriter:
             attempts += 1
             # A failed attempt may have written some tables: a retry checks every table.
             return write_tables(
-                client, tables, partial_possible=partial_possible or attempts > 1, after_insert=self._inserted
+                client,
+                tables,
+                partial_possible=partial_possible or attempts > 1,
+                after_insert=self._inserted,
+                insert_tables=self._insert_concurrently,
             )
 
         written = with_retry(attempt, "writing to ClickHouse", self._settings)
         invalidate_users(self._settings, written.results.column("user_id").to_pylist(), self._redis)
         return written
+
+    def _insert_concurrently(
+        self, rows_by_table: list[tuple[str, pa.Table]], after_insert: Callable[[str], None]
+    ) -> None:
+        def insert(table: str, rows: pa.Table) -> None:
+            self._client().insert_arrow(table, rows)
+            after_insert(table)
+
+        futures = [self._table_pool.submit(insert, table, rows) for table, rows in rows_by_table]
+        wait(futures)
+        for future in futures:
+            future.result()  # the first failure, once none is still running
 
     def _inserted(self, table: str) -> None:
         if table == "keystrokes":

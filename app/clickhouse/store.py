@@ -30,21 +30,37 @@ from app.test_tables import TestTables
 STORED_TABLES = ("keystrokes", "test_key_stats", "test_pair_stats", "test_confusions", "test_results")
 
 
+# Inserts a batch's rows into several tables and returns once all are in (raising the first failure); `after_insert`
+# is called with each table's name as its rows land. The ingest job runs them concurrently, each on its own client.
+TableInserts = Callable[[list[tuple[str, pa.Table]], Callable[[str], None]], None]
+
+
+def insert_one_by_one(client: Client) -> TableInserts:
+    def insert(rows_by_table: list[tuple[str, pa.Table]], after_insert: Callable[[str], None]) -> None:
+        for table, rows in rows_by_table:
+            client.insert_arrow(table, rows)
+            after_insert(table)
+
+    return insert
+
+
 def write_tables(
     client: Client,
     tables: TestTables,
     *,
     partial_possible: bool = True,
     after_insert: Callable[[str], None] = lambda table: None,
+    insert_tables: TableInserts | None = None,
 ) -> TestTables:
     """Store a batch of tests, each table's rows at most once per test; returns the tests completed now.
 
-    Tables are written in order with the result rows last, so a stored result means a complete test. A test
-    whose rows reached some tables before a crash gets only its missing tables' rows on the next run: each
-    test's rows enter each table once, which keeps the materialized views over them exact. With
-    `partial_possible` False the caller vouches that no test without a result row has rows anywhere (no
-    write of these tests can have stopped part-way), and the per-table checks are skipped. `after_insert` is
-    called with each table's name once its rows are in (the crash tests stop there).
+    The result rows are written last, once every other table's rows are in (by `insert_tables`, one table after
+    the other on `client` unless given), so a stored result means a complete test. A test whose rows reached some
+    tables before a crash gets only its missing tables' rows on the next run: each test's rows enter each table
+    once, which keeps the materialized views over them exact. With `partial_possible` False the caller vouches that
+    no test without a result row has rows anywhere (no write of these tests can have stopped part-way), and the
+    per-table checks are skipped. `after_insert` is called with each table's name once its rows are in (the crash
+    tests stop there).
     """
     if tables.results.num_rows == 0:
         return tables
@@ -54,12 +70,17 @@ def write_tables(
     if pending.results.num_rows == 0:
         return pending
     remaining = [t for t in tests if t not in done]
+    details = []
     for table, rows in pending.parts().items():
-        if partial_possible and table != "test_results":
+        if table == "test_results":
+            continue
+        if partial_possible:
             rows = _missing_rows(client, table, rows, remaining)
         if rows.num_rows:
-            client.insert_arrow(table, rows)
-            after_insert(table)
+            details.append((table, rows))
+    (insert_tables or insert_one_by_one(client))(details, after_insert)
+    client.insert_arrow("test_results", pending.results)
+    after_insert("test_results")
     return pending
 
 
