@@ -90,7 +90,13 @@ def read_partition(consumer: Consumer, topic: str, partition: int, begin: int, s
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
-                        return pa.table(columns, schema=RECORD_SCHEMA)  # nothing left below `stop`
+                        # The end of the partition as this fetch saw it. At or past `stop`, nothing is left below
+                        # `stop` (offsets can skip, e.g. transaction markers). Below it, the fetch was older than the
+                        # end offsets this pass snapshotted (seen on a partition just written): the messages exist,
+                        # so keep reading; returning would store offsets past messages never read.
+                        if message.offset() is None or message.offset() >= stop:
+                            return pa.table(columns, schema=RECORD_SCHEMA)
+                        continue
                     raise KafkaException(error)
                 if message.offset() >= stop:
                     return pa.table(columns, schema=RECORD_SCHEMA)
