@@ -35,15 +35,6 @@ STORED_TABLES = ("keystrokes", "test_key_stats", "test_pair_stats", "test_confus
 TableInserts = Callable[[list[tuple[str, pa.Table]], Callable[[str], None]], None]
 
 
-def insert_one_by_one(client: Client) -> TableInserts:
-    def insert(rows_by_table: list[tuple[str, pa.Table]], after_insert: Callable[[str], None]) -> None:
-        for table, rows in rows_by_table:
-            client.insert_arrow(table, rows)
-            after_insert(table)
-
-    return insert
-
-
 def write_tables(
     client: Client,
     tables: TestTables,
@@ -78,7 +69,12 @@ def write_tables(
             rows = _missing_rows(client, table, rows, remaining)
         if rows.num_rows:
             details.append((table, rows))
-    (insert_tables or insert_one_by_one(client))(details, after_insert)
+    if insert_tables is not None:
+        insert_tables(details, after_insert)
+    else:
+        for table, rows in details:
+            client.insert_arrow(table, rows)
+            after_insert(table)
     client.insert_arrow("test_results", pending.results)
     after_insert("test_results")
     return pending
