@@ -260,6 +260,12 @@ def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     if args.keystrokes is None:  # each workload's own default
         args.keystrokes = 10_000_000 if args.workload == "storage" else 2_000_000
+    if args.workload == "tables":
+        from bench.tables import print_report as print_tables_report
+        from bench.tables import run as run_tables_bench
+
+        print_tables_report(run_tables_bench(args.keystrokes, args.seed, args.clickhouse_dir))
+        return 0
     if args.workload == "analytics":
         from bench.analytics import print_table, run
 
@@ -505,13 +511,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run a benchmark and print its table")
     bench.add_argument(
         "workload",
-        choices=("analytics", "ingest", "storage", "latency", "soak", "passes", "serve", "insights"),
+        choices=("analytics", "ingest", "tables", "storage", "latency", "soak", "passes", "serve", "insights"),
         help="analytics: keystrokes analysed per second per core; "
         "latency: POST → visible p50/p95/p99 under a steady load, ingest job in follow mode (starts the stack); "
         "soak: the same load for 10 minutes, sampling every stack process's memory (RSS and its private, anonymous "
         "part; a process is flat when its private memory grows under 5 %%); "
         "passes: one small ingest pass through a Ray Data Dataset against the follow mode's long-lived readers; "
         "ingest: end-to-end ingest throughput against the seed's MariaDB path (needs the stack; starts it); "
+        "tables: ClickHouse's own CPU per stored keystroke, table by table (inserts, then one final merge), in "
+        "process, and the most keystrokes/s the machine's cores could store if nothing else ran; "
         "storage: bytes per keystroke on disk, ClickHouse vs the seed's MariaDB JSON table; "
         "serve: req/s and p50/p95/p99 of each API route, Ray Serve next to the same app under plain uvicorn; "
         "insights: insights reads cached / from the precomputed row / computed, with --users-stored typists stored",
@@ -530,8 +538,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--keystrokes",
         type=int,
         default=None,
-        help="ingest: keystrokes to produce and ingest (default 2,000,000); storage: keystrokes to simulate and "
-        "store, whole tests (default 10,000,000)",
+        help="ingest: keystrokes to produce and ingest (default 2,000,000); tables: keystrokes to simulate, analyse "
+        "and store (default 2,000,000); storage: keystrokes to simulate and store, whole tests (default 10,000,000)",
     )
     bench.add_argument(
         "--warm-up", type=float, default=60.0, help="soak: seconds of the same load before sampling starts (default 60)"
@@ -556,9 +564,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--seed-tests", type=int, default=1000, help="ingest: tests timed on the seed's MariaDB path (0 = skip)"
     )
-    bench.add_argument("--seed", type=int, default=1, help="storage: simulator seed (default 1)")
+    bench.add_argument("--seed", type=int, default=1, help="storage, tables: simulator seed (default 1)")
     bench.add_argument(
-        "--clickhouse-dir", help="storage: a fresh chDB directory to fill (default: a temporary one, removed after)"
+        "--clickhouse-dir",
+        help="storage, tables: a fresh chDB directory to fill (default: a temporary one, removed after)",
     )
     bench.add_argument(
         "--mariadb",

@@ -1,0 +1,202 @@
+"""`keyscope bench tables`: what storing a keystroke costs ClickHouse itself, table by table, and the most keystrokes
+a second this machine's cores could store if nothing else ran.
+
+Simulated tests are analysed (`build_tables`, timed on its thread) and grouped into batches of
+`WRITE_MIN_KEYSTROKES`, as the ingest job writes them. A fresh in-process chDB directory, every migration applied,
+takes them table by table with merges stopped: each table's inserts are timed as process CPU (chDB's threads and
+the client's Arrow serialization; nothing else runs). Then merges start and `OPTIMIZE TABLE … FINAL` merges each
+table's parts into one, timed the same way. A materialized view's target counts with the table that feeds it
+(`key_daily` with `test_key_stats`, `pair_daily` with `test_pair_stats`).
+
+One final merge is the least merging a store can do: a live store merges the same rows again as its parts grow.
+So the total is a floor on ClickHouse's CPU per keystroke, and cores / (analysis + ClickHouse) is a ceiling on
+throughput — before reading Kafka, moving batches between processes, Ray's own work or the broker's.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from app.clickhouse.client import clickhouse_client
+from app.clickhouse.migrate import apply_migrations
+from app.schemas import parse_submission
+from app.simulate import simulate_tests
+from app.test_tables import TestTables, build_tables
+from pipelines.ingest import WRITE_MIN_KEYSTROKES
+
+# Each stored table, with the materialized views' targets it feeds (their inserts and merges count with it).
+FED_TABLES = {
+    "keystrokes": (),
+    "test_key_stats": ("key_daily",),
+    "test_pair_stats": ("pair_daily",),
+    "test_confusions": (),
+    "test_results": (),
+}
+USERS_PER_SIMULATION = 100
+
+
+def process_cpu_s() -> float:
+    """CPU seconds of this process, every thread (chDB's included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass(frozen=True)
+class TableCost:
+    table: str
+    fed: tuple[str, ...]
+    rows: int
+    insert_cpu_s: float
+    merge_cpu_s: float
+    bytes_on_disk: int  # after the final merge, the fed tables included
+
+
+@dataclass(frozen=True)
+class TablesBenchmark:
+    keystrokes: int
+    tests: int
+    inserts: int  # inserts per table
+    analysis_cpu_s: float
+    tables: list[TableCost]
+    cores: int
+
+    def per_million(self, seconds: float) -> float:
+        return seconds * 1e6 / self.keystrokes
+
+    @property
+    def clickhouse_cpu_s(self) -> float:
+        return sum(t.insert_cpu_s + t.merge_cpu_s for t in self.tables)
+
+    @property
+    def least_cpu_s_per_million(self) -> float:
+        """Analysis and ClickHouse's inserts and one final merge, per million keystrokes."""
+        return self.per_million(self.analysis_cpu_s + self.clickhouse_cpu_s)
+
+    @property
+    def ceiling_keystrokes_per_s(self) -> float:
+        return self.cores * 1e6 / self.least_cpu_s_per_million
+
+    def rows(self) -> list[tuple[str, ...]]:
+        out = [("table", "rows per keystroke", "insert CPU s per M", "merge CPU s per M", "bytes per keystroke")]
+        for t in self.tables:
+            name = t.table + (f" (+ {', '.join(t.fed)})" if t.fed else "")
+            out.append(
+                (
+                    name,
+                    f"{t.rows / self.keystrokes:.3f}",
+                    f"{self.per_million(t.insert_cpu_s):.2f}",
+                    f"{self.per_million(t.merge_cpu_s):.2f}",
+                    f"{t.bytes_on_disk / self.keystrokes:.2f}",
+                )
+            )
+        out.append(
+            (
+                "ClickHouse, all tables",
+                "",
+                f"{self.per_million(sum(t.insert_cpu_s for t in self.tables)):.2f}",
+                f"{self.per_million(sum(t.merge_cpu_s for t in self.tables)):.2f}",
+                f"{sum(t.bytes_on_disk for t in self.tables) / self.keystrokes:.2f}",
+            )
+        )
+        out.append(("analysis (build_tables, one thread)", "", f"{self.per_million(self.analysis_cpu_s):.2f}", "", ""))
+        return out
+
+
+def _simulated_batches(keystrokes: int, seed: int, progress: bool) -> tuple[list[TestTables], int, float]:
+    """Analysed batches of at least `WRITE_MIN_KEYSTROKES` (the last may hold fewer), the tests in them, and the
+    analysis's CPU seconds (its thread only: simulating and parsing are not timed)."""
+    batches: list[TestTables] = []
+    waiting: list[TestTables] = []
+    total = tests = 0
+    analysis_s = 0.0
+    first_user = 1
+    bar = tqdm(total=keystrokes, unit=" keystrokes", unit_scale=True, desc="simulate + analyse", disable=not progress)
+    with bar:
+        while total < keystrokes:
+            submissions = simulate_tests(USERS_PER_SIMULATION, 10, seed=seed, first_user_id=first_user)
+            first_user += USERS_PER_SIMULATION
+            parsed = [parse_submission(s) for s in submissions]
+            started = time.thread_time()
+            tables = build_tables(parsed, np.zeros(len(parsed), np.int64), np.arange(len(parsed), dtype=np.int64))
+            analysis_s += time.thread_time() - started
+            waiting.append(tables)
+            total += tables.keystrokes.num_rows
+            tests += len(parsed)
+            bar.update(tables.keystrokes.num_rows)
+            if sum(t.keystrokes.num_rows for t in waiting) >= WRITE_MIN_KEYSTROKES:
+                batches.append(TestTables.concat(waiting))
+                waiting = []
+    if waiting:
+        batches.append(TestTables.concat(waiting))
+    return batches, tests, analysis_s
+
+
+def run(
+    keystrokes: int = 2_000_000, seed: int = 1, clickhouse_dir: str | Path | None = None, progress: bool = True
+) -> TablesBenchmark:
+    """Analyse and store `keystrokes` simulated keystrokes (whole tests) in a fresh chDB directory (default: a
+    temporary one, removed afterwards), timing each table's inserts and final merge."""
+    if keystrokes <= 0:
+        raise ValueError(f"keystrokes must be positive, got {keystrokes}")
+    own_dir = clickhouse_dir is None
+    directory = Path(tempfile.mkdtemp(prefix="keyscope-tables-") if own_dir else clickhouse_dir).resolve()
+    if not own_dir and directory.exists() and any(directory.iterdir()):
+        raise ValueError(f"{directory} is not empty; the benchmark needs a fresh chDB directory")
+    batches, tests, analysis_s = _simulated_batches(keystrokes, seed, progress)
+    stored = sum(b.keystrokes.num_rows for b in batches)
+    costs = []
+    try:
+        client = clickhouse_client(f"chdb://{directory}")
+        try:
+            apply_migrations(client)
+            client.command("SYSTEM STOP MERGES")
+            inserted: dict[str, tuple[int, float]] = {}
+            for table in tqdm(FED_TABLES, desc="insert", disable=not progress):
+                started = process_cpu_s()
+                for batch in batches:
+                    client.insert_arrow(table, batch.parts()[table])
+                inserted[table] = (sum(b.parts()[table].num_rows for b in batches), process_cpu_s() - started)
+            client.command("SYSTEM START MERGES")
+            for table, fed in tqdm(FED_TABLES.items(), desc="merge", disable=not progress):
+                started = process_cpu_s()
+                for name in (table, *fed):
+                    client.command(f"OPTIMIZE TABLE {name} FINAL")
+                merged_s = process_cpu_s() - started
+                size = client.query(
+                    "SELECT sum(bytes_on_disk) FROM system.parts "
+                    "WHERE active AND database = currentDatabase() AND table IN {t:Array(String)}",
+                    parameters={"t": [table, *fed]},
+                ).result_rows[0][0]
+                rows, insert_s = inserted[table]
+                costs.append(TableCost(table, fed, rows, insert_s, merged_s, int(size)))
+        finally:
+            client.close()
+    finally:
+        if own_dir:
+            shutil.rmtree(directory, ignore_errors=True)
+    return TablesBenchmark(stored, tests, len(batches), analysis_s, costs, os.cpu_count() or 1)
+
+
+def print_report(result: TablesBenchmark) -> None:
+    from bench.storage import print_table
+
+    print(
+        f"ClickHouse's own CPU per stored keystroke, in process: {result.keystrokes:,} simulated keystrokes "
+        f"({result.tests:,} tests) in {result.inserts} inserts per table, merges stopped; then one final merge "
+        "per table (OPTIMIZE FINAL):"
+    )
+    print_table(result.rows())
+    print(
+        f"least CPU per M keystrokes stored (analysis + ClickHouse): {result.least_cpu_s_per_million:.2f} s "
+        f"→ at most {result.ceiling_keystrokes_per_s:,.0f} keystrokes/s on {result.cores} cores, before reading "
+        "Kafka, moving batches between processes, Ray's own work or the broker's"
+    )

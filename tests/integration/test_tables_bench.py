@@ -1,0 +1,52 @@
+"""`keyscope bench tables` on 30 k keystrokes: real chDB in a temporary directory."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.clickhouse.client import clickhouse_client
+from bench.tables import FED_TABLES, run
+
+
+def test_every_table_is_stored_and_costed(tmp_path):
+    directory = tmp_path / "chdb"
+    result = run(keystrokes=30_000, clickhouse_dir=directory, progress=False)
+
+    assert result.keystrokes >= 30_000
+    assert [t.table for t in result.tables] == list(FED_TABLES)
+    by_table = {t.table: t for t in result.tables}
+    # One raw row per keystroke and one result row per test; the derived tables hold fewer rows than keystrokes.
+    assert by_table["keystrokes"].rows == result.keystrokes
+    assert by_table["test_results"].rows == result.tests
+    assert 0 < by_table["test_pair_stats"].rows < result.keystrokes
+    for cost in result.tables:
+        assert cost.insert_cpu_s > 0 and cost.merge_cpu_s >= 0 and cost.bytes_on_disk > 0, cost
+    assert result.analysis_cpu_s > 0
+    assert result.ceiling_keystrokes_per_s == pytest.approx(result.cores * 1e6 / result.least_cpu_s_per_million)
+
+    # What the report counts is what the directory holds: every row, and one part per table after the final merge.
+    client = clickhouse_client(f"chdb://{directory}")
+    try:
+        for table, fed in FED_TABLES.items():
+            assert client.command(f"SELECT count() FROM {table}") == by_table[table].rows
+            for name in (table, *fed):
+                parts = client.command(
+                    "SELECT count() FROM system.parts WHERE active AND database = currentDatabase() "
+                    "AND table = {t:String}",
+                    parameters={"t": name},
+                )
+                assert parts == 1, name
+    finally:
+        client.close()
+
+
+def test_a_non_empty_directory_is_refused_and_left_alone(tmp_path):
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not empty"):
+        run(keystrokes=1_000, clickhouse_dir=tmp_path, progress=False)
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_no_keystrokes_is_refused():
+    with pytest.raises(ValueError, match="keystrokes must be positive"):
+        run(keystrokes=0, progress=False)
