@@ -50,3 +50,12 @@ def test_a_non_empty_directory_is_refused_and_left_alone(tmp_path):
 def test_no_keystrokes_is_refused():
     with pytest.raises(ValueError, match="keystrokes must be positive"):
         run(keystrokes=0, progress=False)
+
+
+def test_the_command_names_a_bad_directory_and_writes_nothing(tmp_path, capsys):
+    from app.cli import main
+
+    (tmp_path / "keep.txt").write_text("mine")
+    assert main(["bench", "tables", "--keystrokes", "1000", "--clickhouse-dir", str(tmp_path)]) == 1
+    assert "is not empty; the benchmark needs a fresh chDB directory" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
