@@ -42,7 +42,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -174,6 +174,7 @@ class StorageBenchmark:
 class SimulatedBatch:
     tests: list[TypingTest]
     tables: TestTables
+    analysis_cpu_s: float = 0.0  # `build_tables` on its thread (simulating and parsing not counted)
 
 
 def simulated_batches(
@@ -190,8 +191,9 @@ def simulated_batches(
         keep = min(int(np.searchsorted(counts, keystrokes - total, side="left")) + 1, len(tests))
         tests = tests[:keep]
         total += int(counts[keep - 1])
+        started = time.thread_time()
         tables = build_tables(tests, np.zeros(len(tests), np.int64), np.arange(len(tests), dtype=np.int64))
-        yield SimulatedBatch(tests, tables)
+        yield SimulatedBatch(tests, tables, time.thread_time() - started)
 
 
 @dataclass(frozen=True)
@@ -390,13 +392,9 @@ def _store_in_clickhouse(
 ) -> tuple[ClickHouseSize, tuple[int, int, int], list[SeedBatch]]:
     """Simulate and write the keystrokes to a fresh chDB directory and measure the table; returns its size,
     (keystrokes, tests, users) and the batches the MariaDB side stores."""
-    own_dir = clickhouse_dir is None
-    directory = Path(tempfile.mkdtemp(prefix="keyscope-storage-") if own_dir else clickhouse_dir).resolve()
-    if directory.exists() and any(directory.iterdir()) and not own_dir:
-        raise ValueError(f"{directory} is not empty; the benchmark needs a fresh chDB directory")
     stored = tests = users = maria_keys = 0
     kept: list[SeedBatch] = []
-    try:
+    with fresh_chdb_directory(clickhouse_dir, "keyscope-storage-") as directory:
         client = clickhouse_client(f"chdb://{directory}")
         try:
             apply_migrations(client, migrations_dir)
@@ -422,10 +420,23 @@ def _store_in_clickhouse(
             size = clickhouse_size(client)
         finally:
             client.close()
-    finally:
-        if own_dir:
-            shutil.rmtree(directory, ignore_errors=True)
     return size, (stored, tests, users), kept
+
+
+@contextmanager
+def fresh_chdb_directory(clickhouse_dir: str | Path | None, prefix: str) -> Iterator[Path]:
+    """`clickhouse_dir`, refused unless empty or absent, or a temporary directory removed afterwards."""
+    if clickhouse_dir is None:
+        directory = Path(tempfile.mkdtemp(prefix=prefix)).resolve()
+        try:
+            yield directory
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+        return
+    directory = Path(clickhouse_dir).resolve()
+    if directory.exists() and any(directory.iterdir()):
+        raise ValueError(f"{directory} is not empty; the benchmark needs a fresh chDB directory")
+    yield directory
 
 
 def print_table(rows: list[tuple[str, ...]], numeric_from: int = 1) -> None:

@@ -1,12 +1,12 @@
 """`keyscope bench tables`: what storing a keystroke costs ClickHouse itself, table by table, and the most keystrokes
 a second this machine's cores could store if nothing else ran.
 
-Simulated tests are analysed (`build_tables`, timed on its thread) and grouped into batches of
-`WRITE_MIN_KEYSTROKES`, as the ingest job writes them. A fresh in-process chDB directory, every migration applied,
-takes them table by table with merges stopped: each table's inserts are timed as process CPU (chDB's threads and
-the client's Arrow serialization; nothing else runs). Then merges start and `OPTIMIZE TABLE … FINAL` merges each
-table's parts into one, timed the same way. A materialized view's target counts with the table that feeds it
-(`key_daily` with `test_key_stats`, `pair_daily` with `test_pair_stats`).
+The simulated tests of `keyscope bench storage` are analysed (`build_tables`, timed on its thread) and grouped into
+batches of `WRITE_MIN_KEYSTROKES`, as the ingest job writes them. A fresh in-process chDB directory, every
+migration applied, takes them table by table with merges stopped: each table's inserts are timed as process CPU
+(chDB's threads and the client's Arrow serialization; nothing else runs). Then merges start and
+`OPTIMIZE TABLE … FINAL` merges each table's parts into one, timed the same way. A materialized view's target
+counts with the table that feeds it (`key_daily` with `test_key_stats`, `pair_daily` with `test_pair_stats`).
 
 One final merge is the least merging a store can do: a live store merges the same rows again as its parts grow.
 So the total is a floor on ClickHouse's CPU per keystroke, and cores / (analysis + ClickHouse) is a ceiling on
@@ -17,31 +17,22 @@ from __future__ import annotations
 
 import os
 import resource
-import shutil
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import apply_migrations
-from app.schemas import parse_submission
-from app.simulate import simulate_tests
-from app.test_tables import TestTables, build_tables
+from app.clickhouse.store import STORED_TABLES
+from app.test_tables import TestTables
+from bench.storage import fresh_chdb_directory, print_table, simulated_batches
 from pipelines.ingest import WRITE_MIN_KEYSTROKES
 
-# Each stored table, with the materialized views' targets it feeds (their inserts and merges count with it).
-FED_TABLES = {
-    "keystrokes": (),
-    "test_key_stats": ("key_daily",),
-    "test_pair_stats": ("pair_daily",),
-    "test_confusions": (),
-    "test_results": (),
-}
-USERS_PER_SIMULATION = 100
+# The materialized views' targets each stored table feeds: their inserts and merges count with it.
+VIEW_TARGETS = {"test_key_stats": ("key_daily",), "test_pair_stats": ("pair_daily",)}
+FED_TABLES = {table: VIEW_TARGETS.get(table, ()) for table in STORED_TABLES}
+TESTS_PER_TYPIST = 10
 
 
 def process_cpu_s() -> float:
@@ -111,27 +102,20 @@ class TablesBenchmark:
         return out
 
 
-def _simulated_batches(keystrokes: int, seed: int, progress: bool) -> tuple[list[TestTables], int, float]:
-    """Analysed batches of at least `WRITE_MIN_KEYSTROKES` (the last may hold fewer), the tests in them, and the
-    analysis's CPU seconds (its thread only: simulating and parsing are not timed)."""
+def _write_batches(keystrokes: int, seed: int, progress: bool) -> tuple[list[TestTables], int, float]:
+    """The simulated tests of `keystrokes` keystrokes, analysed and grouped into batches of at least
+    `WRITE_MIN_KEYSTROKES` (the last may hold fewer); the tests in them and the analysis's CPU seconds."""
     batches: list[TestTables] = []
     waiting: list[TestTables] = []
-    total = tests = 0
+    tests = 0
     analysis_s = 0.0
-    first_user = 1
     bar = tqdm(total=keystrokes, unit=" keystrokes", unit_scale=True, desc="simulate + analyse", disable=not progress)
     with bar:
-        while total < keystrokes:
-            submissions = simulate_tests(USERS_PER_SIMULATION, 10, seed=seed, first_user_id=first_user)
-            first_user += USERS_PER_SIMULATION
-            parsed = [parse_submission(s) for s in submissions]
-            started = time.thread_time()
-            tables = build_tables(parsed, np.zeros(len(parsed), np.int64), np.arange(len(parsed), dtype=np.int64))
-            analysis_s += time.thread_time() - started
-            waiting.append(tables)
-            total += tables.keystrokes.num_rows
-            tests += len(parsed)
-            bar.update(tables.keystrokes.num_rows)
+        for batch in simulated_batches(keystrokes, TESTS_PER_TYPIST, seed):
+            waiting.append(batch.tables)
+            tests += len(batch.tests)
+            analysis_s += batch.analysis_cpu_s
+            bar.update(batch.tables.keystrokes.num_rows)
             if sum(t.keystrokes.num_rows for t in waiting) >= WRITE_MIN_KEYSTROKES:
                 batches.append(TestTables.concat(waiting))
                 waiting = []
@@ -147,24 +131,20 @@ def run(
     temporary one, removed afterwards), timing each table's inserts and final merge."""
     if keystrokes <= 0:
         raise ValueError(f"keystrokes must be positive, got {keystrokes}")
-    own_dir = clickhouse_dir is None
-    directory = Path(tempfile.mkdtemp(prefix="keyscope-tables-") if own_dir else clickhouse_dir).resolve()
-    if not own_dir and directory.exists() and any(directory.iterdir()):
-        raise ValueError(f"{directory} is not empty; the benchmark needs a fresh chDB directory")
-    batches, tests, analysis_s = _simulated_batches(keystrokes, seed, progress)
-    stored = sum(b.keystrokes.num_rows for b in batches)
     costs = []
-    try:
+    with fresh_chdb_directory(clickhouse_dir, "keyscope-tables-") as directory:
+        batches, tests, analysis_s = _write_batches(keystrokes, seed, progress)
         client = clickhouse_client(f"chdb://{directory}")
         try:
             apply_migrations(client)
             client.command("SYSTEM STOP MERGES")
             inserted: dict[str, tuple[int, float]] = {}
             for table in tqdm(FED_TABLES, desc="insert", disable=not progress):
+                rows = [batch.parts()[table] for batch in batches]
                 started = process_cpu_s()
-                for batch in batches:
-                    client.insert_arrow(table, batch.parts()[table])
-                inserted[table] = (sum(b.parts()[table].num_rows for b in batches), process_cpu_s() - started)
+                for part in rows:
+                    client.insert_arrow(table, part)
+                inserted[table] = (sum(part.num_rows for part in rows), process_cpu_s() - started)
             client.command("SYSTEM START MERGES")
             for table, fed in tqdm(FED_TABLES.items(), desc="merge", disable=not progress):
                 started = process_cpu_s()
@@ -176,19 +156,15 @@ def run(
                     "WHERE active AND database = currentDatabase() AND table IN {t:Array(String)}",
                     parameters={"t": [table, *fed]},
                 ).result_rows[0][0]
-                rows, insert_s = inserted[table]
-                costs.append(TableCost(table, fed, rows, insert_s, merged_s, int(size)))
+                row_count, insert_s = inserted[table]
+                costs.append(TableCost(table, fed, row_count, insert_s, merged_s, int(size)))
         finally:
             client.close()
-    finally:
-        if own_dir:
-            shutil.rmtree(directory, ignore_errors=True)
+    stored = sum(b.keystrokes.num_rows for b in batches)
     return TablesBenchmark(stored, tests, len(batches), analysis_s, costs, os.cpu_count() or 1)
 
 
 def print_report(result: TablesBenchmark) -> None:
-    from bench.storage import print_table
-
     print(
         f"ClickHouse's own CPU per stored keystroke, in process: {result.keystrokes:,} simulated keystrokes "
         f"({result.tests:,} tests) in {result.inserts} inserts per table, merges stopped; then one final merge "
