@@ -365,7 +365,8 @@ CONFUSION_SCHEMA = pa.schema(
     ]
 )
 
-# Per test and presented key (test_key_stats) or letter pair (test_pair_stats, `key` holds the two characters).
+# Per test and presented key or letter pair (`key` holds the pair's two characters): one row per (test, unit), the
+# shape the weakness ranking reads (app/analytics/weakness.py).
 KEY_STAT_SCHEMA = pa.schema(
     [
         ("user_id", pa.uint64()),
@@ -379,8 +380,8 @@ KEY_STAT_SCHEMA = pa.schema(
     ]
 )
 
-# What test_key_stats and test_pair_stats store: the stats above, plus what the daily views aggregate from
-# them — each timed press's time to type, and for keys the presses with a known hold time and their sum.
+# The stats above plus each timed press's time to type (the per-user quantiles), and for keys the presses with a
+# known hold time and their sum.
 _TIMES_FIELD = pa.field("time_to_type_ms", pa.list_(pa.uint32()))
 KEY_STAT_STORAGE_SCHEMA = (
     KEY_STAT_SCHEMA.append(pa.field("holds", pa.uint32()))
@@ -388,3 +389,18 @@ KEY_STAT_STORAGE_SCHEMA = (
     .append(_TIMES_FIELD)
 )
 PAIR_STAT_STORAGE_SCHEMA = KEY_STAT_SCHEMA.append(_TIMES_FIELD)
+
+# How test_keys and test_pairs store those rows: one row per test, each stat an array over the test's keys or pairs
+# (in the same order). A test's stats are only ever read together, and one row per test instead of one per key or
+# pair cut ClickHouse's insert and merge work on them about fivefold (migration 0011).
+TEST_IDENTITY_FIELDS = ("user_id", "test_id", "started_at")
+
+
+def _per_test(schema: pa.Schema) -> pa.Schema:
+    return pa.schema(
+        [f if f.name in TEST_IDENTITY_FIELDS else pa.field(f.name, pa.list_(f.type)) for f in schema]
+    )
+
+
+TEST_KEYS_SCHEMA = _per_test(KEY_STAT_STORAGE_SCHEMA)
+TEST_PAIRS_SCHEMA = _per_test(PAIR_STAT_STORAGE_SCHEMA)

@@ -20,6 +20,9 @@ from app.schemas import (
     NAMED_KEYS,
     PAIR_STAT_STORAGE_SCHEMA,
     SERIES_FIELDS,
+    TEST_IDENTITY_FIELDS,
+    TEST_KEYS_SCHEMA,
+    TEST_PAIRS_SCHEMA,
     TEST_RESULT_SCHEMA,
     TypingTest,
 )
@@ -32,8 +35,8 @@ class TestTables:
     __test__ = False  # a typing test, not a pytest test class
 
     keystrokes: pa.Table
-    key_stats: pa.Table
-    pair_stats: pa.Table
+    keys: pa.Table  # TEST_KEYS_SCHEMA: one row per test, its presented keys' stats as arrays
+    pairs: pa.Table  # TEST_PAIRS_SCHEMA: the same per presented letter pair
     confusions: pa.Table
     results: pa.Table
 
@@ -41,11 +44,21 @@ class TestTables:
         """ClickHouse table name → rows, in write order."""
         return {
             "keystrokes": self.keystrokes,
-            "test_key_stats": self.key_stats,
-            "test_pair_stats": self.pair_stats,
+            "test_keys": self.keys,
+            "test_pairs": self.pairs,
             "test_confusions": self.confusions,
             "test_results": self.results,
         }
+
+    @property
+    def key_stats(self) -> pa.Table:
+        """The per-test key stats one row per (test, presented key): KEY_STAT_STORAGE_SCHEMA."""
+        return unit_rows(self.keys, KEY_STAT_STORAGE_SCHEMA)
+
+    @property
+    def pair_stats(self) -> pa.Table:
+        """The per-test letter-pair stats one row per (test, pair): PAIR_STAT_STORAGE_SCHEMA."""
+        return unit_rows(self.pairs, PAIR_STAT_STORAGE_SCHEMA)
 
     @staticmethod
     def concat(batches: list[TestTables]) -> TestTables:
@@ -62,10 +75,25 @@ class TestTables:
         return TestTables(
             *(
                 table.filter(pc.is_in(test_keys(table), kept))
-                for table in (self.keystrokes, self.key_stats, self.pair_stats, self.confusions)
+                for table in (self.keystrokes, self.keys, self.pairs, self.confusions)
             ),
             results,
         )
+
+
+def unit_rows(per_test: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Per-test stat arrays (TEST_KEYS_SCHEMA or TEST_PAIRS_SCHEMA) as one row per (test, key or pair)."""
+    per_test = per_test.combine_chunks()
+    parent = pc.list_parent_indices(per_test.column("key"))
+    return pa.table(
+        {
+            f.name: per_test.column(f.name).take(parent)
+            if f.name in TEST_IDENTITY_FIELDS
+            else pc.list_flatten(per_test.column(f.name))
+            for f in schema
+        },
+        schema=schema,
+    )
 
 
 def test_keys(table: pa.Table) -> pa.Array:
@@ -138,8 +166,8 @@ def tables_from_analysis(
         schema=KEYSTROKE_SCHEMA,
     )
 
-    key_stats = _key_stats(tests, seg, analysis, user_ids, started)
-    pair_stats = _pair_stats(tests, seg, analysis, user_ids, started)
+    keys = _key_stats(tests, seg, analysis, user_ids, started)
+    pairs = _pair_stats(tests, seg, analysis, user_ids, started)
     confusions = _confusions(tests, seg, analysis, batch.key_codes.astype(np.int64), user_ids, started)
     results = pa.table(
         {
@@ -162,7 +190,7 @@ def tables_from_analysis(
         },
         schema=TEST_RESULT_SCHEMA,
     )
-    return TestTables(keystrokes, key_stats, pair_stats, confusions, results)
+    return TestTables(keystrokes, keys, pairs, confusions, results)
 
 
 def stored_iki_ms(batch: TestBatch, seq: np.ndarray, analysis: BatchAnalysis) -> np.ndarray:
@@ -225,9 +253,10 @@ def _unit_stats(
     started: np.ndarray,
     hold_ms: np.ndarray | None = None,
 ) -> pa.Table:
-    """Per (test, key or pair): presses, errors, time-to-type totals and each timed press's time (`timed_ms` −1
-    = not timed); with `hold_ms` (−1 = unknown) also the presses with a known hold and their sum."""
-    schema = PAIR_STAT_STORAGE_SCHEMA if hold_ms is None else KEY_STAT_STORAGE_SCHEMA
+    """Per test, its keys or pairs (`units`, one per press) and for each: presses, errors, time-to-type totals and
+    each timed press's time (`timed_ms` −1 = not timed); with `hold_ms` (−1 = unknown) also the presses with a known
+    hold and their sum. One row per test with any unit, each stat an array in the order of the units' codes."""
+    schema = TEST_PAIRS_SCHEMA if hold_ms is None else TEST_KEYS_SCHEMA
     if units.shape[0] == 0:
         return schema.empty_table()
     group_test, _, inverse, order = _grouped(seg, units)
@@ -236,10 +265,7 @@ def _unit_stats(
     first = np.zeros(n, dtype=np.int64)
     first[inverse[::-1]] = np.arange(units.shape[0] - 1, -1, -1)  # one member of each group, for its name
     timed_count = np.bincount(inverse, weights=timed, minlength=n)
-    columns = {
-        "user_id": pa.array(user_ids[group_test]),
-        "test_id": _test_ids(tests).take(pa.array(group_test)),
-        "started_at": pa.array(started[group_test], pa.timestamp("ms", tz="UTC")),
+    stats = {
         "key": names.take(pa.array(first)),
         "presses": pa.array(np.bincount(inverse, minlength=n).astype(np.uint32)),
         "errors": pa.array(np.bincount(inverse, weights=errors, minlength=n).astype(np.uint32)),
@@ -250,12 +276,24 @@ def _unit_stats(
     }
     if hold_ms is not None:
         held = hold_ms >= 0
-        columns["holds"] = pa.array(np.bincount(inverse, weights=held, minlength=n).astype(np.uint32))
-        columns["hold_sum_ms"] = pa.array(
+        stats["holds"] = pa.array(np.bincount(inverse, weights=held, minlength=n).astype(np.uint32))
+        stats["hold_sum_ms"] = pa.array(
             np.bincount(inverse, weights=np.where(held, hold_ms, 0), minlength=n).astype(np.uint64)
         )
     timed_in_order = order[timed[order]]
-    columns["time_to_type_ms"] = _lists(timed_ms[timed_in_order], timed_count)
+    stats["time_to_type_ms"] = _lists(timed_ms[timed_in_order], timed_count)
+    # The groups come test after test (the sort key starts with the test), so each test's are one slice.
+    units_per_test = np.bincount(group_test, minlength=len(tests))
+    present = np.flatnonzero(units_per_test)
+    offsets = np.zeros(present.shape[0] + 1, dtype=np.int32)
+    offsets[1:] = np.cumsum(units_per_test[present])
+    list_offsets = pa.array(offsets)
+    columns = {
+        "user_id": pa.array(user_ids[present]),
+        "test_id": _test_ids(tests).take(pa.array(present)),
+        "started_at": pa.array(started[present], pa.timestamp("ms", tz="UTC")),
+        **{name: pa.ListArray.from_arrays(list_offsets, values) for name, values in stats.items()},
+    }
     return pa.table(columns, schema=schema)
 
 

@@ -12,8 +12,8 @@ key kind) for the manifest and the deletion report. Built in, in the order they 
 
 - `clickhouse`: every table with a `user_id` column, discovered in `system.columns` each time (views excluded, and
   `user_tombstones`), so a table added by a migration is covered without touching this file: raw keystrokes, test
-  results, per-test key / pair stats and confusions, the `key_daily` / `pair_daily` aggregates
-  (AggregatingMergeTree; exported with their states finalized), `user_insights`, … Rows are removed with
+  results, per-test key / pair stats and confusions, `user_insights`, … (an AggregatingMergeTree table is exported
+  with its states finalized). Rows are removed with
   `ALTER TABLE … DELETE … SETTINGS mutations_sync = 2` (rewritten parts, not a lightweight delete mask; see
   `ClickHouseStore`).
 - `kafka`: the user's messages on the keystroke topic that the ingest job has not stored yet. Kafka cannot delete

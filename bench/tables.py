@@ -5,8 +5,8 @@ The simulated tests of `keyscope bench storage` are analysed (`build_tables`, ti
 batches of `WRITE_MIN_KEYSTROKES`, as the ingest job writes them. A fresh in-process chDB directory, every
 migration applied, takes them table by table with merges stopped: each table's inserts are timed as process CPU
 (chDB's threads and the client's Arrow serialization; nothing else runs). Then merges start and
-`OPTIMIZE TABLE … FINAL` merges each table's parts into one, timed the same way. A materialized view's target
-counts with the table that feeds it (`key_daily` with `test_key_stats`, `pair_daily` with `test_pair_stats`).
+`OPTIMIZE TABLE … FINAL` merges each table's parts into one, timed the same way. (No stored table feeds a
+materialized view since migration 0011; a view's target would have to count with the table that feeds it.)
 
 One final merge is the least merging a store can do: a live store merges the same rows again as its parts grow.
 So the total is a floor on ClickHouse's CPU per keystroke, and cores / (analysis + ClickHouse) is a ceiling on
@@ -29,9 +29,6 @@ from app.test_tables import TestTables
 from bench.storage import fresh_chdb_directory, print_table, simulated_batches
 from pipelines.ingest import WRITE_MIN_KEYSTROKES
 
-# The materialized views' targets each stored table feeds: their inserts and merges count with it.
-VIEW_TARGETS = {"test_key_stats": ("key_daily",), "test_pair_stats": ("pair_daily",)}
-FED_TABLES = {table: VIEW_TARGETS.get(table, ()) for table in STORED_TABLES}
 TESTS_PER_TYPIST = 10
 
 
@@ -44,11 +41,10 @@ def process_cpu_s() -> float:
 @dataclass(frozen=True)
 class TableCost:
     table: str
-    fed: tuple[str, ...]
     rows: int
     insert_cpu_s: float
     merge_cpu_s: float
-    bytes_on_disk: int  # after the final merge, the fed tables included
+    bytes_on_disk: int  # after the final merge
 
 
 @dataclass(frozen=True)
@@ -79,10 +75,9 @@ class TablesBenchmark:
     def rows(self) -> list[tuple[str, ...]]:
         out = [("table", "rows per keystroke", "insert CPU s per M", "merge CPU s per M", "bytes per keystroke")]
         for t in self.tables:
-            name = t.table + (f" (+ {', '.join(t.fed)})" if t.fed else "")
             out.append(
                 (
-                    name,
+                    t.table,
                     f"{t.rows / self.keystrokes:.3f}",
                     f"{self.per_million(t.insert_cpu_s):.2f}",
                     f"{self.per_million(t.merge_cpu_s):.2f}",
@@ -139,25 +134,24 @@ def run(
             apply_migrations(client)
             client.command("SYSTEM STOP MERGES")
             inserted: dict[str, tuple[int, float]] = {}
-            for table in tqdm(FED_TABLES, desc="insert", disable=not progress):
+            for table in tqdm(STORED_TABLES, desc="insert", disable=not progress):
                 rows = [batch.parts()[table] for batch in batches]
                 started = process_cpu_s()
                 for part in rows:
                     client.insert_arrow(table, part)
                 inserted[table] = (sum(part.num_rows for part in rows), process_cpu_s() - started)
             client.command("SYSTEM START MERGES")
-            for table, fed in tqdm(FED_TABLES.items(), desc="merge", disable=not progress):
+            for table in tqdm(STORED_TABLES, desc="merge", disable=not progress):
                 started = process_cpu_s()
-                for name in (table, *fed):
-                    client.command(f"OPTIMIZE TABLE {name} FINAL")
+                client.command(f"OPTIMIZE TABLE {table} FINAL")
                 merged_s = process_cpu_s() - started
                 size = client.query(
                     "SELECT sum(bytes_on_disk) FROM system.parts "
-                    "WHERE active AND database = currentDatabase() AND table IN {t:Array(String)}",
-                    parameters={"t": [table, *fed]},
+                    "WHERE active AND database = currentDatabase() AND table = {t:String}",
+                    parameters={"t": table},
                 ).result_rows[0][0]
                 row_count, insert_s = inserted[table]
-                costs.append(TableCost(table, fed, row_count, insert_s, merged_s, int(size)))
+                costs.append(TableCost(table, row_count, insert_s, merged_s, int(size)))
         finally:
             client.close()
     stored = sum(b.keystrokes.num_rows for b in batches)

@@ -22,7 +22,7 @@ BATCH_MESSAGES = 4096
 
 # What a worker returns for one input batch: one row holding each output table as an Arrow IPC stream
 # (one row, so Ray can split or merge blocks without separating a batch's tables).
-_PARTS = ("keystrokes", "key_stats", "pair_stats", "confusions", "results", "dead")
+_PARTS = ("keystrokes", "keys", "pairs", "confusions", "results", "dead")
 # `oldest_ms`: the earliest Kafka append time of the batch's messages (processing latency is measured from it).
 _PART_SCHEMA = pa.schema(
     [

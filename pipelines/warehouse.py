@@ -11,18 +11,19 @@ the column names and types of `DATASETS` (stable: a change is a new `SCHEMA_VERS
 - `per_test`: one row per test that started that day (from `test_results FINAL`), its metrics and counts;
 - `user_daily`: one row per user with tests that day: tests, mean / median / best WPM, accuracy, health,
   keystrokes, time typed, and the day of the user's first test ever (the cohort key);
-- `user_key_daily`: one row per user and presented key from the `key_daily` aggregates: presses, errors, time
-  to type (mean, median, p95) and hold time.
+- `user_key_daily`: one row per user and presented key over the user's tests that day (from `test_keys`):
+  presses, errors, time to type (mean, median, p95) and hold time.
 
 `<root>` is `--out`, else `KEYSCOPE_WAREHOUSE_URI`, else `<data_dir>/warehouse`: a local directory or any URI a
 pyarrow filesystem opens (`s3://bucket/prefix?region=…`, `gs://…`, `file:///…`; credentials from the usual
 AWS / Google environment or the pod's service account).
 
-Consistency. `per_test` and `user_daily` read the same snapshot of `test_results`: the rows ingested up to a
-watermark, the ClickHouse server's clock minus `SETTLE_S` when the export starts (a row is visible a moment after
-its `ingested_at` is set, so rows near "now" are left to the next run). Both therefore describe exactly the same
-tests. `key_daily` has no ingestion time: `user_key_daily` is as of the export and can include a test that arrived
-during it. A test that arrives after its day was exported appears when the day is exported again.
+Consistency. All three datasets read the same snapshot of `test_results`: the rows ingested up to a watermark, the
+ClickHouse server's clock minus `SETTLE_S` when the export starts (a row is visible a moment after its `ingested_at`
+is set, so rows near "now" are left to the next run). `user_key_daily` sums the `test_keys` rows of exactly those
+tests (a test's result row is written after its other rows, so every test in the snapshot has them). All three
+therefore describe exactly the same tests. A test that arrives after its day was exported appears when the day is
+exported again.
 
 Idempotent per day, by temp name then rename: every file of a run is first written under `<root>/_staging/day=D/`
 (outside every dataset's prefix, so no external table sees it), and only when all three datasets are written are
@@ -185,7 +186,9 @@ INNER JOIN
 ORDER BY user_id
 """
 
-_USER_KEY_DAILY_SQL = """
+# test_keys' arrays, one element per presented key: ARRAY JOIN makes them one row per (test, key).
+_KEY_STATS = "key, presses, errors, timed_presses, time_to_type_sum_ms, time_to_type_ms, holds, hold_sum_ms"
+_USER_KEY_DAILY_SQL = f"""
 SELECT user_id, key, presses, errors, timed_presses, time_to_type_sum_ms,
        if(timed_presses > 0, time_to_type_sum_ms / timed_presses, NULL) AS mean_time_to_type_ms,
        if(timed_presses > 0, toFloat64(q[1]), NULL) AS median_time_to_type_ms,
@@ -195,10 +198,16 @@ SELECT user_id, key, presses, errors, timed_presses, time_to_type_sum_ms,
 FROM
 (
     SELECT user_id, key, sum(presses) AS presses, sum(errors) AS errors, sum(timed_presses) AS timed_presses,
-           sum(time_to_type_sum) AS time_to_type_sum_ms, quantilesTimingMerge(0.5, 0.95)(time_to_type) AS q,
-           sum(holds) AS holds, sum(hold_sum) AS hold_sum_ms
-    FROM key_daily
-    WHERE day = {day:Date}
+           sum(time_to_type_sum_ms) AS time_to_type_sum_ms, quantilesTimingArray(0.5, 0.95)(time_to_type_ms) AS q,
+           sum(holds) AS holds, sum(hold_sum_ms) AS hold_sum_ms
+    FROM
+    (
+        SELECT user_id, {_KEY_STATS}
+        FROM test_keys FINAL
+        ARRAY JOIN {_KEY_STATS}
+        WHERE toDate(started_at) = {{day:Date}}
+          AND (user_id, test_id) IN (SELECT user_id, test_id FROM test_results FINAL WHERE {_DAY_TESTS})
+    )
     GROUP BY user_id, key
 )
 ORDER BY user_id, key
@@ -213,13 +222,12 @@ class Dataset:
     schema: pa.Schema
     sql: str
     source: str
-    snapshot: bool  # read at the watermark (True) or as of the export (False)
 
 
 DATASETS: tuple[Dataset, ...] = (
-    Dataset("per_test", PER_TEST_SCHEMA, _PER_TEST_SQL, "test_results FINAL", True),
-    Dataset("user_daily", USER_DAILY_SCHEMA, _USER_DAILY_SQL, "test_results FINAL", True),
-    Dataset("user_key_daily", USER_KEY_DAILY_SCHEMA, _USER_KEY_DAILY_SQL, "key_daily", False),
+    Dataset("per_test", PER_TEST_SCHEMA, _PER_TEST_SQL, "test_results FINAL"),
+    Dataset("user_daily", USER_DAILY_SCHEMA, _USER_DAILY_SQL, "test_results FINAL"),
+    Dataset("user_key_daily", USER_KEY_DAILY_SCHEMA, _USER_KEY_DAILY_SQL, "test_keys FINAL"),
 )
 
 
@@ -429,12 +437,8 @@ def export_day(
                     "watermark": {
                         "ingested_at_max": report.watermark,
                         "ingested_at_max_ms": watermark_ms,
-                        "applies": dataset.snapshot,
-                        "meaning": (
-                            "tests of the day stored (ingested_at) up to this time"
-                            if dataset.snapshot
-                            else "none: key_daily has no ingestion time; as of exported_at"
-                        ),
+                        "applies": True,
+                        "meaning": "tests of the day stored (ingested_at) up to this time",
                     },
                     "ingest_offsets": ingest_offsets,
                 },

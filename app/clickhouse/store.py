@@ -1,4 +1,4 @@
-"""Reads and writes of keystrokes, test results, per-key stats and ingest offsets.
+"""Reads and writes of keystrokes, test results, per-test key and pair stats, and ingest offsets.
 
 Writes are idempotent: every table is a ReplacingMergeTree keyed by the test, and the ingest job
 skips tests whose result row already exists, so a re-run over the same offsets changes nothing.
@@ -27,7 +27,8 @@ from app.schemas import (
 )
 from app.test_tables import TestTables
 
-STORED_TABLES = ("keystrokes", "test_key_stats", "test_pair_stats", "test_confusions", "test_results")
+STORED_TABLES = ("keystrokes", "test_keys", "test_pairs", "test_confusions", "test_results")
+_UNIT_TABLES = {"key": "test_keys", "pair": "test_pairs"}
 
 
 # Inserts a batch's rows into several tables and returns once all are in (raising the first failure); `after_insert`
@@ -48,10 +49,10 @@ def write_tables(
     The result rows are written last, once every other table's rows are in (by `insert_tables`, one table after
     the other on `client` unless given), so a stored result means a complete test. A test whose rows reached some
     tables before a crash gets only its missing tables' rows on the next run: each test's rows enter each table
-    once, which keeps the materialized views over them exact. With `partial_possible` False the caller vouches that
-    no test without a result row has rows anywhere (no write of these tests can have stopped part-way), and the
-    per-table checks are skipped. `after_insert` is called with each table's name once its rows are in (the crash
-    tests stop there).
+    once, so no table holds a second copy of a test for FINAL and merges to remove. With `partial_possible` False
+    the caller vouches that no test without a result row has rows anywhere (no write of these tests can have
+    stopped part-way), and the per-table checks are skipped. `after_insert` is called with each table's name once
+    its rows are in (the crash tests stop there).
     """
     if tables.results.num_rows == 0:
         return tables
@@ -271,12 +272,19 @@ def user_test_history(client: Client, user_id: int) -> pa.Table:
     )
 
 
+def _unit_table(kind: str) -> str:
+    if kind not in _UNIT_TABLES:
+        raise ValueError(f"unknown unit kind {kind!r}")
+    return _UNIT_TABLES[kind]
+
+
 def user_unit_history(client: Client, user_id: int, kind: str) -> pa.Table:
-    """The user's per-test rows of one unit kind ('key' or 'pair'), for smoothing and ranking."""
-    table = {"key": "test_key_stats", "pair": "test_pair_stats"}[kind]
+    """The user's per-test rows of one unit kind ('key' or 'pair'), one per (test, unit), for smoothing and
+    ranking."""
     return client.query_arrow(
         "SELECT user_id, test_id, started_at, key, presses, errors, timed_presses, time_to_type_sum_ms "
-        f"FROM {table} FINAL WHERE user_id = {{u:UInt64}}",
+        f"FROM {_unit_table(kind)} FINAL "
+        "ARRAY JOIN key, presses, errors, timed_presses, time_to_type_sum_ms WHERE user_id = {u:UInt64}",
         parameters={"u": user_id},
     )
 
@@ -291,18 +299,15 @@ def user_confusions(client: Client, user_id: int) -> pa.Table:
 
 
 def user_unit_aggregates(client: Client, user_id: int, kind: str) -> list[dict[str, Any]]:
-    """Per key or letter pair over the user's history (from the daily materialized views): presses, errors,
-    time-to-type mean / median / p95 and, for keys, mean hold time."""
+    """Per key or letter pair over the user's history: presses, errors, time-to-type mean / median / p95 (ClickHouse's
+    quantilesTiming over every timed press) and, for keys, mean hold time."""
+    arrays, hold = "key, presses, errors, timed_presses, time_to_type_sum_ms, time_to_type_ms", "0, 0"
     if kind == "key":
-        source, unit, hold = "key_daily", "key", "sum(holds), sum(hold_sum)"
-    elif kind == "pair":
-        source, unit, hold = "pair_daily", "pair", "0, 0"
-    else:
-        raise ValueError(f"unknown unit kind {kind!r}")
+        arrays, hold = f"{arrays}, holds, hold_sum_ms", "sum(holds), sum(hold_sum_ms)"
     rows = client.query(
-        f"SELECT {unit}, sum(presses), sum(errors), sum(timed_presses), sum(time_to_type_sum), "
-        f"quantilesTimingMerge(0.5, 0.95)(time_to_type), {hold} FROM {source} "
-        f"WHERE user_id = {{u:UInt64}} GROUP BY {unit} ORDER BY {unit}",
+        "SELECT key, sum(presses), sum(errors), sum(timed_presses), sum(time_to_type_sum_ms), "
+        f"quantilesTimingArray(0.5, 0.95)(time_to_type_ms), {hold} FROM {_unit_table(kind)} FINAL "
+        f"ARRAY JOIN {arrays} WHERE user_id = {{u:UInt64}} GROUP BY key ORDER BY key",
         parameters={"u": user_id},
     ).result_rows
     out = []

@@ -43,8 +43,8 @@ def scalar(settings, sql: str, **parameters) -> int:
 
 
 def assert_stored_exactly_once(settings, tests: list[dict]) -> None:
-    """Every test has one result row, one copy of each keystroke, and the daily key aggregate counts each
-    presented-key press once."""
+    """Every test has one result row, one key-stats row, one copy of each keystroke, and the per-test key stats count
+    each presented-key press once (read without FINAL: a second copy of a test would show)."""
     for test in tests:
         where = {"u": test["user_id"], "t": test["test_id"]}
         assert (
@@ -56,9 +56,14 @@ def assert_stored_exactly_once(settings, tests: list[dict]) -> None:
         assert scalar(
             settings, "SELECT count() FROM keystrokes WHERE user_id={u:UInt64} AND test_id={t:String}", **where
         ) == len(test["keystrokes"])
+        assert scalar(
+            settings, "SELECT count() FROM test_keys WHERE user_id={u:UInt64} AND test_id={t:String}", **where
+        ) == 1
     for user in {t["user_id"] for t in tests}:
         pressed = scalar(settings, "SELECT count() FROM keystrokes WHERE user_id={u:UInt64} AND target != ''", u=user)
-        aggregated = scalar(settings, "SELECT sum(presses) FROM key_daily WHERE user_id={u:UInt64}", u=user)
+        aggregated = scalar(
+            settings, "SELECT sum(arraySum(presses)) FROM test_keys WHERE user_id={u:UInt64}", u=user
+        )
         assert aggregated == pressed
 
 

@@ -157,8 +157,8 @@ def table_rows(client, table: str) -> list[str]:
     """Every row of a stored table (FINAL), as text so NaN equals NaN; ingest-time column left out. A test's
     times to type per key or pair are a multiset (their order follows the batch the test was analysed in)."""
     skip = " EXCEPT (ingested_at)" if table == "test_results" else ""
-    if table in ("test_key_stats", "test_pair_stats"):
-        skip = " REPLACE (arraySort(time_to_type_ms) AS time_to_type_ms)"
+    if table in ("test_keys", "test_pairs"):
+        skip = " REPLACE (arrayMap(times -> arraySort(times), time_to_type_ms) AS time_to_type_ms)"
     rows = client.query(f"SELECT *{skip} FROM {table} FINAL ORDER BY ALL").result_rows
     return [repr(row) for row in rows]
 

@@ -115,7 +115,8 @@ def schema(client) -> list[tuple[str, str]]:
 def test_migrations_apply_once(client):
     assert apply_migrations(client) == []  # the fixture applied them already
     names = {row[0] for row in client.query("SHOW TABLES").result_rows}
-    assert {"keystrokes", "test_results", "test_key_stats", "ingest_offsets", "schema_migrations"} <= names
+    assert {"keystrokes", "test_results", "test_keys", "test_pairs", "ingest_offsets", "schema_migrations"} <= names
+    assert not names & {"test_key_stats", "test_pair_stats", "key_daily", "pair_daily"}  # replaced in 0011-0012
     versions = [row[0] for row in client.query("SELECT version FROM schema_migrations ORDER BY version").result_rows]
     assert versions == [m.version for m in load_migrations()]
 
@@ -171,9 +172,11 @@ def test_a_database_at_0005_is_migrated_to_the_same_keystrokes(new_database, tmp
     assert old_rows.column("iki_ms").to_pylist().count(-1) == len(tests)
     old.insert_arrow("keystrokes", old_rows)  # in two parts: the UPDATE must rewrite each
     tables = tables_of_tests(tests)
-    for table, rows in tables.parts().items():
-        if table != "keystrokes":
-            old.insert_arrow(table, rows)
+    # Up to 0010 the per-test key and pair stats were one row per (test, unit), feeding the daily views.
+    old_parts = {"test_key_stats": tables.key_stats, "test_pair_stats": tables.pair_stats}
+    old_parts |= {"test_confusions": tables.confusions, "test_results": tables.results}
+    for table, rows in old_parts.items():
+        old.insert_arrow(table, rows)
     later = [parse_submission(s) for s in varied_submissions(first_user_id=35)]
     old.insert_arrow("keystrokes", old_format_keystrokes(later))
     assert apply_migrations(old) == [m.version for m in load_migrations() if m.version > 5]
@@ -190,6 +193,10 @@ def test_a_database_at_0005_is_migrated_to_the_same_keystrokes(new_database, tmp
     ).cast(KEYSTROKE_SCHEMA)
     written = tables.keystrokes.sort_by([("user_id", "ascending"), ("test_id", "ascending"), ("seq", "ascending")])
     assert migrated.equals(written)
+    # The per-test stats are the rows the new writer stores (one per test, arrays in the same order).
+    for table, new_rows in (("test_keys", tables.keys), ("test_pairs", tables.pairs)):
+        copied = old.query_arrow(f"SELECT * FROM {table} ORDER BY user_id, test_id").cast(new_rows.schema)
+        assert copied.equals(new_rows.sort_by([("user_id", "ascending"), ("test_id", "ascending")])), table
     pending = old.query(
         "SELECT count() FROM system.mutations WHERE database = currentDatabase() AND table = 'keystrokes' "
         "AND NOT is_done"
@@ -257,7 +264,7 @@ def test_offsets_latest_store_wins(client):
     assert load_offsets(client, "g", "t") == {0: 9, 1: 7}
 
 
-def test_the_daily_views_hold_what_the_raw_keystrokes_aggregate_to(client):
+def test_the_per_user_aggregates_are_what_the_raw_keystrokes_aggregate_to(client):
     subs = submissions(n_users=2, n_tests=3, first_user_id=80)
     write_tables(client, tables_of(subs), partial_possible=False)
     # A pair is the presented character before the typed position and the one at it. The raw table does not
@@ -296,17 +303,19 @@ def test_the_daily_views_hold_what_the_raw_keystrokes_aggregate_to(client):
                 assert row["mean_time_to_type_ms"] == pytest.approx(time_sum / timed_presses)
                 assert [row["median_time_to_type_ms"], row["p95_time_to_type_ms"]] == pytest.approx(quantiles)
     holds = client.query(
-        "SELECT countIf(hold_ms >= 0), sumIf(hold_ms, hold_ms >= 0) FROM keystrokes WHERE user_id = 80 AND target != ''"
-    ).result_rows[0]
-    assert any(k["mean_hold_ms"] is not None for k in user_unit_aggregates(client, 80, "key"))
-    assert client.query("SELECT sum(holds), sum(hold_sum) FROM key_daily WHERE user_id = 80").result_rows[0] == holds
+        "SELECT target, if(countIf(hold_ms >= 0) > 0, sumIf(hold_ms, hold_ms >= 0) / countIf(hold_ms >= 0), NULL) "
+        "FROM keystrokes WHERE user_id = 80 AND target != '' GROUP BY target ORDER BY target"
+    ).result_rows
+    mean_holds = [(k["key"], k["mean_hold_ms"]) for k in user_unit_aggregates(client, 80, "key")]
+    assert mean_holds == [(key, pytest.approx(mean) if mean is not None else None) for key, mean in holds]
+    assert sum(mean is not None for _, mean in mean_holds) > 10
 
 
 def test_a_write_stopped_part_way_is_completed_once(client):
     subs = submissions(first_user_id=90)
     tables = tables_of(subs)
     client.insert_arrow("keystrokes", tables.keystrokes)  # a crash after the first table of the batch
-    client.insert_arrow("test_key_stats", tables.key_stats)
+    client.insert_arrow("test_keys", tables.keys)
     write_tables(client, tables)  # checks every table: only the missing rows go in
     assert write_tables(client, tables, partial_possible=False).results.num_rows == 0  # result rows: stored
     presses = client.query("SELECT count() FROM keystrokes WHERE user_id = 90").result_rows[0][0]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app.clickhouse.client import clickhouse_client
-from bench.tables import FED_TABLES, run
+from app.clickhouse.store import STORED_TABLES
+from bench.tables import run
 
 
 def test_every_table_is_stored_and_costed(tmp_path):
@@ -13,12 +14,13 @@ def test_every_table_is_stored_and_costed(tmp_path):
     result = run(keystrokes=30_000, clickhouse_dir=directory, progress=False)
 
     assert result.keystrokes >= 30_000
-    assert [t.table for t in result.tables] == list(FED_TABLES)
+    assert [t.table for t in result.tables] == list(STORED_TABLES)
     by_table = {t.table: t for t in result.tables}
-    # One raw row per keystroke and one result row per test; the derived tables hold fewer rows than keystrokes.
+    # One raw row per keystroke; one result row, one key row and one pair row per test (every simulated test has
+    # keys and pairs).
     assert by_table["keystrokes"].rows == result.keystrokes
-    assert by_table["test_results"].rows == result.tests
-    assert 0 < by_table["test_pair_stats"].rows < result.keystrokes
+    for table in ("test_results", "test_keys", "test_pairs"):
+        assert by_table[table].rows == result.tests, table
     for cost in result.tables:
         assert cost.insert_cpu_s > 0 and cost.merge_cpu_s >= 0 and cost.bytes_on_disk > 0, cost
     assert result.analysis_cpu_s > 0
@@ -27,15 +29,13 @@ def test_every_table_is_stored_and_costed(tmp_path):
     # What the report counts is what the directory holds: every row, and one part per table after the final merge.
     client = clickhouse_client(f"chdb://{directory}")
     try:
-        for table, fed in FED_TABLES.items():
+        for table in STORED_TABLES:
             assert client.command(f"SELECT count() FROM {table}") == by_table[table].rows
-            for name in (table, *fed):
-                parts = client.command(
-                    "SELECT count() FROM system.parts WHERE active AND database = currentDatabase() "
-                    "AND table = {t:String}",
-                    parameters={"t": name},
-                )
-                assert parts == 1, name
+            parts = client.command(
+                "SELECT count() FROM system.parts WHERE active AND database = currentDatabase() AND table = {t:String}",
+                parameters={"t": table},
+            )
+            assert parts == 1, table
     finally:
         client.close()
 

@@ -1,5 +1,5 @@
 """The ClickHouse user-data store and the tombstones on the real engine (chDB in process, every migration applied):
-discovery, export with aggregates, counts, deletion of one user among several."""
+discovery, export (aggregate states finalized), counts, deletion of one user among several."""
 
 from __future__ import annotations
 
@@ -52,34 +52,35 @@ def test_every_user_table_is_discovered_and_exported_with_counts_that_match(chdb
     try:
         tables = store.tables()
         names = {t.name for t in tables}
-        expected = {"keystrokes", "test_results", "test_key_stats", "test_pair_stats", "test_confusions"}
-        assert expected | {"key_daily", "pair_daily", "user_insights"} <= names
+        expected = {"keystrokes", "test_results", "test_keys", "test_pairs", "test_confusions", "user_insights"}
+        assert expected <= names
         assert "user_tombstones" not in names and not any(n.endswith("_mv") for n in names)
         files = dict(store.export(USERS[0]))
         counts = store.count_parts(USERS[0])
         assert set(files) == {f"{name}.jsonl" for name in names}
         assert {name.removesuffix(".jsonl"): data.count(b"\n") for name, data in files.items()} == counts
         assert counts == direct_counts(client, USERS[0], tables)
-        assert all(counts[name] > 0 for name in expected | {"key_daily", "pair_daily", "user_insights"})
-        rows = [json.loads(line) for line in files["key_daily.jsonl"].splitlines()]
+        assert all(counts[name] > 0 for name in expected)
+        rows = [json.loads(line) for line in files["test_keys.jsonl"].splitlines()]
         assert {row["user_id"] for row in rows} == {USERS[0]}
-        assert all(isinstance(row["time_to_type"], list) for row in rows)  # the quantile state, finalized
+        for row in rows:  # one row per test, its keys' stats as parallel arrays, each press's time in a list
+            assert len(row["key"]) == len(row["presses"]) == len(row["time_to_type_ms"]) > 0
+            assert [len(times) for times in row["time_to_type_ms"]] == row["timed_presses"]
         result = json.loads(files["test_results.jsonl"].splitlines()[0])
         assert result["started_at"].endswith("Z") and isinstance(result["user_id"], int)
     finally:
         store.close()
 
 
-def test_deleting_one_user_empties_every_table_of_theirs_aggregates_included_and_nothing_else(chdb):
+def test_deleting_one_user_empties_every_table_of_theirs_and_nothing_else(chdb):
     url, client = chdb
     store = ud.ClickHouseStore(Settings(clickhouse_url=url))
     try:
         tables = store.tables()
         ud.record_tombstone(client, 999, datetime.now(UTC))
         before = {u: direct_counts(client, u, tables) for u in USERS}
-        sums_before = client.query(
-            "SELECT user_id, sum(presses) FROM key_daily GROUP BY user_id ORDER BY 1"
-        ).result_rows
+        per_user_presses = "SELECT user_id, sum(arraySum(presses)) FROM test_keys GROUP BY user_id ORDER BY 1"
+        sums_before = client.query(per_user_presses).result_rows
         deleted = store.delete_parts(USERS[1])
         assert deleted == before[USERS[1]]
         assert store.count(USERS[1]) == 0
@@ -89,7 +90,7 @@ def test_deleting_one_user_empties_every_table_of_theirs_aggregates_included_and
             assert raw == 0, table.name
         for user in (USERS[0], USERS[2]):
             assert direct_counts(client, user, tables) == before[user]
-        sums_after = client.query("SELECT user_id, sum(presses) FROM key_daily GROUP BY user_id ORDER BY 1").result_rows
+        sums_after = client.query(per_user_presses).result_rows
         assert sums_after == [row for row in sums_before if row[0] != USERS[1]]
         assert ud.load_tombstones(client, [999]).keys() == {999}  # the tombstones are not user data to delete
         assert store.delete(USERS[1]) == 0  # idempotent
@@ -108,6 +109,27 @@ def test_a_table_added_later_is_covered_without_registering_it(chdb):
         store.delete(USERS[0])
         assert store.count_parts(USERS[0])["experiment_exposures"] == 0
         assert store.count_parts(USERS[1])["experiment_exposures"] == 1
+    finally:
+        store.close()
+
+
+def test_an_aggregating_table_is_exported_with_its_states_finalized_and_deleted(chdb):
+    url, client = chdb
+    client.command(
+        "CREATE TABLE key_speed_daily (user_id UInt64, day Date, presses SimpleAggregateFunction(sum, UInt64), "
+        "median AggregateFunction(quantileTiming(0.5), UInt32)) ENGINE = AggregatingMergeTree ORDER BY (user_id, day)"
+    )
+    for ms in (100, 300, 200):  # three inserts, three parts: the export merges the states (FINAL)
+        client.command(
+            f"INSERT INTO key_speed_daily SELECT {USERS[0]}, '2026-11-01', 1, quantileTimingState(0.5)(toUInt32({ms}))"
+        )
+    store = ud.ClickHouseStore(Settings(clickhouse_url=url))
+    try:
+        rows = [json.loads(line) for line in dict(store.export(USERS[0]))["key_speed_daily.jsonl"].splitlines()]
+        assert rows == [{"user_id": USERS[0], "day": "2026-11-01", "presses": 3, "median": 200}]
+        assert store.count_parts(USERS[0])["key_speed_daily"] == 1
+        store.delete(USERS[0])
+        assert store.count_parts(USERS[0])["key_speed_daily"] == 0
     finally:
         store.close()
 
