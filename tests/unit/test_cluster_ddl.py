@@ -22,7 +22,7 @@ def test_generated_files_are_current():
 
 def test_every_table_is_replicated_and_distributed_by_user():
     text = "".join(render(m) for m in load_migrations())
-    for table in ("keystrokes", "test_results", "test_keys", "test_pairs", "test_confusions", "key_daily", "pair_daily"):
+    for table in ("keystrokes", "test_results", "test_keys", "test_pairs", "test_confusions", "user_insights"):
         assert f"CREATE TABLE IF NOT EXISTS {table}_local ON CLUSTER '{{cluster}}'" in text
         assert f"ENGINE = Distributed('{{cluster}}', currentDatabase(), {table}_local, cityHash64(user_id))" in text
     assert "TO key_daily_local AS" in text and "FROM keystrokes_local" in text  # 0003's view, dropped in 0011
