@@ -141,8 +141,8 @@ def analyse_messages(
     for i, test in decoded:
         if i in reasons or i in dropped:
             continue
-        # A re-sent test (a client retry, a producer retry) keeps its first copy: the tables of one batch
-        # must never hold two copies of a test, or the materialized views would count it twice.
+        # A re-sent test (a client retry, a producer retry) keeps its first copy: one batch's tables must never
+        # hold two copies of a test (write_tables stores each test's rows once per table).
         if (test.user_id, test.test_id) in met:
             duplicates += 1
             continue

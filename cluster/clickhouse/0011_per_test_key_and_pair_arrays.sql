@@ -20,8 +20,8 @@ CREATE TABLE IF NOT EXISTS test_keys_local ON CLUSTER '{cluster}'
     time_to_type_ms      Array(Array(UInt32)) CODEC(ZSTD(3))
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/test_keys_local', '{replica}')
-PARTITION BY toYYYYMM(started_at)
-ORDER BY (user_id, test_id);
+ORDER BY (user_id, test_id)
+SETTINGS index_granularity = 256;
 
 CREATE TABLE IF NOT EXISTS test_keys ON CLUSTER '{cluster}' AS test_keys_local
 ENGINE = Distributed('{cluster}', currentDatabase(), test_keys_local, cityHash64(user_id));
@@ -39,8 +39,8 @@ CREATE TABLE IF NOT EXISTS test_pairs_local ON CLUSTER '{cluster}'
     time_to_type_ms      Array(Array(UInt32)) CODEC(ZSTD(3))
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/test_pairs_local', '{replica}')
-PARTITION BY toYYYYMM(started_at)
-ORDER BY (user_id, test_id);
+ORDER BY (user_id, test_id)
+SETTINGS index_granularity = 256;
 
 CREATE TABLE IF NOT EXISTS test_pairs ON CLUSTER '{cluster}' AS test_pairs_local
 ENGINE = Distributed('{cluster}', currentDatabase(), test_pairs_local, cityHash64(user_id));

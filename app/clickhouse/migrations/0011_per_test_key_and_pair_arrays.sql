@@ -4,13 +4,16 @@
 -- Why (`keyscope bench tables`): a test of ~140 keystrokes has ~30 presented keys and ~60 letter pairs, so
 -- test_key_stats and test_pair_stats took 0.75 rows per keystroke, and their views fed key_daily / pair_daily one
 -- more row each. Sorting, writing and merging those rows cost ClickHouse more than the raw keystrokes did. One row
--- per test holds the same values (ZSTD compresses the arrays as well as it did the columns) for a fraction of
+-- per test holds the same values in fewer bytes (ZSTD on arrays of one test's values) for a fraction of
 -- the work; the figures are in README "The ceiling on 2 cores".
 --
 -- Reads. Insights and the warehouse export want a user's (or a day's) stats per key or pair: `ARRAY JOIN` turns
 -- the rows back into one per (test, unit), and `quantilesTimingArray` over the per-press times gives the same
 -- median and p95 as merging the daily views' quantilesTiming states did (same estimator, same values). A user's
--- rows are one primary-key range, so a read costs about what it did on the daily tables.
+-- rows are one primary-key range. No PARTITION BY: a typist's tests span many months, and every month's part is one
+-- more to open on each read. A granule is 256 tests instead of 8,192, about as many array elements as a granule of
+-- the old per-unit rows held, so a one-test typist's read does not decompress 8,192 tests' arrays. (Read times
+-- with and without both choices: README "The ceiling on 2 cores".)
 --
 -- Exactness. Both tables are keyed by the test (ReplacingMergeTree on (user_id, test_id)), so a test written twice
 -- is one test once merged, and FINAL reads count it once; the daily views relied on each row being inserted
@@ -40,8 +43,8 @@ CREATE TABLE IF NOT EXISTS test_keys
     time_to_type_ms      Array(Array(UInt32)) CODEC(ZSTD(3))
 )
 ENGINE = ReplacingMergeTree
-PARTITION BY toYYYYMM(started_at)
-ORDER BY (user_id, test_id);
+ORDER BY (user_id, test_id)
+SETTINGS index_granularity = 256;
 
 CREATE TABLE IF NOT EXISTS test_pairs
 (
@@ -56,8 +59,8 @@ CREATE TABLE IF NOT EXISTS test_pairs
     time_to_type_ms      Array(Array(UInt32)) CODEC(ZSTD(3))
 )
 ENGINE = ReplacingMergeTree
-PARTITION BY toYYYYMM(started_at)
-ORDER BY (user_id, test_id);
+ORDER BY (user_id, test_id)
+SETTINGS index_granularity = 256;
 
 -- The groupArrays of one GROUP BY take each group's rows in one order, so the arrays stay parallel.
 INSERT INTO test_keys
