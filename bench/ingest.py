@@ -95,6 +95,8 @@ def _port(address: str, default: int) -> int:
 def _is_task_worker(cmdline: str) -> bool:
     """A Ray worker process (named `ray::IDLE`, `ray::MapBatches(...)`, …), not an agent or a Serve actor."""
     name = cmdline.split(" ", 1)[0]
+    if name.endswith("/raylet"):  # a daemon, though its arguments name default_worker.py (what it starts)
+        return False
     if "default_worker.py" in cmdline:
         return True
     return name.startswith("ray::") and not name.endswith("Agent") and not name.startswith(("ray::Serve", "ray::Proxy"))
@@ -148,12 +150,30 @@ def process_groups(settings: Settings, mysql_port: int | None = None) -> Process
     return ProcessGroups(fixed, os.getsid(gcs) if gcs is not None else None)
 
 
+def _reaped_into(name: str) -> str:
+    """The group whose exited-children counter takes a process's whole CPU once it exits (see `sample`)."""
+    return "Ray workers" if name.startswith("Ray") else name
+
+
 def cpu_by_group(before: Sample, after: Sample) -> dict[str, float]:
-    """CPU seconds spent between two samples, per group (a process born in between counts from zero)."""
+    """CPU seconds spent between two samples, per group. A process born in between counts from zero. One that exited
+    in between has its whole lifetime in its reaper's exited-children counter by then, so what it had spent by the
+    first sample is taken off again: counting it would bill a warm-up worker's imports to the timed pass."""
     spent: dict[str, float] = {}
     for key, (name, seconds) in after.items():
         spent[name] = spent.get(name, 0.0) + seconds - before.get(key, (name, 0.0))[1]
+    for key, (name, seconds) in before.items():
+        if key not in after:
+            group = _reaped_into(name)
+            spent[group] = spent.get(group, 0.0) - seconds
     return spent
+
+
+def worker_turnover(before: Sample, after: Sample) -> tuple[int, int]:
+    """(Ray worker processes started, exited) between two samples."""
+    workers_before = {pid for (pid, children), (name, _) in before.items() if name == "Ray workers" and not children}
+    workers_after = {pid for (pid, children), (name, _) in after.items() if name == "Ray workers" and not children}
+    return len(workers_after - workers_before), len(workers_before - workers_after)
 
 
 @dataclass
@@ -166,6 +186,7 @@ class Measured:
     cpu_s: dict[str, float] = field(default_factory=dict)
     core_groups: tuple[str, ...] = CORE_GROUPS
     cpu_after_s: float | None = None  # ClickHouse's background merges of what the run wrote, after it ended
+    workers: tuple[int, int] = (0, 0)  # Ray worker processes started and exited during the run
 
     @property
     def keystrokes_per_s(self) -> float:
@@ -189,7 +210,8 @@ def timed(action: Callable[[], tuple[int, int]], groups: ProcessGroups) -> Measu
     started = time.perf_counter()
     tests, keystrokes = action()
     wall = time.perf_counter() - started
-    return Measured(tests, keystrokes, wall, cpu_by_group(before, groups.sample()))
+    after = groups.sample()
+    return Measured(tests, keystrokes, wall, cpu_by_group(before, after), workers=worker_turnover(before, after))
 
 
 # --- workload ---
@@ -435,6 +457,9 @@ def print_table(result: IngestBenchmark) -> None:
         print(f"  {name:<{width}}  {a:>16}  {b:>20}")
     print("  (CPU in parentheses is not in the column's total)")
     k, s = result.keyscope, result.seed
+    if k is not None:
+        # A worker started during the pass imports the job's modules on the pass's time (seconds of CPU each).
+        print(f"  Ray worker processes during the keyscope run: {k.workers[0]} started, {k.workers[1]} exited")
     if k is not None and s is not None and s.keystrokes_per_s:
         cpu = s.cpu_per_million() / k.cpu_per_million() if k.cpu_per_million() else float("nan")
         print(
