@@ -1,8 +1,8 @@
 """`keyscope bench ingest`: end-to-end ingest throughput (Kafka → Ray Data → ClickHouse) against the seed's
 architecture (synchronous per-test analysis and one INSERT per test into a MariaDB table with JSON columns).
 
-Untimed: simulate fresh users' tests, drain the topic, produce the tests straight to Kafka, run one small pass on a
-topic of its own (so the Ray workers are up, as in a running job), and wait until the broker is idle. Timed: one run
+Untimed: simulate fresh users' tests, drain the topic and run one small pass (so the Ray workers are up, as in a
+running job), produce the tests straight to Kafka, and wait until the broker has digested them. Timed: one run
 of the ingest job (`pipelines.ingest.run_ingest`, this process being the Ray driver) draining them into
 ClickHouse; then ClickHouse's background merges of what it wrote are counted apart, until it is idle.
 CPU time is utime + stime from /proc/PID/stat, read before and after: this driver, the Ray workers (processes of
@@ -19,7 +19,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,6 @@ USERS_PER_CHUNK = 100
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # What the issue's CPU figure sums; the other groups are printed for context.
 CORE_GROUPS = ("driver", "Ray workers", "ClickHouse endpoint")
-WARM_UP_TOPIC = "keyscope-bench-warm-up"
 
 
 # --- CPU accounting from /proc ---
@@ -365,31 +364,19 @@ def ensure_stack(settings: Settings) -> bool:
     return bool(needed)
 
 
-def drain(settings: Settings) -> None:
-    """Store what is already on the topic (untimed), so the timed pass reads only its own tests."""
+def warm_up(settings: Settings, first_user_id: int) -> None:
+    """Drain what is on the topic, then ingest a few fresh tests (untimed): the Ray workers are started and
+    have imported the job's modules, as they have in a running job, and the timed pass reads only its tests."""
     from pipelines.ingest import run_ingest
 
     drained = run_ingest(settings)
     if drained.messages:
         print(f"drained an earlier backlog first (untimed): {drained.line()}", flush=True)
-
-
-def warm_up(settings: Settings, first_user_id: int) -> None:
-    """Ingest a few fresh tests (untimed) right before the timed pass, on a topic of their own (the timed tests are
-    on the keystroke topic already): the Ray workers are up and have imported the job's modules, as in a running
-    job. Warmed before producing instead, the workers sat idle while the tests were produced, and in some runs Ray
-    started workers again on the timed pass's time (3 in each run that counted them): the workers' CPU per M
-    keystrokes was then 6.3-7.1 s instead of 2.4-2.6."""
-    from app.kafka import ensure_topics
-    from pipelines.ingest import run_ingest
-
-    warm = replace(settings, keystroke_topic=WARM_UP_TOPIC)
-    asyncio.run(ensure_topics(warm))
     # Two typists only: each pass hands its typists to the background insights refresher (≈ 0.3 CPU s each), and
     # refreshing the warm-up's typists must not run into the timed pass (20 of them did, inflating its CPU).
-    tests = [parse_submission(s) for s in simulate_tests(2, 50, seed=4, first_user_id=first_user_id)]
-    asyncio.run(produce(warm, tests))
-    run_ingest(warm)
+    warm = [parse_submission(s) for s in simulate_tests(2, 50, seed=4, first_user_id=first_user_id)]
+    asyncio.run(produce(settings, warm))
+    run_ingest(settings)
 
 
 def run(
@@ -409,14 +396,13 @@ def run(
     if not ray.is_initialized():
         ray.init(address=settings.ray_address, log_to_driver=False)
     if not skip_produce:
-        drain(settings)
+        warm_up(settings, first_user)
         tests = [parse_submission(s, settings.max_keystrokes) for s in tqdm(submissions, desc="parse", disable=None)]
         asyncio.run(produce(settings, tests))
         print(f"produced {len(tests):,} tests ({sum(t.keystroke_count for t in tests):,} keystrokes)", flush=True)
+        wait_until_idle(listening_pid(_port(settings.kafka_bootstrap, 9092)))
     if produce_only:
         return IngestBenchmark(None, None, False)
-    warm_up(settings, first_user)
-    wait_until_idle(listening_pid(_port(settings.kafka_bootstrap, 9092)))
     groups = process_groups(settings, SEED_MARIADB.port)
     print("ingest job running (timed)…", flush=True)
     keyscope = timed(lambda: run_ingest_job(settings), groups)
