@@ -169,10 +169,13 @@ def cpu_by_group(before: Sample, after: Sample) -> dict[str, float]:
     return spent
 
 
+def _workers(sample: Sample) -> set[int]:
+    return {pid for (pid, children), (name, _) in sample.items() if name == "Ray workers" and not children}
+
+
 def worker_turnover(before: Sample, after: Sample) -> tuple[int, int]:
     """(Ray worker processes started, exited) between two samples."""
-    workers_before = {pid for (pid, children), (name, _) in before.items() if name == "Ray workers" and not children}
-    workers_after = {pid for (pid, children), (name, _) in after.items() if name == "Ray workers" and not children}
+    workers_before, workers_after = _workers(before), _workers(after)
     return len(workers_after - workers_before), len(workers_before - workers_after)
 
 

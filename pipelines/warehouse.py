@@ -61,7 +61,7 @@ import pyarrow.parquet as pq
 from clickhouse_connect.driver.client import Client
 
 from app.clickhouse.client import clickhouse_client
-from app.clickhouse.store import load_offsets
+from app.clickhouse.store import UNIT_ARRAYS, load_offsets
 from app.config import Settings
 from app.schemas import COUNT_FIELDS, METRIC_FIELDS
 
@@ -186,8 +186,7 @@ INNER JOIN
 ORDER BY user_id
 """
 
-# test_keys' arrays, one element per presented key: ARRAY JOIN makes them one row per (test, key).
-_KEY_STATS = "key, presses, errors, timed_presses, time_to_type_sum_ms, time_to_type_ms, holds, hold_sum_ms"
+# ARRAY JOIN makes test_keys' rows one per (test, presented key).
 _USER_KEY_DAILY_SQL = f"""
 SELECT user_id, key, presses, errors, timed_presses, time_to_type_sum_ms,
        if(timed_presses > 0, time_to_type_sum_ms / timed_presses, NULL) AS mean_time_to_type_ms,
@@ -202,9 +201,9 @@ FROM
            sum(holds) AS holds, sum(hold_sum_ms) AS hold_sum_ms
     FROM
     (
-        SELECT user_id, {_KEY_STATS}
+        SELECT user_id, {UNIT_ARRAYS["key"]}
         FROM test_keys FINAL
-        ARRAY JOIN {_KEY_STATS}
+        ARRAY JOIN {UNIT_ARRAYS["key"]}
         WHERE toDate(started_at) = {{day:Date}}
           AND (user_id, test_id) IN (SELECT user_id, test_id FROM test_results FINAL WHERE {_DAY_TESTS})
     )

@@ -22,6 +22,9 @@ from app.schemas import (
     METRIC_FIELDS,
     NAMED_KEY_CODES,
     SERIES_FIELDS,
+    TEST_IDENTITY_FIELDS,
+    TEST_KEYS_SCHEMA,
+    TEST_PAIRS_SCHEMA,
     TypingTest,
     format_started_at,
 )
@@ -29,6 +32,11 @@ from app.test_tables import TestTables
 
 STORED_TABLES = ("keystrokes", "test_keys", "test_pairs", "test_confusions", "test_results")
 _UNIT_TABLES = {"key": "test_keys", "pair": "test_pairs"}
+# Each per-test table's array columns (one element per key or pair of the test): what ARRAY JOIN unrolls.
+UNIT_ARRAYS = {
+    kind: ", ".join(f.name for f in schema if f.name not in TEST_IDENTITY_FIELDS)
+    for kind, schema in (("key", TEST_KEYS_SCHEMA), ("pair", TEST_PAIRS_SCHEMA))
+}
 
 
 # Inserts a batch's rows into several tables and returns once all are in (raising the first failure); `after_insert`
@@ -301,13 +309,12 @@ def user_confusions(client: Client, user_id: int) -> pa.Table:
 def user_unit_aggregates(client: Client, user_id: int, kind: str) -> list[dict[str, Any]]:
     """Per key or letter pair over the user's history: presses, errors, time-to-type mean / median / p95 (ClickHouse's
     quantilesTiming over every timed press) and, for keys, mean hold time."""
-    arrays, hold = "key, presses, errors, timed_presses, time_to_type_sum_ms, time_to_type_ms", "0, 0"
-    if kind == "key":
-        arrays, hold = f"{arrays}, holds, hold_sum_ms", "sum(holds), sum(hold_sum_ms)"
+    table = _unit_table(kind)
+    hold = "sum(holds), sum(hold_sum_ms)" if kind == "key" else "0, 0"
     rows = client.query(
         "SELECT key, sum(presses), sum(errors), sum(timed_presses), sum(time_to_type_sum_ms), "
-        f"quantilesTimingArray(0.5, 0.95)(time_to_type_ms), {hold} FROM {_unit_table(kind)} FINAL "
-        f"ARRAY JOIN {arrays} WHERE user_id = {{u:UInt64}} GROUP BY key ORDER BY key",
+        f"quantilesTimingArray(0.5, 0.95)(time_to_type_ms), {hold} FROM {table} FINAL "
+        f"ARRAY JOIN {UNIT_ARRAYS[kind]} WHERE user_id = {{u:UInt64}} GROUP BY key ORDER BY key",
         parameters={"u": user_id},
     ).result_rows
     out = []
