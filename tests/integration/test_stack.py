@@ -26,12 +26,14 @@ def test_second_up_starts_nothing_and_status_reports_every_service(stack, stack_
 
 
 def test_down_stops_only_what_up_started_and_the_broker_keeps_its_data(tmp_path):
+    # Ports below Linux's ephemeral range (32768-60999): in it, a client's outgoing connection can hold the port
+    # at the moment the broker binds it (a CI run failed so with 39092).
     settings = Settings.from_env(
         {
             "KEYSCOPE_DATA_DIR": str(tmp_path / "stack"),
-            "KAFKA_BOOTSTRAP": "127.0.0.1:39092",
-            "CLICKHOUSE_URL": "http://127.0.0.1:38123/default",
-            "REDIS_URL": "redis://127.0.0.1:36379/0",  # nothing answers here: the stack starts its own
+            "KAFKA_BOOTSTRAP": "127.0.0.1:31092",
+            "CLICKHOUSE_URL": "http://127.0.0.1:31123/default",
+            "REDIS_URL": "redis://127.0.0.1:31379/0",  # nothing answers here: the stack starts its own
         }
     )
     local = LocalStack(settings)
@@ -52,15 +54,15 @@ def test_down_stops_only_what_up_started_and_the_broker_keeps_its_data(tmp_path)
     asyncio.run(produce_one())
     assert sum(asyncio.run(end_offsets(settings, settings.keystroke_topic)).values()) == 1
     assert sorted(local.down()) == ["broker", "clickhouse", "redis"]
-    assert not port_open("127.0.0.1", 39092) and not port_open("127.0.0.1", 38123)
-    assert not port_open("127.0.0.1", 36379)
+    assert not port_open("127.0.0.1", 31092) and not port_open("127.0.0.1", 31123)
+    assert not port_open("127.0.0.1", 31379)
 
     # A Redis that was already running is used, never stopped.
     machine_redis = Settings.from_env(
         {
             "KEYSCOPE_DATA_DIR": str(tmp_path / "stack"),
-            "KAFKA_BOOTSTRAP": "127.0.0.1:39092",
-            "CLICKHOUSE_URL": "http://127.0.0.1:38123/default",
+            "KAFKA_BOOTSTRAP": "127.0.0.1:31092",
+            "CLICKHOUSE_URL": "http://127.0.0.1:31123/default",
         }
     )
     if redis.Redis.from_url(machine_redis.redis_url).ping():
