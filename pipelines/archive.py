@@ -25,7 +25,9 @@ Each run does three things, each safe to repeat after a crash at any point:
    metrics stay, so aggregates over tests (by day, layout, language) keep their numbers. `user_id` is in the
    table's ORDER BY, which ALTER UPDATE cannot change, so anonymized copies are inserted, counted, and only then
    are the originals deleted; the ids are deterministic (salt kept in `archive_state`), so a repeat after a crash
-   between the two replaces its copies instead of adding more.
+   between the two replaces its copies instead of adding more. The same tests' rows in the per-test detail tables
+   (`test_keys`, `test_pairs`, `test_confusions`) go first, the same way, with the same pseudonyms and day, so
+   an anonymized test's keys and pairs still belong to its result and to no one.
 
 `--now` (or `now=`) moves the clock for tests. Faults: `fault` is called at named points (tests raise there);
 without it `KEYSCOPE_FAULT_INJECTION=<point>` SIGKILLs the job at that point.
@@ -90,6 +92,14 @@ ANONYMIZED = {
     "kafka_partition": "0",
     "kafka_offset": "0",
 }
+# The per-test detail tables: the test's pseudonyms and day, as in its result; their statistics are kept.
+DETAIL_TABLES = ("test_keys", "test_pairs", "test_confusions")
+DETAIL_ANONYMIZED = {"user_id": "a_user", "test_id": "a_test", "started_at": "a_started_at"}
+# Deterministic per test (salt kept in archive_state): a repeat after a crash replaces its copies.
+PSEUDONYMS = (
+    "bitOr(sipHash64({salt:String}, user_id, test_id), {base:UInt64}) AS a_user, "
+    "lower(hex(sipHash128({salt:String}, user_id, test_id))) AS a_test"
+)
 SALT_NAME = "anonymization_salt"
 # Tests ingested this recently are left to the next run: an insert becomes visible a little after its ingested_at,
 # and the copy-then-delete must see every row it deletes.
@@ -348,8 +358,61 @@ def _salt(client: Client) -> str:
     return str(rows[0][0])
 
 
+def _columns(client: Client, table: str) -> list[str]:
+    return [
+        str(r[0])
+        for r in client.query(
+            "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = {t:String} "
+            "ORDER BY position",
+            parameters={"t": table},
+        ).result_rows
+    ]
+
+
+def _anonymize_table(
+    client: Client, table: str, where: str, parameters: dict, fault: Fault, point: str, in_mutation: str = ""
+) -> int:
+    """Anonymized copies of `table`'s rows matching `where` inserted, counted against the originals, and only then
+    the originals deleted (`in_mutation`: the same condition as the DELETE can state it). Returns the originals."""
+    count = f"SELECT count() FROM {table} FINAL WHERE {where}"
+    originals = int(client.query(count, parameters=parameters).result_rows[0][0])
+    if originals == 0:
+        return 0
+    replaced = ANONYMIZED if table == RESULTS_TABLE else DETAIL_ANONYMIZED
+    columns = _columns(client, table)
+    select = ", ".join(replaced.get(name, f"`{name}`") for name in columns)
+    client.command(
+        f"INSERT INTO {table} ({', '.join(f'`{c}`' for c in columns)}) "
+        f"SELECT {select} FROM (SELECT *, {PSEUDONYMS}, "
+        "toDateTime64(toStartOfDay(started_at), 3, 'UTC') AS a_started_at "
+        f"FROM {table} FINAL WHERE {where})",
+        parameters=parameters,
+        settings={"distributed_foreground_insert": 1},  # on a cluster: on the shards before the count below
+    )
+    fault(f"{point}_after_insert")
+    copies = int(
+        client.query(
+            f"SELECT count() FROM {table} FINAL WHERE (user_id, test_id) GLOBAL IN "
+            f"(SELECT a_user, a_test FROM (SELECT {PSEUDONYMS} FROM {table} FINAL WHERE {where}))",
+            parameters=parameters,
+        ).result_rows[0][0]
+    )
+    if copies != originals:
+        raise ColdStoreError(f"{copies} anonymized copies for {originals} rows of {table}; originals kept")
+    client.command(
+        f"ALTER TABLE {alter_target(client, table)} DELETE WHERE {in_mutation or where}",
+        parameters=parameters,
+        # The detail tables' condition reads test_results: a subquery, which replicated tables refuse by default
+        # (replicas could see different rows). Here they cannot: those results stay until the step after.
+        settings={"mutations_sync": 2, "allow_nondeterministic_mutations": 1},
+    )
+    fault(f"{point}_after_delete")
+    return originals
+
+
 def anonymize_results(client: Client, cold_cutoff: date, fault: Fault, settle: timedelta = INGEST_SETTLE) -> int:
-    """Step 3: per-test results that started before the cut-off, anonymized (copies in, counted, originals out).
+    """Step 3: tests that started before the cut-off, anonymized: first their rows in the detail tables, then
+    their results (copies in, counted, originals out; a crash leaves the results, so a rerun finds the same tests).
     Returns how many tests were anonymized."""
     parameters = {
         "salt": _salt(client),
@@ -365,48 +428,20 @@ def anonymize_results(client: Client, cold_cutoff: date, fault: Fault, settle: t
         "user_id <= {max_user:UInt64} AND started_at < {cut:DateTime64(3, 'UTC')} "
         "AND ingested_at < {settled:DateTime64(3, 'UTC')}"
     )
-    count = f"SELECT count() FROM {RESULTS_TABLE} FINAL WHERE {where}"
-    originals = int(client.query(count, parameters=parameters).result_rows[0][0])
-    if originals == 0:
-        return 0
-    pseudonyms = (
-        "bitOr(sipHash64({salt:String}, user_id, test_id), {base:UInt64}) AS a_user, "
-        "lower(hex(sipHash128({salt:String}, user_id, test_id))) AS a_test"
-    )
-    columns = [
-        str(r[0])
-        for r in client.query(
-            "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = {t:String} "
-            "ORDER BY position",
-            parameters={"t": RESULTS_TABLE},
-        ).result_rows
-    ]
-    select = ", ".join(ANONYMIZED.get(name, f"`{name}`") for name in columns)
-    client.command(
-        f"INSERT INTO {RESULTS_TABLE} ({', '.join(f'`{c}`' for c in columns)}) "
-        f"SELECT {select} FROM (SELECT *, {pseudonyms}, "
-        "toDateTime64(toStartOfDay(started_at), 3, 'UTC') AS a_started_at "
-        f"FROM {RESULTS_TABLE} FINAL WHERE {where})",
-        parameters=parameters,
-        settings={"distributed_foreground_insert": 1},  # on a cluster: on the shards before the count below
-    )
-    fault("anonymize_after_insert")
-    copies = int(
-        client.query(
-            f"SELECT count() FROM {RESULTS_TABLE} FINAL WHERE (user_id, test_id) GLOBAL IN "
-            f"(SELECT a_user, a_test FROM (SELECT {pseudonyms} FROM {RESULTS_TABLE} FINAL WHERE {where}))",
-            parameters=parameters,
-        ).result_rows[0][0]
-    )
-    if copies != originals:
-        raise ColdStoreError(f"{copies} anonymized copies for {originals} test results; originals kept")
-    client.command(
-        f"ALTER TABLE {alter_target(client, RESULTS_TABLE)} DELETE WHERE {where}",
-        parameters=parameters,
-        settings={"mutations_sync": 2},
-    )
-    fault("anonymize_after_delete")
-    return originals
+    # A test's detail rows go with its result: the detail tables have no ingested_at, and a test's rows are all
+    # written within the settle time of its result's.
+    tests = f"(SELECT user_id, test_id FROM {RESULTS_TABLE} FINAL WHERE {where})"
+    for table in DETAIL_TABLES:
+        _anonymize_table(
+            client,
+            table,
+            f"(user_id, test_id) GLOBAL IN {tests}",
+            parameters,
+            fault,
+            "anonymize_details",
+            in_mutation=f"(user_id, test_id) IN {tests}",
+        )
+    return _anonymize_table(client, RESULTS_TABLE, where, parameters, fault, "anonymize")
 
 
 def run_archive(

@@ -231,11 +231,46 @@ def test_a_crash_anywhere_then_a_rerun_loses_nothing_and_doubles_nothing(setting
     assert store.fs.get_file_info(f"{store.root}/_staging").type.name in ("Directory", "NotFound")
 
 
+# What the detail tables' rows sum to, per table: anonymization must keep every figure.
+DETAIL_TOTALS = {
+    "test_keys": "SELECT count(), sum(arraySum(presses)), sum(arraySum(errors)), sum(arraySum(hold_sum_ms)) "
+    "FROM test_keys FINAL",
+    "test_pairs": "SELECT count(), sum(arraySum(presses)), sum(arraySum(time_to_type_sum_ms)), "
+    "sum(length(arrayFlatten(time_to_type_ms))) FROM test_pairs FINAL",
+    "test_confusions": "SELECT count(), sum(count) FROM test_confusions FINAL",
+}
+
+
+def detail_totals(client) -> dict[str, list]:
+    return {table: client.query(sql).result_rows for table, sql in DETAIL_TOTALS.items()}
+
+
+def assert_details_follow_results(client, january: list) -> None:
+    """January's tests have no detail row under their user any more, and every anonymized detail row belongs to an
+    anonymized result, with its day."""
+    old = {t.test_id for t in january}
+    results = {
+        (u, t): s
+        for u, t, s in client.query(
+            "SELECT user_id, test_id, started_at FROM test_results FINAL WHERE user_id > {m:UInt64}",
+            parameters={"m": MAX_USER_ID},
+        ).result_rows
+    }
+    for table in DETAIL_TOTALS:
+        kept = client.query(f"SELECT DISTINCT test_id FROM {table} FINAL WHERE user_id <= {MAX_USER_ID}").result_rows
+        assert old.isdisjoint(t for (t,) in kept), table
+        anonymous = client.query(
+            f"SELECT DISTINCT user_id, test_id, started_at FROM {table} FINAL WHERE user_id > {MAX_USER_ID}"
+        ).result_rows
+        assert anonymous and all(results.get((u, t)) == s for u, t, s in anonymous), table
+
+
 def test_after_two_years_cold_days_go_and_results_are_anonymized(settings, client, stored):
     run_archive(settings, NOW)
     totals = "SELECT count(), round(sum(wpm), 6), sum(keystroke_count), sum(chars_incorrect) FROM test_results FINAL"
     by_day = "SELECT toDate(started_at) AS d, count(), round(sum(wpm), 6) FROM test_results FINAL GROUP BY d ORDER BY d"
     before_totals, before_by_day = client.query(totals).result_rows, client.query(by_day).result_rows
+    before_details = detail_totals(client)
     january = [t for t in stored["old"] if t.started_at_ms < datetime(2027, 2, 1, tzinfo=UTC).timestamp() * 1000]
 
     report = run_archive(settings, LATER, settle=timedelta(0))
@@ -270,17 +305,30 @@ def test_after_two_years_cold_days_go_and_results_are_anonymized(settings, clien
     assert count(client, "SELECT count() FROM test_results FINAL WHERE user_id <= 3") == (
         len(stored["old"]) + len(stored["new"]) - len(january)
     )
+    # Their keys, pairs and confusions too, under the same pseudonyms, every figure kept.
+    assert_details_follow_results(client, january)
+    assert detail_totals(client) == before_details
     # A rerun finds nothing more to do and duplicates nothing.
     again = run_archive(settings, LATER, settle=timedelta(0))
     assert (again.cold_days_deleted, again.tests_anonymized) == (0, 0)
     assert client.query(totals).result_rows == before_totals
+    assert detail_totals(client) == before_details
 
 
-@pytest.mark.parametrize("point", ["expire_after_files", "anonymize_after_insert"])
+@pytest.mark.parametrize(
+    "point",
+    [
+        "expire_after_files",
+        "anonymize_details_after_insert",
+        "anonymize_details_after_delete",
+        "anonymize_after_insert",
+    ],
+)
 def test_a_crash_during_expiry_or_anonymization_then_a_rerun(settings, client, stored, point):
     run_archive(settings, NOW)
     totals = "SELECT count(), round(sum(wpm), 6) FROM test_results FINAL"
-    before = client.query(totals).result_rows
+    before, before_details = client.query(totals).result_rows, detail_totals(client)
+    january = [t for t in stored["old"] if t.started_at_ms < datetime(2027, 2, 1, tzinfo=UTC).timestamp() * 1000]
 
     def crash(at: str) -> None:
         if at == point:
@@ -292,6 +340,8 @@ def test_a_crash_during_expiry_or_anonymization_then_a_rerun(settings, client, s
 
     assert client.query(totals).result_rows == before
     assert count(client, "SELECT count() FROM test_results FINAL WHERE user_id <= 3 AND started_at < '2027-02-01'") == 0
+    assert detail_totals(client) == before_details
+    assert_details_follow_results(client, january)
     assert_cold_consistent(settings, client)
     assert count(client, "SELECT count() FROM archive_manifest FINAL WHERE day < '2027-02-01' AND deleted = 0") == 0
 
