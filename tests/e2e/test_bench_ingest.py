@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 from app.clickhouse.client import clickhouse_client
 from bench.ingest import print_table, run
 
@@ -20,6 +22,9 @@ def stored_bench_tests(settings) -> int:
 def test_the_timed_pass_stores_exactly_the_produced_tests(stack, stack_settings, capsys):
     before = stored_bench_tests(stack_settings)
     result = run(stack_settings, keystrokes=20_000, seed_tests=20)
+    # A worker was up for each read task the pass could run at once (no worker start inside the timing).
+    up = re.search(r"Ray task workers up before the timed pass: (\d+) of the (\d+)", capsys.readouterr().out)
+    assert up is not None and int(up[1]) == int(up[2]) >= 1
 
     timed = result.keyscope
     assert timed is not None and timed.keystrokes >= 20_000 and timed.tests > 0
