@@ -23,7 +23,7 @@ from app.kafka import user_key
 from app.schemas import TypingTest, parse_submission
 from app.simulate import simulate_tests
 from app.stack import _stop_pid
-from pipelines.ingest import run_ingest
+from pipelines.ingest import _BatchWriter, run_ingest
 from tests.api import api_client
 
 pytestmark = pytest.mark.stack
@@ -119,6 +119,39 @@ def test_clickhouse_unavailable_for_a_while_the_job_waits_and_catches_up(stack, 
     assert not job.is_alive()
     assert result["report"].tests_written == len(tests)
     assert_stored_exactly_once(stack_settings, tests)
+
+
+def test_clickhouse_killed_mid_insert_the_job_retries_and_stores_each_test_once(
+    stack, ray_driver, api_url, stack_settings, monkeypatch
+):
+    """SIGKILL of the endpoint while a batch is being written: its keystrokes acknowledged, the other tables' inserts
+    in flight or not started. The job retries until the endpoint is back, then writes what is missing, once."""
+    run_ingest(stack_settings)
+    tests = simulate_tests(4, 3, seed=32, first_user_id=41_100)
+    assert all(r.status_code == 202 for r in post(api_url, tests))
+    state = stack._state()
+    killed = threading.Event()
+    inserted = _BatchWriter._inserted
+
+    def kill_after_keystrokes(writer: _BatchWriter, table: str) -> None:
+        inserted(writer, table)
+        if table == "keystrokes" and not killed.is_set():
+            killed.set()
+            _stop_pid(int(state["clickhouse"]["pid"]), signal.SIGKILL)
+
+    monkeypatch.setattr(_BatchWriter, "_inserted", kill_after_keystrokes)
+    result: dict = {}
+    job = threading.Thread(target=lambda: result.update(report=run_ingest(stack_settings)))
+    job.start()
+    assert killed.wait(timeout=120)
+    time.sleep(3)
+    assert job.is_alive()  # retrying, the offsets not stored
+    stack.start_clickhouse(state)  # ClickHouse's own recovery of a killed store: unfinished parts are dropped
+    job.join(timeout=240)
+    assert not job.is_alive()
+    assert result["report"].tests_written == len(tests)
+    assert_stored_exactly_once(stack_settings, tests)
+    assert run_ingest(stack_settings).messages == 0  # the offsets were stored past them
 
 
 def test_broker_down_answers_503_with_retry_after_and_loses_nothing_acknowledged(
