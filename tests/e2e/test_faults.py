@@ -1,5 +1,5 @@
 """Faults on the real local stack; each test reconciles counts at the end: produced = stored + dead-lettered,
-and no test is stored twice (raw keystrokes and the daily aggregates included)."""
+and no test is stored twice (raw keystrokes and the per-test key and pair stats included)."""
 
 from __future__ import annotations
 
