@@ -390,6 +390,16 @@ def cmd_warehouse(settings: Settings, args: argparse.Namespace) -> int:
         for report in run_export(settings, args.day and parse_day(args.day), args.out, args.days):
             print(report.line())
         return 0
+    if args.action == "erase":
+        from app.clickhouse.client import clickhouse_client
+        from pipelines.warehouse_erasure import sweep_deleted_users
+
+        client = clickhouse_client(settings.clickhouse_url, background=True)
+        try:
+            print(sweep_deleted_users(client, warehouse_uri(settings, args.out)).line())
+        finally:
+            client.close()
+        return 0
     uri = warehouse_uri(settings, args.source)
     table = cohort_report(uri)
     print(f"weekly retention and WPM gain by signup week, over {uri}/user_daily:")
@@ -651,6 +661,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--days", type=int, default=1, help="export this many days ending with --day (default 1)"
     )
     warehouse_export.add_argument(
+        "--out", metavar="URI", help="root directory or URI (default: KEYSCOPE_WAREHOUSE_URI or <data_dir>/warehouse)"
+    )
+    warehouse_erase = warehouse_actions.add_parser(
+        "erase",
+        help="remove the users deleted since the last sweep from every exported day (each export also does)",
+    )
+    warehouse_erase.add_argument(
         "--out", metavar="URI", help="root directory or URI (default: KEYSCOPE_WAREHOUSE_URI or <data_dir>/warehouse)"
     )
     warehouse_cohorts = warehouse_actions.add_parser(

@@ -29,6 +29,7 @@ import redis
 from app.cache import encode_read, generations, put_reads, user_cache_key
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import apply_migrations
+from app.clickhouse.store import load_job_watermark, store_job_watermark
 from app.config import Settings
 from app.insights import build_insights, build_key_table, build_progress
 
@@ -230,17 +231,6 @@ def refresh_in_background(settings: Settings, user_ids: list[int]) -> None:
         refresher(settings).submit.options(enable_task_events=False).remote(user_ids)  # one a pass: keep GCS lean
 
 
-def load_watermark(client, job: str = JOB) -> datetime | None:
-    rows = client.query(
-        "SELECT watermark FROM job_watermarks FINAL WHERE job = {j:String}", parameters={"j": job}
-    ).result_rows
-    return rows[0][0] if rows else None
-
-
-def store_watermark(client, watermark: datetime, job: str = JOB) -> None:
-    client.insert("job_watermarks", [[job, watermark]], column_names=["job", "watermark"])
-
-
 def users_with_new_tests(client, since: datetime | None) -> tuple[list[int], datetime | None]:
     """Users with tests ingested after `since` (all users when None), and the newest ingested_at seen."""
     where = "" if since is None else f"WHERE ingested_at > toDateTime64({{s:DateTime64(3)}}, 3) - {OVERLAP_S}"
@@ -262,7 +252,7 @@ def run_refresh(settings: Settings, *, all_users: bool = False) -> RefreshReport
     client = clickhouse_client(settings.clickhouse_url, background=True)
     try:
         apply_migrations(client)
-        since = None if all_users else load_watermark(client)
+        since = None if all_users else load_job_watermark(client, JOB)
         users, newest = users_with_new_tests(client, since)
         report = RefreshReport(users=len(users), watermark=newest)
         if users:
@@ -271,7 +261,7 @@ def run_refresh(settings: Settings, *, all_users: bool = False) -> RefreshReport
                 _refresh_batch, batch_size=USERS_PER_BATCH, batch_format="numpy", fn_kwargs={"settings": settings}
             )
             report.refreshed = int(sum(int(row["refreshed"]) for row in refreshed.iter_rows()))
-            store_watermark(client, newest)  # only after every batch is written
+            store_job_watermark(client, JOB, newest)  # only after every batch is written
     finally:
         client.close()
     report.seconds = time.perf_counter() - started

@@ -25,6 +25,9 @@ tests (a test's result row is written after its other rows, so every test in the
 therefore describe exactly the same tests. A test that arrives after its day was exported appears when the day is
 exported again.
 
+Deleted users. After exporting, each run removes from every exported day the rows of the users deleted since its
+last sweep (`pipelines/warehouse_erasure.py`; `keyscope warehouse erase` runs it alone).
+
 Idempotent per day, by temp name then rename: every file of a run is first written under `<root>/_staging/day=D/`
 (outside every dataset's prefix, so no external table sees it), and only when all three datasets are written are
 they moved into place: per dataset, the day's `_manifest.json` is deleted, each new `part-N.parquet` is moved over
@@ -459,9 +462,11 @@ def yesterday() -> date:
 
 
 def run_export(
-    settings: Settings, day: date | None = None, out: str | None = None, days: int = 1
+    settings: Settings, day: date | None = None, out: str | None = None, days: int = 1, *, sweep: bool = True
 ) -> list[ExportReport]:
-    """Export `days` days ending with `day` (default yesterday, UTC), oldest first, with the settings' ClickHouse."""
+    """Export `days` days ending with `day` (default yesterday, UTC), oldest first, with the settings' ClickHouse;
+    then (`sweep`) remove the users deleted since the last sweep from every exported day
+    (pipelines/warehouse_erasure.py)."""
     if days < 1:
         raise ValueError("days must be ≥ 1")
     last = day or yesterday()
@@ -474,10 +479,15 @@ def run_export(
             "topic": settings.keystroke_topic,
             "next_offsets": {str(partition): offset for partition, offset in sorted(offsets.items())},
         }
-        return [
+        reports = [
             export_day(client, last - timedelta(days=back), uri, ingest_offsets=lineage)
             for back in range(days - 1, -1, -1)
         ]
+        if sweep:
+            from pipelines.warehouse_erasure import sweep_deleted_users
+
+            sweep_deleted_users(client, uri)
+        return reports
     finally:
         client.close()
 

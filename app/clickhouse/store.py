@@ -367,3 +367,15 @@ def user_summary(client: Client, user_id: int, recent: int = 10) -> dict[str, An
             name.removeprefix("errors_by_"): [int(v) for v in overall[name]] for name in ERROR_LOCATION_FIELDS
         },
     }
+
+
+def load_job_watermark(client: Client, job: str) -> datetime | None:
+    """Where a batch job got to (`job_watermarks`), None before its first run."""
+    rows = client.query(
+        "SELECT watermark FROM job_watermarks FINAL WHERE job = {j:String}", parameters={"j": job}
+    ).result_rows
+    return rows[0][0] if rows else None
+
+
+def store_job_watermark(client: Client, job: str, watermark: datetime) -> None:
+    client.insert("job_watermarks", [[job, watermark]], column_names=["job", "watermark"])
