@@ -113,3 +113,28 @@ def test_ingest_passes_hand_their_users_to_the_background_refresher(stack, ray_d
         time.sleep(1)
     row = precomputed(stack_settings, user_id)
     assert row is not None and row[0] == 2
+
+
+def test_a_user_deleted_while_the_refresh_computes_them_does_not_come_back(
+    stack, ray_driver, api_url, stack_settings, monkeypatch
+):
+    """The deletion lands between the refresh's reads and its writes: what it wrote for that user is dropped again
+    (row and cache), and the other user's refresh stands."""
+    from app.user_data import delete_user
+
+    victim, bystander = 47_060, 47_061
+    post(api_url, simulate_tests(2, 2, seed=44, first_user_id=victim))
+    run_ingest(stack_settings)
+    compute = insights_job.build_progress
+
+    def delete_mid_refresh(client, user_id: int):
+        progress = compute(client, user_id)  # the victim's reads are computed: the deletion runs now
+        if user_id == victim:
+            delete_user(stack_settings, victim)
+        return progress
+
+    monkeypatch.setattr(insights_job, "build_progress", delete_mid_refresh)
+    assert insights_job.refresh_users(stack_settings, [victim, bystander]) == 2
+    assert precomputed(stack_settings, victim) is None
+    assert not redis.Redis.from_url(stack_settings.redis_url).exists(user_cache_key(victim))
+    assert precomputed(stack_settings, bystander) is not None
