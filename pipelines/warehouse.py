@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from clickhouse_connect.driver.client import Client
@@ -66,7 +67,7 @@ from clickhouse_connect.driver.client import Client
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.store import UNIT_ARRAYS, load_offsets
 from app.config import Settings
-from app.schemas import COUNT_FIELDS, METRIC_FIELDS
+from app.schemas import COUNT_FIELDS, MAX_USER_ID, METRIC_FIELDS
 
 log = logging.getLogger("keyscope.warehouse")
 
@@ -99,7 +100,9 @@ _COUNT_DOCS = {"c_correct": "HCI C: correct characters", "inf": "HCI INF: incorr
 
 PER_TEST_SCHEMA = pa.schema(
     [
-        _field("user_id", pa.int64(), False, "the typist (keyscope user id)"),
+        _field(
+            "user_id", pa.int64(), False, "the typist (keyscope user id); negative: an anonymized test, of no typist"
+        ),
         _field("test_id", pa.string(), False, "the test's id, unique per user"),
         _field("started_at", _TS, False, "when the test started; its UTC date is the partition's day"),
         _field("layout", pa.string(), False, "keyboard layout (qwerty, qwertz, azerty, dvorak, colemak)"),
@@ -152,6 +155,9 @@ USER_KEY_DAILY_SCHEMA = pa.schema(
 
 # The day's tests in the snapshot: started on {day} (UTC; started_at is a UTC column) and ingested by the watermark.
 _DAY_TESTS = "toDate(started_at) = {day:Date} AND toUnixTimestamp64Milli(ingested_at) <= {watermark_ms:Int64}"
+# The per-user datasets leave out anonymized tests (pipelines/archive.py: over two years old, their user ids above
+# every real one): they belong to no typist, and each one's pseudonym would count as a typist of one test.
+_TYPISTS_DAY_TESTS = f"{_DAY_TESTS} AND user_id <= {MAX_USER_ID}"
 
 _PER_TEST_SQL = f"""
 SELECT user_id, test_id, started_at, layout, language, keystroke_count, duration_ms,
@@ -174,7 +180,7 @@ FROM
            avg(accuracy) AS mean_accuracy, avg(health_score) AS mean_health_score,
            sum(keystroke_count) AS keystrokes, sum(duration_ms) AS time_typed_ms
     FROM test_results FINAL
-    WHERE {_DAY_TESTS}
+    WHERE {_TYPISTS_DAY_TESTS}
     GROUP BY user_id
 ) AS d
 INNER JOIN
@@ -182,7 +188,7 @@ INNER JOIN
     -- The day's users' first test ever: a primary-key range read per user.
     SELECT user_id, toDate(min(started_at)) AS first_test_day
     FROM test_results
-    WHERE user_id IN (SELECT user_id FROM test_results WHERE {_DAY_TESTS})
+    WHERE user_id IN (SELECT user_id FROM test_results WHERE {_TYPISTS_DAY_TESTS})
       AND toUnixTimestamp64Milli(ingested_at) <= {{watermark_ms:Int64}}
     GROUP BY user_id
 ) AS f ON d.user_id = f.user_id
@@ -208,7 +214,7 @@ FROM
         FROM test_keys FINAL
         ARRAY JOIN {UNIT_ARRAYS["key"]}
         WHERE toDate(started_at) = {{day:Date}}
-          AND (user_id, test_id) IN (SELECT user_id, test_id FROM test_results FINAL WHERE {_DAY_TESTS})
+          AND (user_id, test_id) IN (SELECT user_id, test_id FROM test_results FINAL WHERE {_TYPISTS_DAY_TESTS})
     )
     GROUP BY user_id, key
 )
@@ -287,8 +293,13 @@ def _write_json(fs: pafs.FileSystem, path: str, value: Any) -> None:
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.Table:
-    """The batch with the dataset's column order, types and descriptions (ClickHouse's UInt64 → int64, …)."""
-    return pa.Table.from_batches([batch]).select(schema.names).cast(schema)
+    """The batch with the dataset's column order, types and descriptions (ClickHouse's UInt64 → int64, …). An
+    anonymized test's user id (2^63 and up) wraps to a negative INT64: the only ids that do."""
+    table = pa.Table.from_batches([batch]).select(schema.names)
+    if "user_id" in table.column_names and table.schema.field("user_id").type == pa.uint64():
+        wrapped = pc.cast(table.column("user_id"), pa.int64(), safe=False)
+        table = table.set_column(table.column_names.index("user_id"), "user_id", wrapped)
+    return table.cast(schema)
 
 
 def _write_parts(

@@ -29,6 +29,7 @@ from app.clickhouse.store import write_tables
 from app.schemas import parse_submission
 from app.simulate import simulate_tests
 from app.test_tables import build_tables
+from pipelines.archive import anonymize_results
 from pipelines.warehouse import (
     DATASETS,
     MANIFEST,
@@ -213,6 +214,26 @@ def test_reexporting_a_day_replaces_its_files(new_store, tmp_path):
     assert pq.read_table(part).num_rows == 0
     assert manifest(root, "user_daily", DAY1)["rows"] == manifest(root, "user_key_daily", DAY1)["rows"] == 0
     assert read_day(root, "per_test", DAY1).schema.equals(PER_TEST_SCHEMA)
+
+
+def test_a_day_past_the_two_year_anonymization_exports_its_tests_under_no_typist(new_store, tmp_path):
+    client = new_store("wh_anonymized")
+    store_simulated(client, n_users=4, n_tests=2, seed=7)
+    root = tmp_path / "warehouse"
+    export_day(client, DAY1, str(root), settle_s=0)
+    before = read_day(root, "per_test", DAY1)
+    # The archive job's step 3 with its cut-off after DAY1: DAY1's tests lose their users, DAY2's keep them.
+    assert anonymize_results(client, DAY2, lambda point: None, settle=timedelta(0)) == 4
+
+    report = export_day(client, DAY1, str(root), settle_s=0)  # a re-export of the day (a UInt64 id failed the cast)
+    per_test = read_day(root, "per_test", DAY1)
+    ids = per_test.column("user_id").to_pylist()
+    assert len(ids) == len(set(ids)) == 4 and all(i < 0 for i in ids)  # one pseudonym per test, none a typist's
+    for metric in ("wpm", "accuracy", "keystroke_count", "chars_incorrect"):
+        assert sorted(per_test.column(metric).to_pylist()) == sorted(before.column(metric).to_pylist()), metric
+    assert report.rows["user_daily"] == report.rows["user_key_daily"] == 0  # no typist to aggregate for
+    export_day(client, DAY2, str(root), settle_s=0)
+    assert sorted(read_day(root, "user_daily", DAY2).column("user_id").to_pylist()) == [1, 2, 3, 4]
 
 
 def test_an_empty_day_still_has_a_readable_schema_and_a_manifest(new_store, tmp_path):
