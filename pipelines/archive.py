@@ -27,7 +27,8 @@ Each run does three things, each safe to repeat after a crash at any point:
    are the originals deleted; the ids are deterministic (salt kept in `archive_state`), so a repeat after a crash
    between the two replaces its copies instead of adding more. The same tests' rows in the per-test detail tables
    (`test_keys`, `test_pairs`, `test_confusions`) go first, the same way, with the same pseudonyms and day, so
-   an anonymized test's keys and pairs still belong to its result and to no one.
+   an anonymized test's keys and pairs still belong to its result and to no one. Each typist's first test time is
+   kept first (`user_first_tests`), so the warehouse's signup day does not move forward.
 
 `--now` (or `now=`) moves the clock for tests. Faults: `fault` is called at named points (tests raise there);
 without it `KEYSCOPE_FAULT_INJECTION=<point>` SIGKILLs the job at that point.
@@ -431,6 +432,13 @@ def anonymize_results(client: Client, cold_cutoff: date, fault: Fault, settle: t
     # A test's detail rows go with its result: the detail tables have no ingested_at, and a test's rows are all
     # written within the settle time of its result's.
     tests = f"(SELECT user_id, test_id FROM {RESULTS_TABLE} FINAL WHERE {where})"
+    # The typists' first tests, before they lose their ids: the warehouse's signup day (migration 0013).
+    client.command(
+        f"INSERT INTO user_first_tests (user_id, first_test_at) SELECT user_id, min(started_at) "
+        f"FROM {RESULTS_TABLE} FINAL WHERE {where} GROUP BY user_id",
+        parameters=parameters,
+        settings={"distributed_foreground_insert": 1},
+    )
     for table in DETAIL_TABLES:
         _anonymize_table(
             client,

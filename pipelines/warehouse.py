@@ -185,11 +185,20 @@ FROM
 ) AS d
 INNER JOIN
 (
-    -- The day's users' first test ever: a primary-key range read per user.
-    SELECT user_id, toDate(min(started_at)) AS first_test_day
-    FROM test_results
-    WHERE user_id IN (SELECT user_id FROM test_results WHERE {_TYPISTS_DAY_TESTS})
-      AND toUnixTimestamp64Milli(ingested_at) <= {{watermark_ms:Int64}}
+    -- The day's users' first test ever: a primary-key range read per user, and the first test time kept for them
+    -- when their oldest tests were anonymized (migration 0013).
+    SELECT user_id, toDate(min(first_at)) AS first_test_day
+    FROM
+    (
+        SELECT user_id, started_at AS first_at
+        FROM test_results
+        WHERE user_id IN (SELECT user_id FROM test_results WHERE {_TYPISTS_DAY_TESTS})
+          AND toUnixTimestamp64Milli(ingested_at) <= {{watermark_ms:Int64}}
+        UNION ALL
+        SELECT user_id, first_test_at AS first_at
+        FROM user_first_tests
+        WHERE user_id IN (SELECT user_id FROM test_results WHERE {_TYPISTS_DAY_TESTS})
+    )
     GROUP BY user_id
 ) AS f ON d.user_id = f.user_id
 ORDER BY user_id

@@ -33,6 +33,8 @@ def chdb(tmp_path):
         [[u, datetime.now(UTC), datetime.now(UTC), 3, "{}", "{}", "{}"] for u in USERS],
         column_names=["user_id", "computed_at", "covered_until", "test_count", "insights", "keys", "progress"],
     )
+    # What the archive job keeps of a typist whose oldest tests it anonymized (migration 0013).
+    client.insert("user_first_tests", [[u, datetime(2025, 1, 1, tzinfo=UTC)] for u in USERS])
     try:
         yield url, client
     finally:
@@ -53,6 +55,7 @@ def test_every_user_table_is_discovered_and_exported_with_counts_that_match(chdb
         tables = store.tables()
         names = {t.name for t in tables}
         expected = {"keystrokes", "test_results", "test_keys", "test_pairs", "test_confusions", "user_insights"}
+        expected |= {"user_first_tests"}
         assert expected <= names
         assert "user_tombstones" not in names and not any(n.endswith("_mv") for n in names)
         files = dict(store.export(USERS[0]))

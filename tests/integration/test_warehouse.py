@@ -234,6 +234,8 @@ def test_a_day_past_the_two_year_anonymization_exports_its_tests_under_no_typist
     assert report.rows["user_daily"] == report.rows["user_key_daily"] == 0  # no typist to aggregate for
     export_day(client, DAY2, str(root), settle_s=0)
     assert sorted(read_day(root, "user_daily", DAY2).column("user_id").to_pylist()) == [1, 2, 3, 4]
+    # The signup day stays DAY1, though DAY1's tests are no longer the typists'.
+    assert read_day(root, "user_daily", DAY2).column("first_test_day").to_pylist() == [DAY1] * 4
 
 
 def test_an_empty_day_still_has_a_readable_schema_and_a_manifest(new_store, tmp_path):
