@@ -25,8 +25,10 @@ tests (a test's result row is written after its other rows, so every test in the
 therefore describe exactly the same tests. A test that arrives after its day was exported appears when the day is
 exported again.
 
-Deleted users. After exporting, each run removes from every exported day the rows of the users deleted since its
-last sweep (`pipelines/warehouse_erasure.py`; `keyscope warehouse erase` runs it alone).
+Retention. After exporting, each run exports again the days that have just passed the two-year anonymization
+(`pipelines/warehouse_retention.py`: anonymized tests wrap to negative user ids in `per_test`, the per-typist
+datasets leave them out), and removes from every exported day the rows of the users deleted since its last sweep
+(`pipelines/warehouse_erasure.py`; `keyscope warehouse erase` runs it alone).
 
 Idempotent per day, by temp name then rename: every file of a run is first written under `<root>/_staging/day=D/`
 (outside every dataset's prefix, so no external table sees it), and only when all three datasets are written are
@@ -482,10 +484,11 @@ def yesterday() -> date:
 
 
 def run_export(
-    settings: Settings, day: date | None = None, out: str | None = None, days: int = 1, *, sweep: bool = True
+    settings: Settings, day: date | None = None, out: str | None = None, days: int = 1, *, upkeep: bool = True
 ) -> list[ExportReport]:
     """Export `days` days ending with `day` (default yesterday, UTC), oldest first, with the settings' ClickHouse;
-    then (`sweep`) remove the users deleted since the last sweep from every exported day
+    then (`upkeep`) keep what is exported in line with the stores: days newly past the two-year cut-off exported
+    again anonymized (pipelines/warehouse_retention.py), users deleted since the last sweep removed from every day
     (pipelines/warehouse_erasure.py)."""
     if days < 1:
         raise ValueError("days must be ≥ 1")
@@ -503,9 +506,13 @@ def run_export(
             export_day(client, last - timedelta(days=back), uri, ingest_offsets=lineage)
             for back in range(days - 1, -1, -1)
         ]
-        if sweep:
+        if upkeep:
+            from pipelines.archive import cutoffs
             from pipelines.warehouse_erasure import sweep_deleted_users
+            from pipelines.warehouse_retention import reexport_anonymized_days
 
+            cold_cutoff = cutoffs(settings, datetime.now(UTC))[1]
+            reexport_anonymized_days(client, uri, cold_cutoff, ingest_offsets=lineage)
             sweep_deleted_users(client, uri)
         return reports
     finally:

@@ -40,6 +40,7 @@ from pipelines.warehouse import (
     export_day,
 )
 from pipelines.warehouse import main as warehouse_main
+from pipelines.warehouse_retention import reexport_anonymized_days
 from tests.chdb_stores import chdb_databases
 
 REPO = Path(__file__).resolve().parents[2]
@@ -236,6 +237,30 @@ def test_a_day_past_the_two_year_anonymization_exports_its_tests_under_no_typist
     assert sorted(read_day(root, "user_daily", DAY2).column("user_id").to_pylist()) == [1, 2, 3, 4]
     # The signup day stays DAY1, though DAY1's tests are no longer the typists'.
     assert read_day(root, "user_daily", DAY2).column("first_test_day").to_pylist() == [DAY1] * 4
+
+
+def test_days_newly_past_the_cut_off_are_exported_again_once_anonymized(new_store, tmp_path):
+    client = new_store("wh_retention")
+    store_simulated(client, n_users=3, n_tests=3, seed=8)
+    root = tmp_path / "warehouse"
+    for day in (DAY1, DAY2, DAY3):
+        export_day(client, day, str(root), settle_s=0)
+    untouched = (day_dir(root, "per_test", DAY3) / "part-0.parquet").read_bytes()
+
+    # DAY1 and DAY2 are past the cut-off, but the archive job has not anonymized them yet: exported again, pending.
+    pending = reexport_anonymized_days(client, str(root), DAY3, settle_s=0)
+    assert pending.reexported == [] and pending.pending == [DAY1, DAY2]
+    assert 1 in read_day(root, "per_test", DAY1).column("user_id").to_pylist()
+
+    assert anonymize_results(client, DAY3, lambda point: None, settle=timedelta(0)) == 6
+    done = reexport_anonymized_days(client, str(root), DAY3, settle_s=0)
+    assert done.reexported == [DAY1, DAY2] and done.pending == []
+    for day in (DAY1, DAY2):
+        ids = read_day(root, "per_test", day).column("user_id").to_pylist()
+        assert len(ids) == 3 and all(i < 0 for i in ids)
+        assert read_day(root, "user_daily", day).num_rows == read_day(root, "user_key_daily", day).num_rows == 0
+    assert (day_dir(root, "per_test", DAY3) / "part-0.parquet").read_bytes() == untouched  # not past the cut-off
+    assert reexport_anonymized_days(client, str(root), DAY3, settle_s=0).reexported == []  # nothing left to do
 
 
 def test_an_empty_day_still_has_a_readable_schema_and_a_manifest(new_store, tmp_path):

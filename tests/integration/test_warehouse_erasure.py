@@ -138,3 +138,19 @@ def test_the_cli_sweeps_alone_and_each_export_sweeps_after_exporting(exported, t
     run_export(settings, DAY3, str(root), days=1)
     assert all(not {2, 4} & users_in(table) for table in snapshot(root).values())
     assert_manifests_match_files(root)
+
+
+def test_each_export_also_exports_again_the_days_newly_past_the_cut_off(exported, tmp_path, monkeypatch):
+    """The export run's upkeep hands the archive's cold cut-off to the retention step (tested on its own in
+    test_warehouse.py), with the warehouse it exported to."""
+    import pipelines.warehouse_retention as retention
+    from pipelines.archive import cutoffs
+
+    client, root = exported
+    settings = Settings().with_overrides(
+        data_dir=tmp_path / "data", clickhouse_url=f"chdb://{tmp_path / 'ch'}", hot_days=1, cold_days=20
+    )
+    seen = []
+    monkeypatch.setattr(retention, "reexport_anonymized_days", lambda c, uri, cut, **kw: seen.append((uri, cut)))
+    run_export(settings, DAY3, str(root), days=1)
+    assert seen == [(str(root), cutoffs(settings, datetime.now(UTC))[1])]
