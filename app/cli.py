@@ -458,6 +458,9 @@ def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+WAREHOUSE_ROOT_HELP = "root directory or URI (default: KEYSCOPE_WAREHOUSE_URI or <data_dir>/warehouse)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keyscope",
@@ -661,14 +664,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--days", type=int, default=1, help="export this many days ending with --day (default 1)"
     )
     warehouse_export.add_argument(
-        "--out", metavar="URI", help="root directory or URI (default: KEYSCOPE_WAREHOUSE_URI or <data_dir>/warehouse)"
+        "--out", metavar="URI", help=WAREHOUSE_ROOT_HELP
     )
     warehouse_erase = warehouse_actions.add_parser(
         "erase",
         help="remove the users deleted since the last sweep from every exported day (each export also does)",
     )
     warehouse_erase.add_argument(
-        "--out", metavar="URI", help="root directory or URI (default: KEYSCOPE_WAREHOUSE_URI or <data_dir>/warehouse)"
+        "--out", metavar="URI", help=WAREHOUSE_ROOT_HELP
     )
     warehouse_cohorts = warehouse_actions.add_parser(
         "cohorts", help="weekly retention and WPM gain by signup week (pipelines/warehouse_cohorts.sql) over the files"

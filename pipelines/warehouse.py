@@ -285,17 +285,17 @@ def open_root(uri: str, filesystem: pafs.FileSystem | None = None) -> tuple[pafs
     return filesystem, path.rstrip("/")
 
 
-def _files(fs: pafs.FileSystem, directory: str, recursive: bool = False) -> list[pafs.FileInfo]:
+def list_files(fs: pafs.FileSystem, directory: str, recursive: bool = False) -> list[pafs.FileInfo]:
     selector = pafs.FileSelector(directory, allow_not_found=True, recursive=recursive)
     return [info for info in fs.get_file_info(selector) if info.type == pafs.FileType.File]
 
 
-def _delete_dir(fs: pafs.FileSystem, directory: str) -> None:
+def delete_dir(fs: pafs.FileSystem, directory: str) -> None:
     if fs.get_file_info(directory).type != pafs.FileType.NotFound:
         fs.delete_dir(directory)
 
 
-def _write_json(fs: pafs.FileSystem, path: str, value: Any) -> None:
+def write_json(fs: pafs.FileSystem, path: str, value: Any) -> None:
     with fs.open_output_stream(path) as out:
         out.write((json.dumps(value, indent=2, sort_keys=False) + "\n").encode())
 
@@ -392,10 +392,10 @@ def _publish(fs: pafs.FileSystem, staged: str, target: str, parts: list[dict[str
     names = {part["name"] for part in parts}
     for name in sorted(names):
         fs.move(f"{staged}/{name}", f"{target}/{name}")
-    for info in _files(fs, target):
+    for info in list_files(fs, target):
         if info.base_name not in names and info.base_name != MANIFEST:
             fs.delete_file(info.path)  # a part of an earlier, larger run of this day
-    _write_json(fs, f"{staged}/{MANIFEST}", manifest)
+    write_json(fs, f"{staged}/{MANIFEST}", manifest)
     fs.move(f"{staged}/{MANIFEST}", manifest_path)
 
 
@@ -428,7 +428,7 @@ def export_day(
     watermark_ms = _server_now_ms(client) - round(settle_s * 1000)
     parameters = {"day": day, "watermark_ms": watermark_ms}
     staging = f"{root}/{STAGING}/day={day.isoformat()}"
-    _delete_dir(fs, staging)  # what a crashed run of this day left
+    delete_dir(fs, staging)  # what a crashed run of this day left
     report = ExportReport(day=day, root=uri, watermark=_iso(watermark_ms))
     written: dict[str, list[dict[str, Any]]] = {}
     try:
@@ -473,7 +473,7 @@ def export_day(
             report.rows[dataset.name] = manifest["rows"]
             report.files[dataset.name] = [f"{target}/{part['name']}" for part in parts]
     finally:
-        _delete_dir(fs, staging)
+        delete_dir(fs, staging)
     report.seconds = time.monotonic() - started
     log.info(report.line())
     return report
@@ -536,7 +536,7 @@ def cohort_report(uri: str, client: Client | None = None, filesystem: pafs.FileS
     """
     fs, root = open_root(uri, filesystem)
     source = f"{root}/user_daily"
-    if not any(info.base_name.endswith(".parquet") for info in _files(fs, source, recursive=True)):
+    if not any(info.base_name.endswith(".parquet") for info in list_files(fs, source, recursive=True)):
         raise ValueError(f"no exported user_daily files under {uri}: run `keyscope warehouse export` first")
     scratch = tempfile.mkdtemp(prefix="keyscope-cohorts-")
     own_client = client is None

@@ -38,10 +38,10 @@ from pipelines.warehouse import (
     MANIFEST,
     ROW_GROUP_ROWS,
     STAGING,
-    _delete_dir,
-    _files,
-    _write_json,
+    delete_dir,
+    list_files,
     open_root,
+    write_json,
 )
 
 log = logging.getLogger("keyscope.warehouse")
@@ -101,7 +101,7 @@ def erase_day(
     staged_dir = f"{root}/{STAGING}/erasure/{dataset}/{directory.rsplit('/', 1)[-1]}"
     rows: dict[str, int] = {}  # part name → rows once the users are out
     removed: dict[str, int] = {}
-    for info in sorted(_files(fs, directory), key=lambda i: i.base_name):
+    for info in sorted(list_files(fs, directory), key=lambda i: i.base_name):
         if not info.base_name.endswith(".parquet"):
             continue
         user_ids = pq.read_table(info.path, columns=["user_id"], filesystem=fs).column("user_id")
@@ -127,7 +127,7 @@ def erase_day(
         manifest["rows"] = sum(part["rows"] for part in manifest["files"])
         manifest["erased_at"] = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         fs.create_dir(staged_dir, recursive=True)
-        _write_json(fs, f"{staged_dir}/{MANIFEST}", manifest)
+        write_json(fs, f"{staged_dir}/{MANIFEST}", manifest)
         fs.move(f"{staged_dir}/{MANIFEST}", f"{directory}/{MANIFEST}")
     return sum(removed.values()), len(removed)
 
@@ -139,7 +139,7 @@ def sweep_deleted_users(
     started = time.monotonic()
     fault = fault or (lambda point: None)
     fs, root = open_root(uri, filesystem)
-    _delete_dir(fs, f"{root}/{STAGING}/erasure")  # what a crashed sweep left
+    delete_dir(fs, f"{root}/{STAGING}/erasure")  # what a crashed sweep left
     sweep_start = client.query("SELECT now64(3)").result_rows[0][0]
     since = load_job_watermark(client, JOB)
     since_ms = 0 if since is None else int((_utc(since) - MARGIN).timestamp() * 1000)
@@ -159,7 +159,7 @@ def sweep_deleted_users(
                 removed += rows
                 report.files += files
         report.rows[dataset.name] = removed
-    _delete_dir(fs, f"{root}/{STAGING}/erasure")
+    delete_dir(fs, f"{root}/{STAGING}/erasure")
     store_job_watermark(client, JOB, sweep_start)
     report.seconds = time.monotonic() - started
     log.info(report.line())
