@@ -133,7 +133,7 @@ class ProcessGroups:
             seconds = _cpu_seconds(pid)
             if seconds is not None:
                 out[(pid, False)] = (name, seconds[0])
-                out[(pid, True)] = ("Ray workers" if name.startswith("Ray") else name, seconds[1])
+                out[(pid, True)] = (_reaped_into(name), seconds[1])
         return out
 
 

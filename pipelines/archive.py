@@ -429,6 +429,9 @@ def anonymize_results(client: Client, cold_cutoff: date, fault: Fault, settle: t
         "user_id <= {max_user:UInt64} AND started_at < {cut:DateTime64(3, 'UTC')} "
         "AND ingested_at < {settled:DateTime64(3, 'UTC')}"
     )
+    count = f"SELECT count() FROM {RESULTS_TABLE} FINAL WHERE {where}"
+    if not int(client.query(count, parameters=parameters).result_rows[0][0]):
+        return 0  # the detail tables go before the results, so theirs are done too
     # A test's detail rows go with its result: the detail tables have no ingested_at, and a test's rows are all
     # written within the settle time of its result's.
     tests = f"(SELECT user_id, test_id FROM {RESULTS_TABLE} FINAL WHERE {where})"

@@ -290,6 +290,11 @@ def list_files(fs: pafs.FileSystem, directory: str, recursive: bool = False) -> 
     return [info for info in fs.get_file_info(selector) if info.type == pafs.FileType.File]
 
 
+def parquet_parts(fs: pafs.FileSystem, directory: str) -> list[pafs.FileInfo]:
+    """A day directory's Parquet parts, by name (its manifest and anything else left out)."""
+    return sorted((i for i in list_files(fs, directory) if i.base_name.endswith(".parquet")), key=lambda i: i.base_name)
+
+
 def delete_dir(fs: pafs.FileSystem, directory: str) -> None:
     if fs.get_file_info(directory).type != pafs.FileType.NotFound:
         fs.delete_dir(directory)

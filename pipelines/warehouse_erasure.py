@@ -39,8 +39,8 @@ from pipelines.warehouse import (
     ROW_GROUP_ROWS,
     STAGING,
     delete_dir,
-    list_files,
     open_root,
+    parquet_parts,
     write_json,
 )
 
@@ -101,9 +101,7 @@ def erase_day(
     staged_dir = f"{root}/{STAGING}/erasure/{dataset}/{directory.rsplit('/', 1)[-1]}"
     rows: dict[str, int] = {}  # part name → rows once the users are out
     removed: dict[str, int] = {}
-    for info in sorted(list_files(fs, directory), key=lambda i: i.base_name):
-        if not info.base_name.endswith(".parquet"):
-            continue
+    for info in parquet_parts(fs, directory):
         user_ids = pq.read_table(info.path, columns=["user_id"], filesystem=fs).column("user_id")
         mine = pc.is_in(user_ids, value_set=ids)
         found = int(pc.sum(mine).as_py() or 0)

@@ -22,7 +22,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from clickhouse_connect.driver.client import Client
 
-from pipelines.warehouse import SETTLE_S, export_day, list_files, open_root
+from pipelines.warehouse import SETTLE_S, export_day, open_root, parquet_parts
 
 log = logging.getLogger("keyscope.warehouse")
 
@@ -45,11 +45,10 @@ class RetentionReport:
 
 def _holds_typists(fs: pafs.FileSystem, directory: str) -> bool:
     """Whether a day's per_test parts have a row of a typist (a non-negative user id)."""
-    for info in list_files(fs, directory):
-        if info.base_name.endswith(".parquet"):
-            ids = pq.read_table(info.path, columns=["user_id"], filesystem=fs).column("user_id")
-            if len(ids) and pc.max(ids).as_py() >= 0:
-                return True
+    for info in parquet_parts(fs, directory):
+        ids = pq.read_table(info.path, columns=["user_id"], filesystem=fs).column("user_id")
+        if len(ids) and pc.max(ids).as_py() >= 0:
+            return True
     return False
 
 
