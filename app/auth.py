@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from app.config import SECRETS_FILE_NAME, Settings, read_secrets_file
+from app.identity import MAX_USER_ID
 
 Scope = Literal["service", "user", "admin"]
 
@@ -54,7 +55,6 @@ ADMIN_SCOPES: tuple[Scope, ...] = ("admin",)
 
 MAX_CREDENTIAL_CHARS = 2048  # a real token is ~150 characters; refuse to decode or hash anything much larger
 CLOCK_SKEW_S = 60  # tolerated difference between the issuer's clock and ours for `iat`
-MAX_USER_ID = 2**63 - 1  # the same bound as submissions (app.schemas.MAX_USER_ID)
 
 
 class AuthError(Exception):

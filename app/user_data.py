@@ -52,12 +52,12 @@ from clickhouse_connect.driver.client import Client
 from app.cache import user_cache_key, user_generation_key
 from app.clickhouse.client import clickhouse_client
 from app.config import Settings
+from app.identity import MAX_USER_ID
 from app.ratelimit import rate_limit_key
 
 log = logging.getLogger("keyscope.user_data")
 
 EXPORT_FORMAT = "keyscope-user-export/1"
-MAX_USER_ID = 2**63 - 1  # app.schemas.MAX_USER_ID
 
 
 class UserDataError(RuntimeError):

@@ -13,8 +13,8 @@ import numpy as np
 
 from app.analytics.metrics import TestBatch, analyse_batch
 from app.schemas import parse_submission
-from app.simulate import simulate_tests
-from app.test_tables import tables_from_analysis
+from app.tables import tables_from_analysis
+from devstack.simulate import simulate_tests
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from tqdm import tqdm
 
 from app.config import Settings
 from app.schemas import TypingTest, parse_submission
-from app.simulate import simulate_tests
 from bench.storage import DEFAULT_MARIADB_URL
+from devstack.simulate import simulate_tests
 from pipelines.migrate_mysql import parse_dsn
 
 TESTS_PER_USER = 10
@@ -303,7 +303,7 @@ def _seed_table_sql(table: str) -> str:
 def seed_request(body: str, cursor: Any, table: str) -> int:
     """What the seed's API server does per finished test: parse the JSON, analyse the one test, INSERT its
     analytics row with JSON columns, commit (autocommit). Returns the test's keystroke count."""
-    from app.test_tables import build_tables
+    from app.tables import build_tables
 
     test = parse_submission(json.loads(body))
     tables = build_tables([test], [0], [0])
@@ -358,7 +358,7 @@ class IngestBenchmark:
 
 def ensure_stack(settings: Settings) -> bool:
     """Start the local stack (without Serve) if a service is down; True if something had to start."""
-    from app.stack import LocalStack
+    from devstack.stack import LocalStack
 
     stack = LocalStack(settings)
     needed = [s for s in stack.status() if s.name != "serve" and not s.running]

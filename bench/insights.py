@@ -22,7 +22,7 @@ from app.api_client import api_url, service_headers
 from app.cache import user_cache_key
 from app.clickhouse.client import clickhouse_client
 from app.config import Settings
-from app.simulate import simulate_tests
+from devstack.simulate import simulate_tests
 
 FIRST_USER = 80_000_000
 SEED = 8
@@ -61,7 +61,7 @@ def stored_users(settings: Settings, users: int) -> int:
 
 def store_users(settings: Settings, users: int, progress=print) -> None:
     """One simulated test for each of `users` typists, through Kafka and the ingest job."""
-    from app.cli import produce_tests
+    from cli.main import produce_tests
     from pipelines.ingest import run_ingest
 
     if stored_users(settings, users) >= users:

@@ -27,7 +27,7 @@ import numpy as np
 
 from app.api_client import api_url, service_headers
 from app.config import Settings
-from app.simulate import simulate_tests
+from devstack.simulate import simulate_tests
 
 # Each waiting test polls 5 times a second for its first 2 s, then twice a second: the polls' own load must not
 # grow with the latency it measures (at 5 a second, 60 tests waiting 6 s make 300 requests/s on these 2 cores, and
@@ -174,7 +174,7 @@ def stack_processes(settings: Settings, extra: dict[str, int]) -> dict[int, str]
     """pid → name of every process of the running stack (Ray's whole session included) and `extra`."""
     import json
 
-    from app.stack import _session_members
+    from devstack.stack import _session_members
 
     state = json.loads((Path(settings.data_dir) / "stack.json").read_text())
     pids: dict[int, str] = {}

@@ -19,7 +19,7 @@ from app.codec import encode_test
 from app.config import Settings
 from app.kafka import TestProducer
 from app.schemas import parse_submission
-from app.simulate import simulate_tests
+from devstack.simulate import simulate_tests
 
 
 @dataclass

@@ -515,7 +515,7 @@ def route_requests(
     if route in ("healthz", "readyz"):
         return (build_request("GET", "/" + route, host, {}),)
     if route == "submit":
-        from app.simulate import simulate_tests
+        from devstack.simulate import simulate_tests
 
         tests = simulate_tests(SUBMIT_TEMPLATES, 1, seed=20261127, first_user_id=SUBMIT_FIRST_USER)
         bodies = [json.dumps({**t, "test_id": TEST_ID_MARK}, separators=(",", ":")).encode() for t in tests]
@@ -660,7 +660,7 @@ def print_table(rows: Sequence[Row], out=None) -> None:  # noqa: ANN001
 
 def stack_ray_processes(settings) -> dict[int, bytes]:  # noqa: ANN001
     """pid → command line of every process of the local stack's Ray session ({} if this stack started no Ray)."""
-    from app.stack import _session_members
+    from devstack.stack import _session_members
 
     state_file = Path(settings.data_dir) / "stack.json"
     try:

@@ -55,8 +55,8 @@ from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import MIGRATIONS_DIR, apply_migrations
 from app.clickhouse.store import write_tables
 from app.schemas import TypingTest, parse_submission
-from app.simulate import simulate_tests
-from app.test_tables import TestTables, build_tables
+from app.tables import TestTables, build_tables
+from devstack.simulate import simulate_tests
 from pipelines.migrate_mysql import parse_dsn
 
 DEFAULT_MARIADB_URL = "mysql://root@127.0.0.1:3306/test"

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import apply_migrations
 from app.clickhouse.store import STORED_TABLES
-from app.test_tables import TestTables
+from app.tables import TestTables
 from bench.storage import fresh_chdb_directory, print_table, simulated_batches
 from pipelines.ingest import WRITE_MIN_KEYSTROKES
 

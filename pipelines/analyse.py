@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from app.codec import DecodeError, decode_test, keystroke_errors
 from app.kafka import DeadLetter
 from app.schemas import TypingTest
-from app.test_tables import TestTables, build_tables
+from app.tables import TestTables, build_tables
 
 # At most this many messages are analysed at once: per-call costs vanish, memory stays bounded (≈ 550 k
 # keystrokes, ≈ 40 MB of rows). A partition's messages of one pass come as one block; larger ones are sliced.

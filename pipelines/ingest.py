@@ -51,7 +51,7 @@ from app.clickhouse.migrate import apply_migrations
 from app.clickhouse.store import load_offsets, load_write_marks, store_offsets, store_write_marks, write_tables
 from app.config import Settings
 from app.kafka import DeadLetter, beginning_offsets, delete_records_before, end_offsets, produce_dead_letters
-from app.test_tables import TestTables, test_keys
+from app.tables import TestTables, test_keys
 from app.user_data import erase_user, load_tombstones, tombstoned_since
 from pipelines.analyse import analyse_read_block, unpack
 from pipelines.ingest_metrics import IngestMetrics

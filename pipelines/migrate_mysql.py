@@ -86,7 +86,7 @@ from app.clickhouse.store import write_tables
 from app.codec import keystroke_errors
 from app.config import Settings
 from app.schemas import SubmissionError, TypingTest, format_started_at, parse_submission
-from app.test_tables import TestTables, build_tables
+from app.tables import TestTables, build_tables
 from app.user_data import erase_user, load_tombstones
 
 log = logging.getLogger("keyscope.migrate")

@@ -33,7 +33,7 @@ def stack(stack_settings):
     import redis
 
     from app.api_client import service_headers
-    from app.stack import LocalStack
+    from devstack.stack import LocalStack
     from tests.api import SERVICE_HEADERS
 
     local = LocalStack(stack_settings)

@@ -42,7 +42,7 @@ import numpy as np
 
 from app.analytics.layouts import FINGERS, HAND_CODES, LAYOUTS, SPACE_ROW, get_layout
 from app.analytics.rhythm import ratio
-from app.schemas import NAMED_KEY_CODES
+from app.keys import NAMED_KEY_CODES
 
 _BACKSPACE = NAMED_KEY_CODES["Backspace"]
 _DELETE = NAMED_KEY_CODES["Delete"]

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.schemas import NAMED_KEY_CODES
+from app.keys import NAMED_KEY_CODES
 
 HESITATION_FACTOR = 3.0  # × the test's median IKI
 HESITATION_MS = 2000  # an IKI over this is a hesitation whatever the median

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.schemas import BACKSPACE_CODE
+from app.keys import BACKSPACE_CODE
 
 
 @dataclass(frozen=True)

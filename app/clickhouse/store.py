@@ -28,7 +28,7 @@ from app.schemas import (
     TypingTest,
     format_started_at,
 )
-from app.test_tables import TestTables
+from app.tables import TestTables
 
 STORED_TABLES = ("keystrokes", "test_keys", "test_pairs", "test_confusions", "test_results")
 _UNIT_TABLES = {"key": "test_keys", "pair": "test_pairs"}

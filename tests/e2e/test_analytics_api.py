@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from app.simulate import make_profiles, simulate_test, simulate_tests
+from devstack.simulate import make_profiles, simulate_test, simulate_tests
 from pipelines.ingest import run_ingest
 from tests.api import api_client, api_get
 from tests.reference import reference_key_stats

@@ -13,7 +13,7 @@ import pytest
 
 from app.auth import issue_token
 from app.practice import drill_targets
-from app.simulate import simulate_tests
+from devstack.simulate import simulate_tests
 from pipelines.ingest import run_ingest
 from tests.api import SERVICE_HEADERS, api_client, api_get
 
@@ -167,7 +167,7 @@ def test_practice_drills_the_users_weak_keys(two_users, api_url):
 
 
 def test_api_and_ingest_metrics_reach_prometheus(two_users, api_url, stack_settings):
-    # Ray's metrics agent listens on the GCS port + 4 (app/stack.py) and exports with a `ray_` prefix.
+    # Ray's metrics agent listens on the GCS port + 4 (devstack/stack.py) and exports with a `ray_` prefix.
     port = int(stack_settings.ray_address.rsplit(":", 1)[1]) + 4
     api_get(f"{api_url}/v1/users/{USER_A}/insights")
     wanted = {

@@ -22,7 +22,7 @@ import pytest
 from app.analytics import layouts
 from app.config import Settings
 from app.schemas import NAMED_KEYS
-from app.simulate import make_profiles, simulate_test
+from devstack.simulate import make_profiles, simulate_test
 from pipelines.ingest import run_ingest
 from tests.api import api_client, api_get
 

@@ -21,8 +21,8 @@ from app.codec import encode_test
 from app.dlq import list_dead_letters, replay_dead_letters
 from app.kafka import user_key
 from app.schemas import TypingTest, parse_submission
-from app.simulate import simulate_tests
-from app.stack import _stop_pid
+from devstack.simulate import simulate_tests
+from devstack.stack import _stop_pid
 from pipelines.ingest import _BatchWriter, run_ingest
 from tests.api import api_client
 

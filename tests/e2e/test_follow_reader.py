@@ -19,7 +19,7 @@ from app.codec import encode_test
 from app.kafka import end_offsets as kafka_end_offsets
 from app.kafka import user_key
 from app.schemas import parse_submission
-from app.simulate import simulate_tests
+from devstack.simulate import simulate_tests
 from pipelines.analyse import unpack
 from pipelines.ingest import Ingestor, SimulatedCrash, run_ingest
 from pipelines.kafka_reader import ReaderPool, consumer_config, end_offsets, read_partition

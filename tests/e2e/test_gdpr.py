@@ -29,7 +29,7 @@ from app.clickhouse.client import clickhouse_client
 from app.codec import encode_test
 from app.kafka import user_key
 from app.schemas import parse_submission
-from app.simulate import simulate_tests
+from devstack.simulate import simulate_tests
 from pipelines.ingest import SimulatedCrash, ingest_once, run_ingest
 from pipelines.insights import refresher
 from tests.api import SERVICE_HEADERS, api_client, api_get

@@ -14,7 +14,7 @@ import redis
 import pipelines.insights as insights_job
 from app.cache import user_cache_key
 from app.clickhouse.client import clickhouse_client
-from app.simulate import simulate_tests
+from devstack.simulate import simulate_tests
 from pipelines.ingest import run_ingest
 from tests.api import api_client, api_get
 

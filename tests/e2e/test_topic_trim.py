@@ -12,7 +12,7 @@ import pytest
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.store import load_offsets
 from app.kafka import beginning_offsets, delete_records_before, end_offsets
-from app.simulate import simulate_tests
+from devstack.simulate import simulate_tests
 from pipelines.ingest import Ingestor, SimulatedCrash, run_ingest
 from tests.e2e.test_faults import assert_stored_exactly_once, post
 

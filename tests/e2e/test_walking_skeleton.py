@@ -17,7 +17,7 @@ import pytest
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.store import store_offsets
 from app.kafka import end_offsets, read_dead_letters, user_key
-from app.simulate import simulate_tests
+from devstack.simulate import simulate_tests
 from pipelines.ingest import SimulatedCrash, ingest_once, run_ingest
 from tests.api import api_client, api_get, api_post
 from tests.reference import reference_key_stats, reference_metrics

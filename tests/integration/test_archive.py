@@ -28,8 +28,8 @@ from app.cold import (
 )
 from app.config import Settings
 from app.schemas import MAX_USER_ID, NAMED_KEY_CODES, parse_submission
-from app.simulate import simulate_tests
-from app.test_tables import build_tables
+from app.tables import build_tables
+from devstack.simulate import simulate_tests
 from pipelines.archive import ANONYMOUS_USER_BASE, SimulatedCrash, run_archive
 
 COLUMNS = ", ".join(ARCHIVE_SCHEMA.names)
@@ -361,7 +361,7 @@ def test_hot_rows_past_cold_retention_are_dropped_without_a_copy(settings, clien
 
 
 def test_cold_query_and_the_cli(settings, client, stored, monkeypatch, capsys):
-    from app.cli import main
+    from cli.main import main
 
     assert cold_query(settings, "SELECT count() FROM cold_keystrokes").column(0).to_pylist() == [0]  # empty store
     monkeypatch.setenv("CLICKHOUSE_URL", settings.clickhouse_url)
@@ -505,7 +505,7 @@ def test_with_a_clickhouse_server_the_days_run_as_ray_tasks(tmp_path):
     month archived by a Ray task on its own connection."""
     import ray
 
-    from app.clickhouse.endpoint import ClickHouseEndpoint
+    from devstack.clickhouse_endpoint import ClickHouseEndpoint
 
     endpoint = ClickHouseEndpoint(tmp_path / "ch", port=0).start()
     started_ray = not ray.is_initialized()

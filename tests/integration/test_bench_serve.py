@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from app.simulate import simulate_tests
-from app.stack import haproxy_binary
 from bench.serve import ROUTES, BenchConfig, print_table, run, run_and_print
+from devstack.simulate import simulate_tests
+from devstack.stack import haproxy_binary
 from pipelines.ingest import run_ingest
 from tests.api import api_client
 

@@ -14,9 +14,9 @@ import pytest
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.store import STORED_TABLES, user_unit_aggregates, write_tables
 from app.schemas import format_started_at, parse_submission
-from app.simulate import simulate_tests
-from app.test_tables import build_tables
+from app.tables import build_tables
 from bench.storage import key_errors_by_test, key_timings_json
+from devstack.simulate import simulate_tests
 from pipelines.migrate_mysql import (
     MIGRATED_PARTITION,
     MySQLSource,
@@ -393,7 +393,7 @@ def test_tables_that_cannot_be_migrated_are_named(mariadb, clickhouse):
 
 
 def test_the_cli_migrates_prints_the_reconciliation_and_never_the_password(mariadb, tmp_path, monkeypatch, capsys):
-    from app.cli import main
+    from cli.main import main
 
     tests = seed_tests(n_users=2, n_tests=2)
     rows = seed_rows(tests)

@@ -12,7 +12,7 @@ import redis
 
 from app.config import Settings
 from app.kafka import TestProducer, end_offsets, ensure_topics
-from app.stack import LocalStack, port_open
+from devstack.stack import LocalStack, port_open
 
 
 def test_second_up_starts_nothing_and_status_reports_every_service(stack, stack_settings):
@@ -96,7 +96,7 @@ def _listeners() -> dict[str, list[str]]:
 
 
 def test_no_process_of_the_stack_listens_beyond_loopback(stack, api_url):
-    from app.stack import _session_members
+    from devstack.stack import _session_members
 
     state = stack._state()
     pids = {info["pid"] for info in state.values() if isinstance(info, dict) and info.get("pid")}

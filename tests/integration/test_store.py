@@ -23,8 +23,8 @@ from app.clickhouse.store import (
 )
 from app.insights import build_insights, build_key_table, build_progress
 from app.schemas import KEYSTROKE_SCHEMA, TypingTest, parse_submission
-from app.simulate import simulate_tests
-from app.test_tables import build_tables
+from app.tables import build_tables
+from devstack.simulate import simulate_tests
 from tests.reference import reference_metrics
 
 

@@ -53,7 +53,7 @@ def test_no_keystrokes_is_refused():
 
 
 def test_the_command_names_a_bad_directory_and_writes_nothing(tmp_path, capsys):
-    from app.cli import main
+    from cli.main import main
 
     (tmp_path / "keep.txt").write_text("mine")
     assert main(["bench", "tables", "--keystrokes", "1000", "--clickhouse-dir", str(tmp_path)]) == 1

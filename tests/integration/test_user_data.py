@@ -15,8 +15,8 @@ from app.clickhouse.migrate import apply_migrations
 from app.clickhouse.store import write_tables
 from app.config import Settings
 from app.schemas import parse_submission
-from app.simulate import simulate_tests
-from app.test_tables import build_tables
+from app.tables import build_tables
+from devstack.simulate import simulate_tests
 
 USERS = (501, 502, 503)
 

@@ -22,13 +22,13 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from app.cli import main as cli_main
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import apply_migrations
 from app.clickhouse.store import write_tables
 from app.schemas import parse_submission
-from app.simulate import simulate_tests
-from app.test_tables import build_tables
+from app.tables import build_tables
+from cli.main import main as cli_main
+from devstack.simulate import simulate_tests
 from pipelines.archive import anonymize_results
 from pipelines.warehouse import (
     DATASETS,
@@ -418,7 +418,7 @@ def test_cli_exports_and_runs_the_cohort_query(chdb_dir, new_store, history_root
     # `keyscope warehouse cohorts` opens its own in-process chDB: run it in a process of its own.
     env = {**os.environ, "KEYSCOPE_DATA_DIR": str(tmp_path / "data")}
     done = subprocess.run(
-        [sys.executable, "-m", "app.cli", "warehouse", "cohorts", "--from", str(history_root)],
+        [sys.executable, "-m", "cli.main", "warehouse", "cohorts", "--from", str(history_root)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stderr

@@ -12,11 +12,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from app.cli import main as cli_main
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import apply_migrations
 from app.config import Settings
 from app.user_data import record_tombstone
+from cli.main import main as cli_main
 from pipelines.warehouse import DATASETS, MANIFEST, export_day, run_export
 from pipelines.warehouse_erasure import sweep_deleted_users
 from tests.integration.test_warehouse import DAY1, DAY2, DAY3, day_dir, read_day, store_simulated

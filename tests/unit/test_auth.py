@@ -26,8 +26,8 @@ from app.auth import (
     require_scope,
     settings_with_local_secrets,
 )
-from app.cli import main
 from app.config import Settings
+from cli.main import main
 
 NOW = 1_750_000_000.0
 SECRET = "s3cret-one"
@@ -314,7 +314,7 @@ def test_settings_with_local_secrets_keeps_configured_values_and_fills_the_rest(
 
 
 def test_the_stack_puts_the_secrets_into_the_ray_heads_environment_before_starting_it(tmp_path, monkeypatch):
-    from app.stack import LocalStack
+    from devstack.stack import LocalStack
 
     stack = LocalStack(Settings.from_env({"KEYSCOPE_DATA_DIR": str(tmp_path)}))
     assert stack.settings.token_secrets == ()
@@ -390,7 +390,7 @@ def test_keyscope_token_as_a_command(tmp_path):
     secrets = ensure_local_secrets(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYSCOPE_")}
     result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "token", "--user", "9"],
+        [sys.executable, "-m", "cli.main", "token", "--user", "9"],
         env={**env, "KEYSCOPE_DATA_DIR": str(tmp_path)},
         capture_output=True,
         text=True,

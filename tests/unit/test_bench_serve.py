@@ -235,7 +235,7 @@ def test_the_table_has_a_row_per_measurement_and_names_errors():
 
 
 def test_the_stack_fronts_serve_with_haproxy_on_ports_of_its_own():
-    from app.stack import serve_ingress_env
+    from devstack.stack import serve_ingress_env
 
     dev, tests = serve_ingress_env(6380, "/bin/haproxy"), serve_ingress_env(26380, "/bin/haproxy")
     assert dev["RAY_SERVE_ENABLE_HA_PROXY"] == dev["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
@@ -248,7 +248,7 @@ def test_the_stack_fronts_serve_with_haproxy_on_ports_of_its_own():
 
 def test_the_callers_environment_overrides_the_serve_settings(monkeypatch, tmp_path):
     from app.config import Settings
-    from app.stack import LocalStack, haproxy_binary
+    from devstack.stack import LocalStack, haproxy_binary
 
     settings = Settings.from_env({"KEYSCOPE_DATA_DIR": str(tmp_path), "RAY_ADDRESS": "127.0.0.1:6380"})
     monkeypatch.delenv("RAY_SERVE_ENABLE_HA_PROXY", raising=False)

@@ -2,8 +2,8 @@
 own rules that a schema cannot express), serve/config.yaml against Ray Serve's schema and the application it
 names, and the RayService's embedded Serve config against serve/config.yaml.
 
-The CRD schemas live outside the repository, in `shared/kuberay/` beside the clone (CI checks shared/ out
-there); without them these tests fail rather than skip.
+The CRD schemas are the project's own copy in `cluster/schemas/` (source and licence in its README), so a clone
+validates with nothing beside it; a missing schema fails the test rather than skipping it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from jsonschema import Draft7Validator
 from pydantic import BaseModel
 
 REPO = Path(__file__).resolve().parents[2]
-SCHEMA_DIR = REPO.parent / "shared" / "kuberay"
+SCHEMA_DIR = REPO / "cluster" / "schemas"
 CLUSTER_DIR = REPO / "cluster"
 SERVE_CONFIG = REPO / "serve" / "config.yaml"
 RAY_KINDS = ("RayCluster", "RayService", "RayJob", "RayCronJob")
@@ -57,7 +57,7 @@ def _kuberay_schema(kind: str) -> dict:
     if not SCHEMA_DIR.is_dir():
         pytest.fail(
             f"KubeRay CRD schemas not found: {SCHEMA_DIR} does not exist. The manifests are validated against "
-            "shared/kuberay/<kind>_v1.json, which must be checked out beside the repository (../shared/kuberay).",
+            "cluster/schemas/<kind>_v1.json (see cluster/schemas/README.md for their source).",
             pytrace=False,
         )
     path = SCHEMA_DIR / f"{kind.lower()}_v1.json"

@@ -9,7 +9,7 @@ import pipelines.ingest as ingest
 from app.codec import encode_test
 from app.kafka import user_key
 from app.schemas import parse_submission
-from app.simulate import simulate_tests
+from devstack.simulate import simulate_tests
 
 
 def messages(values: list[bytes], stamps: list[int] | None = None) -> pa.Table:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from app.analytics.layouts import LAYOUTS, get_layout
-from app.simulate import SENTENCES, TypistProfile, make_profiles, simulate_test, simulate_tests
+from devstack.simulate import SENTENCES, TypistProfile, make_profiles, simulate_test, simulate_tests
 
 STARTED_AT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 POPULATION_USERS, POPULATION_TESTS, POPULATION_SEED = 300, 7, 11

@@ -20,7 +20,7 @@ from app.codec import decode_test, encode_test
 from app.config import Settings
 from app.kafka import user_key
 from app.schemas import parse_submission
-from app.simulate import simulate_tests
+from devstack.simulate import simulate_tests
 
 COLUMNS = [
     ("keystrokes", "user_id", "UInt64"),

@@ -10,8 +10,8 @@ import pytest
 
 from app.analytics.weakness import beta_quantile, errors_by_key, rank_units, regularized_beta, top_confusions
 from app.schemas import CONFUSION_SCHEMA, KEY_STAT_SCHEMA, parse_submission
-from app.simulate import make_profiles, simulate_test
-from app.test_tables import TestTables, build_tables
+from app.tables import TestTables, build_tables
+from devstack.simulate import make_profiles, simulate_test
 
 DAY_MS = 86_400_000
 

@@ -278,7 +278,7 @@ class LocalStack:
             [
                 sys.executable,
                 "-m",
-                "app.clickhouse.endpoint",
+                "devstack.clickhouse_endpoint",
                 "--data-dir",
                 str(self.root / "clickhouse"),
                 "--host",
@@ -339,7 +339,7 @@ class LocalStack:
         # Serve's throughput settings, unless the caller's environment sets them (RAY_SERVE_ENABLE_HA_PROXY=0 opts out).
         for name, value in serve_ingress_env(self._ray_address()[1], haproxy_binary()).items():
             env[name] = os.environ.get(name, value)
-        # Every Ray process listens on loopback only (app/loopback/sitecustomize.py patches the two Ray listeners
+        # Every Ray process listens on loopback only (devstack/loopback/sitecustomize.py patches the two Ray listeners
         # that bind every interface).
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(LOOPBACK_DIR), os.environ.get("PYTHONPATH", "")) if p)
         # `ray job submit -- python …` runs `python` from the head's PATH: make it this virtualenv's.

@@ -12,7 +12,7 @@ server); `database` and `default_format`; gzip/deflate/zstd/lz4/xz/bz2 request b
 constant memory; errors as `Code: N. DB::Exception: ... (NAME)` with ClickHouse's HTTP statuses.
 Responses are never compressed (loopback), which every client accepts.
 
-Run: python -m app.clickhouse.endpoint --data-dir DIR [--host 127.0.0.1] [--port 8123]
+Run: python -m devstack.clickhouse_endpoint --data-dir DIR [--host 127.0.0.1] [--port 8123]
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ try:  # Python 3.14 ships zstd; older interpreters use the backport clickhouse-c
 except ImportError:
     from backports import zstd as _zstd
 
-logger = logging.getLogger("app.clickhouse.endpoint")
+logger = logging.getLogger("devstack.clickhouse_endpoint")
 
 DEFAULT_PORT = 8123
 MAX_BODY_BYTES = 512 * 1024 * 1024

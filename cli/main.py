@@ -28,7 +28,7 @@ def _print_status(statuses) -> None:
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    from app.stack import LocalStack
+    from devstack.stack import LocalStack
 
     stack = LocalStack(settings)
     statuses = stack.up(with_serve=not args.no_serve, progress=lambda m: print(m, flush=True))
@@ -38,7 +38,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
-    from app.stack import LocalStack
+    from devstack.stack import LocalStack
 
     stopped = LocalStack(settings).down(progress=lambda m: print(m, flush=True))
     print("stopped: " + (", ".join(stopped) if stopped else "nothing (keyscope had started nothing)"))
@@ -46,7 +46,7 @@ def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    from app.stack import LocalStack
+    from devstack.stack import LocalStack
 
     statuses = LocalStack(settings).status()
     _print_status(statuses)
@@ -112,7 +112,7 @@ async def produce_tests(settings: Settings, tests: list[dict[str, Any]]) -> int:
 
 
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from app.simulate import simulate_tests
+    from devstack.simulate import simulate_tests
 
     tests = simulate_tests(args.users, args.tests, seed=args.seed, first_user_id=args.first_user)
     if args.to == "http":
@@ -130,8 +130,8 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from app.simulate import simulate_tests
-    from app.stack import LocalStack
+    from devstack.simulate import simulate_tests
+    from devstack.stack import LocalStack
     from pipelines.ingest import run_ingest
 
     timings: dict[str, float] = {}
@@ -285,9 +285,9 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
             print_ingest_table(result)
         return 0
     if args.workload == "insights":
-        from app.stack import LocalStack
         from bench.insights import print_table as print_insights_table
         from bench.insights import run as run_insights_bench
+        from devstack.stack import LocalStack
 
         LocalStack(settings).up(progress=print)
         timings = run_insights_bench(settings, args.users_stored, args.sample, args.concurrency, args.duration)
@@ -298,8 +298,8 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         print_insights_table(timings)
         return 0
     if args.workload in ("latency", "soak"):
-        from app.stack import LocalStack
         from bench.load import print_latency, print_soak, run_latency, run_soak
+        from devstack.stack import LocalStack
 
         seconds = args.seconds if args.seconds is not None else (600.0 if args.workload == "soak" else 60.0)
         if args.first_user is None:  # new users every run: a test stored by an earlier run would look instant
@@ -320,9 +320,9 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         print("memory flat in every process" if flat else "memory grew in some process (see the table)")
         return 0 if flat and result.visible == result.submitted else 1
     if args.workload == "passes":
-        from app.stack import LocalStack
         from bench.passes import print_table as print_passes_table
         from bench.passes import run as run_passes
+        from devstack.stack import LocalStack
 
         LocalStack(settings).up(progress=print)
         first_user = args.first_user if args.first_user is not None else 10**12 + int(time.time()) * 100_000
@@ -331,8 +331,8 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         print_passes_table(timings)
         return 0
     if args.workload == "serve":
-        from app.stack import LocalStack
         from bench.serve import run_and_print
+        from devstack.stack import LocalStack
 
         LocalStack(settings).up(progress=print)
         return run_and_print(

@@ -2,7 +2,7 @@
 
 Ray 2.60 binds two listeners to every interface with no setting to change it: each Serve replica's
 inter-deployment gRPC server (`[::]:0`) and HAProxy's stats and Prometheus frontends (`bind *:PORT`, `bind :PORT`).
-The local stack puts this directory on the Ray head's PYTHONPATH (app/stack.py), so every Ray worker process runs
+The local stack puts this directory on the Ray head's PYTHONPATH (devstack/stack.py), so every Ray worker process runs
 this file at start-up (Python imports `sitecustomize` from sys.path) and the two modules are patched to bind
 127.0.0.1 as soon as they are imported. A cluster (KubeRay) does not use it: there the pod network is the boundary.
 tests/integration/test_stack.py checks that no process of the stack listens beyond loopback.

@@ -1,0 +1,1 @@
+"""The `keyscope` command: a thin registry of subcommands, each defined once by the module that runs it."""
