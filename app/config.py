@@ -60,6 +60,9 @@ def apply_local_ray_env(env: dict[str, str] | None = None) -> None:
 SECRETS_FILE_NAME = "secrets.json"  # under data_dir; written once by `keyscope up` (app.auth.ensure_local_secrets)
 
 
+MYSQL_DSN_ENV = "KEYSCOPE_MYSQL_DSN"  # the MySQL migration's source (Settings.mysql_dsn)
+
+
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
@@ -142,6 +145,9 @@ class Settings:
     rate_limit_service_burst: int = 4000
     rate_limit_user_per_s: float = 20.0
     rate_limit_user_burst: int = 40
+    # Source of `keyscope migrate mysql` / `python -m pipelines.migrate_mysql` when --dsn is not given
+    # (mysql://USER[:PASS]@HOST[:PORT]/DB). repr=False: it may hold a password.
+    mysql_dsn: str = field(default="", repr=False)
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -195,6 +201,7 @@ class Settings:
             rate_limit_service_burst=_int(env, "KEYSCOPE_RATE_LIMIT_SERVICE_BURST", base.rate_limit_service_burst),
             rate_limit_user_per_s=_float(env, "KEYSCOPE_RATE_LIMIT_USER_PER_S", base.rate_limit_user_per_s),
             rate_limit_user_burst=_int(env, "KEYSCOPE_RATE_LIMIT_USER_BURST", base.rate_limit_user_burst),
+            mysql_dsn=env.get(MYSQL_DSN_ENV, base.mysql_dsn),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -237,6 +244,7 @@ class Settings:
             "KEYSCOPE_RATE_LIMIT_SERVICE_BURST": str(self.rate_limit_service_burst),
             "KEYSCOPE_RATE_LIMIT_USER_PER_S": str(self.rate_limit_user_per_s),
             "KEYSCOPE_RATE_LIMIT_USER_BURST": str(self.rate_limit_user_burst),
+            MYSQL_DSN_ENV: self.mysql_dsn,
         }
 
     def describe(self) -> dict[str, str]:
@@ -244,4 +252,5 @@ class Settings:
         view = {k: str(v) for k, v in asdict(self).items() if k != "extra"}
         view["token_secrets"] = _mask(self.token_secrets, "secrets")
         view["service_keys"] = _mask(self.service_keys, "keys")
+        view["mysql_dsn"] = "<set>" if self.mysql_dsn else "<none>"
         return view

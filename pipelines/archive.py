@@ -500,17 +500,38 @@ def parse_now(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipelines.archive",
-        description="Move keystrokes older than KEYSCOPE_HOT_DAYS to the cold store (KEYSCOPE_COLD_URI), delete cold "
-        "data older than KEYSCOPE_COLD_DAYS and anonymize per-test results as old.",
+def _now_argument(text: str) -> datetime:
+    try:
+        return parse_now(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from exc
+
+
+DESCRIPTION = (
+    "Move keystrokes older than KEYSCOPE_HOT_DAYS to the cold store (KEYSCOPE_COLD_URI), delete cold data older "
+    "than KEYSCOPE_COLD_DAYS and anonymize per-test results as old."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The job's flags, for `python -m pipelines.archive` and `keyscope archive run` alike."""
+    parser.add_argument(
+        "--now", type=_now_argument, metavar="ISO", help="run as of this ISO-8601 time instead of the clock (tests)"
     )
-    parser.add_argument("--now", type=parse_now, help="run as of this ISO-8601 time instead of the clock (tests)")
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    """One archive run as the flags ask; prints its report line."""
+    print(run_archive(settings, args.now).line())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.archive", description=DESCRIPTION)
+    add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    print(run_archive(Settings.from_env(), args.now).line())
-    return 0
+    return run(Settings.from_env(), args)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ import redis
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 
+from app.argtypes import non_negative_int
 from app.cache import invalidate_users
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import apply_migrations
@@ -546,25 +547,26 @@ def run_ingest(
     return total
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipelines.ingest",
-        description="Move typing tests from Kafka into ClickHouse with their metrics. Without --follow, "
-        "drain what is on the topic now and exit (for `ray job submit` and RayJob).",
-    )
+DESCRIPTION = (
+    "Move typing tests from Kafka into ClickHouse with their metrics. Without --follow, drain what is on the topic "
+    "now and exit (for `ray job submit` and RayJob)."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The job's flags, for `python -m pipelines.ingest` and `keyscope ingest` alike."""
     parser.add_argument("--follow", action="store_true", help="keep running micro-batches until interrupted")
     parser.add_argument(
         "--max-messages",
-        type=int,
-        help="at most this many messages per partition in one pass (default: KEYSCOPE_INGEST_MAX_MESSAGES, "
-        "0 = no limit)",
+        type=non_negative_int,
+        metavar="N",
+        help="at most N messages per partition in one pass (0 = no limit; default: KEYSCOPE_INGEST_MAX_MESSAGES)",
     )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    settings = Settings.from_env()
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Drain the topic (or follow it) as the flags ask; prints the run's report line."""
     if args.max_messages is not None:
-        if args.max_messages < 0:
-            parser.error("--max-messages must be ≥ 0")
         settings = settings.with_overrides(ingest_max_messages=args.max_messages)
     stop = StopRequest()
     if args.follow:
@@ -578,6 +580,14 @@ def main(argv: list[str] | None = None) -> int:
     if stop.event.is_set():
         print("stopped on request after a finished pass")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.ingest", description=DESCRIPTION)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return run(Settings.from_env(), args)
 
 
 if __name__ == "__main__":

@@ -269,17 +269,29 @@ def run_refresh(settings: Settings, *, all_users: bool = False) -> RefreshReport
     return report
 
 
+DESCRIPTION = (
+    "Recompute the insights of every typist with tests stored since the last run, into ClickHouse (user_insights) "
+    "and Redis."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The job's flags, for `python -m pipelines.insights` and `keyscope insights` alike."""
+    parser.add_argument("--all", action="store_true", help="refresh every typist, not only those with new tests")
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    """One refresh as the flags ask; prints its report line."""
+    print(run_refresh(settings, all_users=args.all).line())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipelines.insights",
-        description="Recompute the insights of every typist with tests stored since the last run, into ClickHouse "
-        "(user_insights) and Redis.",
-    )
-    parser.add_argument("--all", action="store_true", help="refresh every user, not only those with new tests")
+    parser = argparse.ArgumentParser(prog="python -m pipelines.insights", description=DESCRIPTION)
+    add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    print(run_refresh(Settings.from_env(), all_users=args.all).line())
-    return 0
+    return run(Settings.from_env(), args)
 
 
 if __name__ == "__main__":

@@ -84,6 +84,7 @@ from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import apply_migrations
 from app.clickhouse.store import write_tables
 from app.codec import keystroke_errors
+from app.config import MYSQL_DSN_ENV as DSN_ENV
 from app.config import Settings
 from app.schemas import SubmissionError, TypingTest, format_started_at, parse_submission
 from app.tables import TestTables, build_tables
@@ -99,7 +100,6 @@ MAX_BATCH_SIZE = 100_000
 MIGRATED_PARTITION = 2**32 - 1
 PROGRESS_TABLE = "mysql_import_progress"
 REJECTIONS_TABLE = "mysql_import_rejections"
-DSN_ENV = "KEYSCOPE_MYSQL_DSN"
 # What a batch writes: where a user whose deletion raced the batch's write is deleted from again.
 WRITTEN_STORES = ("clickhouse", "redis")
 _DSN_SHAPE = "mysql://USER[:PASS]@HOST[:PORT]/DB"
@@ -778,9 +778,9 @@ def run_migration(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The job's flags, for `python -m pipelines.migrate_mysql` and `keyscope migrate mysql` alike."""
     parser.add_argument(
         "--dsn",
-        default=os.environ.get(DSN_ENV),
         help=f"the source database, {_DSN_SHAPE} (default: ${DSN_ENV}; a password left out of the DSN is taken "
         "from $MYSQL_PWD)",
     )
@@ -790,7 +790,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_BATCH_SIZE,
         metavar="N",
-        help=f"rows read, analysed and stored at a time (default {DEFAULT_BATCH_SIZE})",
+        help=f"rows read, analysed and stored at a time, 1 to {MAX_BATCH_SIZE:,} (default {DEFAULT_BATCH_SIZE})",
     )
     parser.add_argument(
         "--from-start",
@@ -806,22 +806,31 @@ def report_exit_code(report: MigrationReport) -> int:
     return 0 if report.balanced else 1
 
 
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    """One migration as the flags ask (the DSN from --dsn, else Settings.mysql_dsn); prints the reconciliation."""
+    dsn = args.dsn or settings.mysql_dsn
+    if not dsn:
+        raise ValueError(f"--dsn is required (or set {DSN_ENV}): {_DSN_SHAPE}")
+    report = run_migration(settings, dsn, args.table, batch_size=args.batch_size, from_start=args.from_start)
+    print("\n".join(report.lines()))
+    return report_exit_code(report)
+
+
+DESCRIPTION = (
+    "Import the seed's MySQL keystroke_analytics table (JSON columns) into keyscope's ClickHouse tables "
+    "(CLICKHOUSE_URL) in batches, resumably and idempotently, resuming after the last stored batch. Ends with a "
+    "reconciliation: rows read = tests written + rows already present + rows rejected (see README, Migrating from "
+    "the MySQL table)."
+)
+
+
 def main(argv: Iterable[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipelines.migrate_mysql",
-        description="Import the seed's MySQL keystroke_analytics table (JSON columns) into keyscope's ClickHouse "
-        "tables, resumably and idempotently; ClickHouse from CLICKHOUSE_URL. Prints a reconciliation: rows read = "
-        "tests written + rows already present + rows rejected.",
-    )
+    parser = argparse.ArgumentParser(prog="python -m pipelines.migrate_mysql", description=DESCRIPTION)
     add_arguments(parser)
     args = parser.parse_args(None if argv is None else list(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if not args.dsn:
-        parser.error(f"--dsn is required (or set {DSN_ENV})")
     try:
-        report = run_migration(
-            Settings.from_env(), args.dsn, args.table, batch_size=args.batch_size, from_start=args.from_start
-        )
+        return run(Settings.from_env(), args)
     except Exception as exc:  # the reason, not a traceback (no message here carries the password)
         import pymysql
 
@@ -829,8 +838,6 @@ def main(argv: Iterable[str] | None = None) -> int:
             raise
         print(f"migrate_mysql: error: {exc}", file=sys.stderr)
         return 2
-    print("\n".join(report.lines()))
-    return report_exit_code(report)
 
 
 if __name__ == "__main__":

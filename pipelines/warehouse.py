@@ -52,6 +52,7 @@ import argparse
 import json
 import logging
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -66,6 +67,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from clickhouse_connect.driver.client import Client
 
+from app.argtypes import positive_int
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.store import UNIT_ARRAYS, load_offsets
 from app.config import Settings
@@ -588,22 +590,68 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipelines.warehouse",
-        description="Export one UTC day (default yesterday) of per-test results and per-user / per-key daily "
-        "aggregates from ClickHouse to date-partitioned Parquet, replacing that day's earlier export.",
+DESCRIPTION = (
+    "Export one UTC day (default yesterday) of per-test results and per-user / per-key daily aggregates from "
+    "ClickHouse to date-partitioned Parquet, replacing that day's earlier export; erase deleted users from the "
+    "exported days; run the cohort example over the files."
+)
+ACTIONS = ("export", "erase", "cohorts")
+ROOT_HELP = "root directory or URI (default: KEYSCOPE_WAREHOUSE_URI or <data_dir>/warehouse)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The job's actions and flags, for `python -m pipelines.warehouse` and `keyscope warehouse` alike."""
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    export = actions.add_parser(
+        "export",
+        help="one UTC day of per-test results and per-user / per-key daily aggregates → Parquet (replaces the day)",
     )
-    parser.add_argument("--day", type=_day, help="the (last) UTC day to export, YYYY-MM-DD (default: yesterday)")
-    parser.add_argument("--days", type=int, default=1, help="export this many days ending with --day (default 1)")
-    parser.add_argument("--out", help="warehouse root URI (default: KEYSCOPE_WAREHOUSE_URI or <data_dir>/warehouse)")
-    args = parser.parse_args(argv)
-    if args.days < 1:
-        parser.error("--days must be ≥ 1")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    for report in run_export(Settings.from_env(), args.day, args.out, args.days):
-        print(report.line())
+    export.add_argument("--day", type=_day, help="the (last) UTC day to export, YYYY-MM-DD (default: yesterday)")
+    export.add_argument(
+        "--days", type=positive_int, default=1, help="export this many days ending with --day (default 1)"
+    )
+    export.add_argument("--out", metavar="URI", help=ROOT_HELP)
+    erase = actions.add_parser(
+        "erase", help="remove the users deleted since the last sweep from every exported day (each export also does)"
+    )
+    erase.add_argument("--out", metavar="URI", help=ROOT_HELP)
+    cohorts = actions.add_parser(
+        "cohorts", help="weekly retention and WPM gain by signup week (pipelines/warehouse_cohorts.sql) over the files"
+    )
+    cohorts.add_argument("--from", dest="source", metavar="URI", help=ROOT_HELP)
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    """The action the arguments name; prints its report lines or table."""
+    if args.action == "export":
+        for report in run_export(settings, args.day, args.out, args.days):
+            print(report.line())
+        return 0
+    if args.action == "erase":
+        from pipelines.warehouse_erasure import sweep_deleted_users
+
+        client = clickhouse_client(settings.clickhouse_url, background=True)
+        try:
+            print(sweep_deleted_users(client, warehouse_uri(settings, args.out)).line())
+        finally:
+            client.close()
+        return 0
+    uri = warehouse_uri(settings, args.source)
+    table = cohort_report(uri)
+    print(f"weekly retention and WPM gain by signup week, over {uri}/user_daily:")
+    print_cohorts(table)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.warehouse", description=DESCRIPTION)
+    add_arguments(parser)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in (*ACTIONS, "-h", "--help"):
+        argv = ["export", *argv]  # the RayCronJob and earlier scripts run the export without naming it
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return run(Settings.from_env(), args)
 
 
 if __name__ == "__main__":
