@@ -6,12 +6,14 @@ core), best of several repeats, and the storage-row building (`tables_from_analy
 
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from app.analytics.metrics import TestBatch, analyse_batch
+from app.config import Settings
 from app.schemas import parse_submission
 from app.tables import tables_from_analysis
 from devstack.simulate import simulate_tests
@@ -57,3 +59,19 @@ def print_table(rows: list[tuple[str, str]]) -> None:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"  {name:<{width}}  {value:>16}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--users", type=int, default=200, help="simulated typists (default 200)")
+    parser.add_argument("--tests", type=int, default=10, help="tests per typist (default 10)")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed repeats, the best is reported (default 5)"
+    )
+
+
+def run_command(settings: Settings, args: argparse.Namespace) -> int:
+    """`keyscope bench analytics`: one process, no stack."""
+    result = run(users=args.users, tests_per_user=args.tests, repeats=args.repeats)
+    print("per-test analytics on simulated tests, one process:")
+    print_table(result.rows())
+    return 0

@@ -14,6 +14,7 @@ path runs on the first `--seed-tests` of the same tests, in this process, into a
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -501,3 +502,28 @@ def print_table(result: IngestBenchmark) -> None:
             f"  keyscope / seed: {k.keystrokes_per_s / s.keystrokes_per_s:,.1f}× keystrokes/s, "
             f"{cpu:,.1f}× less CPU per keystroke"
         )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--keystrokes", type=int, default=2_000_000, help="keystrokes to produce and ingest (default 2,000,000)"
+    )
+    parser.add_argument("--produce-only", action="store_true", help="produce the tests to Kafka, time nothing")
+    parser.add_argument(
+        "--skip-produce",
+        action="store_true",
+        help="time the ingest of what is on the topic now (e.g. after --produce-only; no warm-up pass)",
+    )
+    parser.add_argument(
+        "--seed-tests", type=int, default=1000, help="tests timed on the seed's MariaDB path (0 = skip)"
+    )
+
+
+def run_command(settings: Settings, args: argparse.Namespace) -> int:
+    """`keyscope bench ingest`: brings the stack up if it is down."""
+    seed_tests = 0 if args.produce_only else args.seed_tests
+    result = run(settings, args.keystrokes, args.produce_only, args.skip_produce, seed_tests)
+    if result.keyscope is not None:
+        print("ingest throughput, Kafka → Ray Data → ClickHouse, against the seed's synchronous MariaDB path:")
+        print_table(result)
+    return 0

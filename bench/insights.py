@@ -10,6 +10,7 @@ same `--users` find them and skip that step.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import time
 from dataclasses import dataclass, field
@@ -61,7 +62,7 @@ def stored_users(settings: Settings, users: int) -> int:
 
 def store_users(settings: Settings, users: int, progress=print) -> None:
     """One simulated test for each of `users` typists, through Kafka and the ingest job."""
-    from cli.main import produce_tests
+    from devstack.produce import produce_tests
     from pipelines.ingest import run_ingest
 
     if stored_users(settings, users) >= users:
@@ -152,3 +153,28 @@ def print_table(timings: list[Timing]) -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for timing in timings:
         print(timing.row())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--users-stored", type=int, default=10_000, help="typists stored, one test each (default 10,000)"
+    )
+    parser.add_argument("--sample", type=int, default=100, help="typists read per row (default 100)")
+    parser.add_argument(
+        "--concurrency", type=int, default=32, help="connections, each with one request in flight (default 32)"
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds timed per route (default 5)")
+
+
+def run_command(settings: Settings, args: argparse.Namespace) -> int:
+    """`keyscope bench insights`: brings the stack up."""
+    from devstack.stack import LocalStack
+
+    LocalStack(settings).up(progress=print)
+    timings = run(settings, args.users_stored, args.sample, args.concurrency, args.duration)
+    print(
+        f"GET /v1/users/{{id}}/insights with {args.users_stored:,} typists stored, {args.concurrency} requests in "
+        f"flight ({args.sample} typists per row; cached: {args.duration:g} s round and round; misses: each once):"
+    )
+    print_table(timings)
+    return 0

@@ -9,6 +9,7 @@ with the same job (`Ingestor`): the Ray Data pass forced by a reader share of 0 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import statistics
 import time
@@ -19,6 +20,7 @@ from app.codec import encode_test
 from app.config import Settings
 from app.kafka import TestProducer
 from app.schemas import parse_submission
+from bench import fresh_user_id
 from devstack.simulate import simulate_tests
 
 
@@ -82,3 +84,27 @@ def print_table(timings: PassTimings) -> None:
     )
     for name, values, tests in rows:
         print(f"| {name} | {len(values)} | {tests} | {ms(values, 'median')} | {ms(values, 'max')} |")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tests", type=int, default=10, help="new tests per pass (default 10)")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds timed (default 5)")
+    parser.add_argument(
+        "--first-user",
+        type=int,
+        default=None,
+        help="id of the first simulated user (default: fresh ids from the clock, so no test of an earlier run is "
+        "already visible)",
+    )
+
+
+def run_command(settings: Settings, args: argparse.Namespace) -> int:
+    """`keyscope bench passes`: brings the stack up."""
+    from devstack.stack import LocalStack
+
+    LocalStack(settings).up(progress=print)
+    first_user = args.first_user if args.first_user is not None else fresh_user_id()
+    timings = run(settings, args.tests, args.repeats, first_user)
+    print(f"one ingest pass over {args.tests} new tests, by how it reads ({args.repeats} rounds after a warm-up):")
+    print_table(timings)
+    return 0

@@ -26,6 +26,7 @@ never refuses, so the upper bound is not capped by policy.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -745,6 +746,45 @@ def run_and_print(
     print_table(rows)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     return 1 if any(row.result.errors for row in rows) else 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--concurrency", type=int, default=32, help="connections, each with one request in flight (default 32)"
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds timed per route (default 5)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="load before each timing, s (default 1)")
+    parser.add_argument(
+        "--routes",
+        default=None,
+        help=f"comma-separated routes among {','.join(ROUTES)} (default all)",
+    )
+    parser.add_argument("--read-users", type=int, default=20, help="read the users 1..N (default 20)")
+    parser.add_argument(
+        "--uvicorn-workers",
+        type=int,
+        nargs="*",
+        default=[1],
+        metavar="N",
+        help="also run the app under plain uvicorn with N workers, once per N given (default 1; none: skip)",
+    )
+
+
+def run_command(settings, args: argparse.Namespace) -> int:  # noqa: ANN001 - app.config.Settings
+    """`keyscope bench serve`: brings the stack up; 1 if any request failed."""
+    from devstack.stack import LocalStack
+
+    LocalStack(settings).up(progress=print)
+    return run_and_print(
+        settings,
+        routes=args.routes,
+        concurrency=args.concurrency,
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        read_users=args.read_users,
+        uvicorn_workers=args.uvicorn_workers,
+    )
+
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--load-worker"]:

@@ -36,6 +36,7 @@ the printed table says so.
 
 from __future__ import annotations
 
+import argparse
 import json
 import secrets
 import shutil
@@ -54,6 +55,7 @@ from tqdm import tqdm
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import MIGRATIONS_DIR, apply_migrations
 from app.clickhouse.store import write_tables
+from app.config import Settings
 from app.schemas import TypingTest, parse_submission
 from app.tables import TestTables, build_tables
 from devstack.simulate import simulate_tests
@@ -475,3 +477,50 @@ def print_report(result: StorageBenchmark) -> None:
     print_table(result.column_rows(), numeric_from=3)
     if result.timings_s:
         print("\ntimings: " + ", ".join(f"{name} {seconds:,.1f} s" for name, seconds in result.timings_s.items()))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--keystrokes",
+        type=int,
+        default=10_000_000,
+        help="keystrokes to simulate and store, whole tests (default 10,000,000)",
+    )
+    parser.add_argument("--tests", type=int, default=10, help="tests per typist (default 10)")
+    parser.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
+    parser.add_argument(
+        "--clickhouse-dir", help="a fresh chDB directory to fill (default: a temporary one, removed after)"
+    )
+    parser.add_argument(
+        "--mariadb",
+        default=DEFAULT_MARIADB_URL,
+        help=f"MariaDB for the seed's keystroke_analytics table (default {DEFAULT_MARIADB_URL})",
+    )
+    parser.add_argument(
+        "--mariadb-keystrokes",
+        type=int,
+        metavar="N",
+        help="store only the tests of the first N keystrokes in MariaDB; its bytes per keystroke then stand for the "
+        "whole run (default: all)",
+    )
+
+
+def run_command(settings: Settings, args: argparse.Namespace) -> int:
+    """`keyscope bench storage`: in-process chDB and the machine's MariaDB, no stack."""
+    maria_subset = "all" if args.mariadb_keystrokes is None else f"{args.mariadb_keystrokes:,}"
+    print(
+        f"keyscope bench storage: keystrokes={args.keystrokes:,} tests per typist={args.tests} seed={args.seed} "
+        f"clickhouse=chdb://{args.clickhouse_dir or '<fresh temporary directory>'} mariadb={args.mariadb} "
+        f"mariadb keystrokes={maria_subset}"
+    )
+    print_report(
+        run(
+            keystrokes=args.keystrokes,
+            tests_per_user=args.tests,
+            seed=args.seed,
+            clickhouse_dir=args.clickhouse_dir,
+            mariadb_url=args.mariadb,
+            mariadb_keystrokes=args.mariadb_keystrokes,
+        )
+    )
+    return 0

@@ -15,6 +15,7 @@ throughput — before reading Kafka, moving batches between processes, Ray's own
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from tqdm import tqdm
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import apply_migrations
 from app.clickhouse.store import STORED_TABLES
+from app.config import Settings
 from app.tables import TestTables
 from bench.storage import fresh_chdb_directory, print_table, simulated_batches
 from pipelines.ingest import WRITE_MIN_KEYSTROKES
@@ -170,3 +172,22 @@ def print_report(result: TablesBenchmark) -> None:
         f"→ at most {result.ceiling_keystrokes_per_s:,.0f} keystrokes/s on {result.cores} cores, before reading "
         "Kafka, moving batches between processes, Ray's own work or the broker's"
     )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--keystrokes",
+        type=int,
+        default=2_000_000,
+        help="keystrokes to simulate, analyse and store (default 2,000,000)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
+    parser.add_argument(
+        "--clickhouse-dir", help="a fresh chDB directory to fill (default: a temporary one, removed after)"
+    )
+
+
+def run_command(settings: Settings, args: argparse.Namespace) -> int:
+    """`keyscope bench tables`: in process, no stack."""
+    print_report(run(args.keystrokes, args.seed, args.clickhouse_dir))
+    return 0

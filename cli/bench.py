@@ -1,0 +1,49 @@
+"""`keyscope bench NAME`: one subcommand per benchmark, each with only its own flags (defined in bench/NAME.py)."""
+
+from __future__ import annotations
+
+from cli.registry import Command
+
+
+def _bench(name: str, help: str, module: str | None = None, kind: str = "") -> Command:
+    """A benchmark whose `add_arguments` / `run_command` (or `add_KIND_arguments` / `run_KIND_command`) live in
+    bench/MODULE.py (default bench/NAME.py)."""
+    module = f"bench.{module or name}"
+    prefix = f"{kind}_" if kind else ""
+    return Command(name, help, arguments=f"{module}:add_{prefix}arguments", run=f"{module}:run_{prefix}command")
+
+
+BENCHMARKS: tuple[Command, ...] = (
+    _bench("analytics", "keystrokes analysed per second per core"),
+    _bench("ingest", "end-to-end ingest throughput against the seed's MariaDB path (needs the stack; starts it)"),
+    _bench(
+        "tables",
+        "ClickHouse's own CPU per stored keystroke, table by table (inserts, then one final merge), in process, and "
+        "the most keystrokes/s the machine's cores could store if nothing else ran",
+    ),
+    _bench("storage", "bytes per keystroke on disk, ClickHouse vs the seed's MariaDB JSON table"),
+    _bench(
+        "latency",
+        "POST → visible p50/p95/p99 under a steady load, ingest job in follow mode (starts the stack)",
+        module="load",
+        kind="latency",
+    ),
+    _bench(
+        "soak",
+        "the same load for 10 minutes, sampling every stack process's memory (RSS and its private, anonymous part; "
+        "a process is flat when its private memory grows under 5 %%)",
+        module="load",
+        kind="soak",
+    ),
+    _bench(
+        "passes",
+        "one small ingest pass through a Ray Data Dataset against the follow mode's long-lived readers (starts the "
+        "stack)",
+    ),
+    _bench("serve", "req/s and p50/p95/p99 of each API route, Ray Serve next to the same app under plain uvicorn"),
+    _bench(
+        "insights",
+        "insights reads cached / from the precomputed row / computed, with --users-stored typists stored (starts the "
+        "stack)",
+    ),
+)
