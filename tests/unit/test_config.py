@@ -90,3 +90,12 @@ def test_describe_masks_credentials_and_shows_the_rest(tmp_path):
     assert Settings(data_dir=tmp_path).describe()["token_secrets"] == "<none>"
     assert view["redis_url"] == settings.redis_url
     assert view["rate_limit_user_per_s"] == "20.0"
+
+
+def test_the_mysql_dsn_is_read_once_and_never_shown(tmp_path):
+    dsn = "mysql://root:hunter2@db:3306/typing"
+    settings = Settings.from_env({"KEYSCOPE_DATA_DIR": str(tmp_path), "KEYSCOPE_MYSQL_DSN": dsn})
+    assert settings.mysql_dsn == dsn
+    assert "hunter2" not in repr(settings) and "hunter2" not in json.dumps(settings.describe())
+    assert settings.describe()["mysql_dsn"] == "<set>"
+    assert Settings.from_env(settings.as_env()) == settings

@@ -1,0 +1,145 @@
+"""The `keyscope` command line, without a stack: every subcommand's help, each benchmark with only its own flags,
+each job's flags defined once (the same in `keyscope X` and `python -m pipelines.X`), and argument errors that
+name the flag."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+import cli.main
+from cli.main import COMMANDS, main
+from cli.registry import Command
+
+# keyscope subcommand path → the job module whose `python -m` form takes the same arguments
+JOBS = {
+    ("ingest",): "pipelines.ingest",
+    ("insights",): "pipelines.insights",
+    ("archive", "run"): "pipelines.archive",
+    ("migrate", "mysql"): "pipelines.migrate_mysql",
+    ("warehouse",): "pipelines.warehouse",
+}
+
+
+def _paths(commands: tuple[Command, ...], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for command in commands:
+        path = (*prefix, command.name)
+        found.append(path)
+        found.extend(_paths(command.children, path))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _steady_help(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")  # argparse wraps help to the terminal: the same width for every parser
+    monkeypatch.setattr(cli.main, "apply_local_ray_env", lambda: None)  # keep this process's environment as is
+
+
+def _help(entry, argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exited:
+        entry(argv)
+    assert exited.value.code == 0
+    return capsys.readouterr().out
+
+
+def _after_usage(help_text: str) -> str:
+    """The help without its usage block, which names the program (`keyscope X` or `python -m pipelines.X`)."""
+    return help_text.split("\n\n", 1)[1]
+
+
+def test_every_registered_subcommand_has_help(capsys):
+    top = _help(main, ["--help"], capsys)
+    for command in COMMANDS:
+        assert f"    {command.name} " in top, f"`keyscope --help` does not list {command.name}"
+    paths = _paths(COMMANDS)
+    assert ("bench", "storage") in paths and ("user", "delete") in paths
+    for path in paths:
+        text = _help(main, [*path, "--help"], capsys)
+        assert text.startswith(f"usage: keyscope {' '.join(path)}"), text
+
+
+def test_a_benchmark_lists_only_its_own_flags(capsys):
+    storage = _help(main, ["bench", "storage", "--help"], capsys)
+    analytics = _help(main, ["bench", "analytics", "--help"], capsys)
+    assert "--mariadb" in storage and "--keystrokes" in storage
+    assert "--mariadb" not in analytics and "--uvicorn-workers" not in analytics
+    assert "--users-stored" not in analytics and "--repeats" in analytics
+    assert "--uvicorn-workers" in _help(main, ["bench", "serve", "--help"], capsys)
+    assert "--warm-up" in _help(main, ["bench", "soak", "--help"], capsys)
+    assert "--warm-up" not in _help(main, ["bench", "latency", "--help"], capsys)
+
+
+@pytest.mark.parametrize("path", sorted(JOBS), ids=" ".join)
+def test_a_job_has_one_definition_of_its_flags(path, capsys):
+    job = importlib.import_module(JOBS[path])
+    ours = _help(main, [*path, "--help"], capsys)
+    theirs = _help(job.main, ["--help"], capsys)
+    assert theirs.startswith(f"usage: python -m {JOBS[path]}")
+    assert _after_usage(ours) == _after_usage(theirs)
+
+
+@pytest.mark.parametrize("action", ["export", "erase", "cohorts"])
+def test_the_warehouse_actions_have_one_definition(action, capsys):
+    from pipelines import warehouse
+
+    ours = _help(main, ["warehouse", action, "--help"], capsys)
+    theirs = _help(warehouse.main, [action, "--help"], capsys)
+    assert _after_usage(ours) == _after_usage(theirs)
+
+
+@pytest.mark.parametrize(
+    ("argv", "prog", "flag", "reason"),
+    [
+        (["ingest", "--max-messages", "-1"], "keyscope ingest", "--max-messages", "must be ≥ 0"),
+        (["ingest", "--max-messages", "many"], "keyscope ingest", "--max-messages", "not an integer"),
+        (["warehouse", "export", "--days", "0"], "keyscope warehouse export", "--days", "must be ≥ 1"),
+        (["warehouse", "export", "--day", "2026-13-01"], "keyscope warehouse export", "--day", "not a day"),
+        (["archive", "run", "--now", "yesterday"], "keyscope archive run", "--now", "not an ISO-8601 time"),
+        (["bench", "storage", "--keystrokes", "lots"], "keyscope bench storage", "--keystrokes", "invalid int value"),
+        (["bench", "analytics", "--mariadb", "mysql://x@h/db"], "keyscope", "--mariadb", "unrecognized arguments"),
+        (["migrate", "mysql", "--batch-size"], "keyscope migrate mysql", "--batch-size", "expected one argument"),
+    ],
+)
+def test_argument_errors_name_the_flag(argv, prog, flag, reason, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{prog}: error: " in err and flag in err and reason in err, err
+
+
+def test_python_m_jobs_check_their_flags_the_same_way(capsys):
+    from pipelines import ingest, warehouse
+
+    with pytest.raises(SystemExit):
+        ingest.main(["--max-messages", "-1"])
+    assert "argument --max-messages: must be ≥ 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        warehouse.main(["--days", "0"])  # the RayCronJob's bare form: export
+    assert "argument --days: must be ≥ 1" in capsys.readouterr().err
+
+
+def test_a_missing_dsn_is_a_one_line_error(monkeypatch, capsys):
+    monkeypatch.delenv("KEYSCOPE_MYSQL_DSN", raising=False)
+    assert main(["migrate", "mysql"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "keyscope migrate: error: --dsn is required (or set KEYSCOPE_MYSQL_DSN): mysql://USER[:PASS]@HOST[:PORT]/DB"
+    )
+
+
+def test_a_subcommand_imports_only_its_own_module():
+    probe = (
+        "import sys\n"
+        "from cli.main import main\n"
+        "try:\n"
+        "    main(['token', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in ('ray', 'pyarrow', 'chdb', 'pipelines', 'bench') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
