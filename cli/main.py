@@ -12,19 +12,13 @@ from app.config import Settings, apply_local_ray_env
 from cli.bench import BENCHMARKS
 from cli.registry import Command, LazyParser, defined_in, resolve
 
-log = logging.getLogger("keyscope")
-
-
-def _in(module: str, name: str) -> dict[str, str]:
-    """A command defined by `add_<name>_arguments` and `run_<name>` in a cli module."""
-    return {"arguments": f"{module}:add_{name}_arguments", "run": f"{module}:run_{name}"}
-
-
 NO_ARGUMENTS = "cli.stack:add_no_arguments"
 
 COMMANDS: tuple[Command, ...] = (
     Command(
-        "up", "start the local stack (broker, ClickHouse endpoint, Redis, Ray, Serve app)", **_in("cli.stack", "up")
+        "up",
+        "start the local stack (broker, ClickHouse endpoint, Redis, Ray, Serve app)",
+        **defined_in("cli.stack", "up"),
     ),
     Command("down", "stop what `keyscope up` started", arguments=NO_ARGUMENTS, run="cli.stack:run_down"),
     Command(
@@ -38,7 +32,7 @@ COMMANDS: tuple[Command, ...] = (
         "run the ingest job (Kafka → metrics → ClickHouse) on the running stack",
         **defined_in("pipelines.ingest"),
     ),
-    Command("simulate", "generate typing tests from synthetic typists", **_in("cli.stack", "simulate")),
+    Command("simulate", "generate typing tests from synthetic typists", **defined_in("cli.stack", "simulate")),
     Command(
         "insights",
         "precompute insights of every typist with tests stored since the last run (ClickHouse user_insights and "
@@ -48,12 +42,14 @@ COMMANDS: tuple[Command, ...] = (
     Command("dlq", "list the dead-letter topic, or replay it after a fix", **defined_in("cli.dlq")),
     Command("bench", "run a benchmark and print its table", children=BENCHMARKS, metavar="BENCHMARK"),
     Command(
-        "demo", "the main job: stack up, simulate tests over HTTP, ingest, show insights", **_in("cli.stack", "demo")
+        "demo",
+        "the main job: stack up, simulate tests over HTTP, ingest, show insights",
+        **defined_in("cli.stack", "demo"),
     ),
     Command(
         "token",
         "print a bearer credential for the API (send it as `Authorization: Bearer …`)",
-        **_in("cli.users", "token"),
+        **defined_in("cli.users", "token"),
     ),
     Command(
         "user",
@@ -62,12 +58,12 @@ COMMANDS: tuple[Command, ...] = (
             Command(
                 "export",
                 "write a zip archive of the user's data in every store, with manifest.json of the counts",
-                **_in("cli.users", "export"),
+                **defined_in("cli.users", "export"),
             ),
             Command(
                 "delete",
                 "delete the user from every store and record a tombstone (queued messages are dropped)",
-                **_in("cli.users", "delete"),
+                **defined_in("cli.users", "delete"),
             ),
         ),
     ),
@@ -107,7 +103,7 @@ COMMANDS: tuple[Command, ...] = (
             Command(
                 "query",
                 "run SQL in chDB; the table name cold_keystrokes reads every cold file (columns + day, user_bucket)",
-                **_in("cli.cold", "query"),
+                **defined_in("cli.cold", "query"),
             ),
         ),
     ),

@@ -62,9 +62,12 @@ class Command:
         parser.set_defaults(command_run=self.run)
 
 
-def defined_in(module: str) -> dict[str, str]:
-    """The arguments and run of a module that follows the contract (`add_arguments`, `run`): every job does."""
-    return {"arguments": f"{module}:add_arguments", "run": f"{module}:run"}
+def defined_in(module: str, name: str = "") -> dict[str, str]:
+    """The arguments and run of a command defined in `module`: `add_arguments` and `run` (the contract every job
+    module follows), or `add_<name>_arguments` and `run_<name>` where one module defines several commands."""
+    if not name:
+        return {"arguments": f"{module}:add_arguments", "run": f"{module}:run"}
+    return {"arguments": f"{module}:add_{name}_arguments", "run": f"{module}:run_{name}"}
 
 
 class LazyParser(argparse.ArgumentParser):
