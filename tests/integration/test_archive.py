@@ -505,7 +505,7 @@ def test_with_a_clickhouse_server_the_days_run_as_ray_tasks(tmp_path):
     month archived by a Ray task on its own connection."""
     import ray
 
-    from devstack.clickhouse_endpoint import ClickHouseEndpoint
+    from devstack.clickhouse_http import ClickHouseEndpoint
 
     endpoint = ClickHouseEndpoint(tmp_path / "ch", port=0).start()
     started_ray = not ray.is_initialized()
