@@ -382,7 +382,10 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_warehouse(settings: Settings, args: argparse.Namespace) -> int:
-    from pipelines.warehouse import cohort_report, parse_day, print_cohorts, run_export, warehouse_uri
+    from pipelines.warehouse.cohorts import cohort_report, print_cohorts
+    from pipelines.warehouse.export import parse_day
+    from pipelines.warehouse.files import warehouse_uri
+    from pipelines.warehouse.job import run_export
 
     if args.action == "export":
         if args.days < 1:
@@ -392,7 +395,7 @@ def cmd_warehouse(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     if args.action == "erase":
         from app.clickhouse.client import clickhouse_client
-        from pipelines.warehouse_erasure import sweep_deleted_users
+        from pipelines.warehouse.erasure import sweep_deleted_users
 
         client = clickhouse_client(settings.clickhouse_url, background=True)
         try:

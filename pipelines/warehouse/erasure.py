@@ -1,7 +1,7 @@
 """Deleted typists out of the warehouse: every exported day's Parquet rewritten without the rows of the users deleted
 since the last sweep (`user_tombstones`, app/user_data.py).
 
-    python -m pipelines.warehouse              # each export run sweeps after exporting
+    python -m pipelines.warehouse export       # each export run sweeps after exporting (pipelines/warehouse/job.py)
     keyscope warehouse erase [--out URI]       # on demand
 
 The warehouse files are read by BigQuery / Snowflake, outside keyscope's stores, so deleting a user (`keyscope user
@@ -33,16 +33,8 @@ from clickhouse_connect.driver.client import Client
 
 from app.clickhouse.store import load_job_watermark, store_job_watermark
 from app.user_data import load_tombstones, tombstoned_since
-from pipelines.warehouse import (
-    DATASETS,
-    MANIFEST,
-    ROW_GROUP_ROWS,
-    STAGING,
-    delete_dir,
-    open_root,
-    parquet_parts,
-    write_json,
-)
+from pipelines.warehouse.datasets import DATASETS, ROW_GROUP_ROWS
+from pipelines.warehouse.files import MANIFEST, STAGING, delete_dir, open_root, parquet_parts, write_json
 
 log = logging.getLogger("keyscope.warehouse")
 
