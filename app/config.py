@@ -113,7 +113,7 @@ class Settings:
     cold_days: int = 730
     insights_ttl_s: int = 3600
     # Follow mode: how long to wait before looking again when a pass found nothing (a look asks the broker for its
-    # end offsets, nothing else), and how many long-lived Kafka readers carry the passes (pipelines/kafka_reader.py).
+    # end offsets, nothing else), and how many long-lived Kafka readers carry the passes (pipelines/ingest/readers.py).
     ingest_interval_s: float = 0.25
     ingest_readers: int = 2
     ingest_max_messages: int = 0  # per partition and pass; 0 = everything up to the end offsets

@@ -27,7 +27,7 @@ from app.clickhouse.migrate import apply_migrations
 from app.clickhouse.store import STORED_TABLES
 from app.tables import TestTables
 from bench.storage import fresh_chdb_directory, print_table, simulated_batches
-from pipelines.ingest import WRITE_MIN_KEYSTROKES
+from pipelines.ingest.write import WRITE_MIN_KEYSTROKES
 
 TESTS_PER_TYPIST = 10
 
