@@ -9,7 +9,8 @@ hooks: which faults are on is this module's business alone.
 Points: the ingest job's `after_read` (a batch read and analysed, nothing written), `mid_write` (a batch's raw
 keystrokes in, its result rows not; also `write_tables`, so the MySQL migration stops there), `after_write`
 (everything written, the offsets not stored); the migration's `migrate_after_batch`; the archive job's points
-(pipelines/archive.py: `archive_after_move`, `archive_after_stage`, … `anonymize_after_delete`).
+(pipelines/archive.py: `archive_after_move`, `archive_after_stage`, … `anonymize_after_delete`); the warehouse
+erasure sweep's `erasure_after_parts` (a day's parts rewritten, its manifest not yet).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from app import faults
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import apply_migrations
 from app.config import Settings
@@ -25,10 +26,6 @@ from pipelines.warehouse.job import run_export
 from tests.integration.test_warehouse import DAY1, DAY2, DAY3, day_dir, read_day, store_simulated
 
 DAYS = (DAY1, DAY2, DAY3)
-
-
-class Crash(RuntimeError):
-    pass
 
 
 @pytest.fixture
@@ -107,15 +104,8 @@ def test_deleted_users_leave_every_exported_day_and_a_later_start_stays(exported
 def test_a_sweep_stopped_between_parts_and_manifest_is_finished_by_the_next(exported):
     client, root = exported
     record_tombstone(client, 1, datetime.now(UTC))
-    hits = []
-
-    def crash_once(point: str) -> None:
-        hits.append(point)
-        if len(hits) == 1:
-            raise Crash(point)
-
-    with pytest.raises(Crash):
-        sweep_deleted_users(client, str(root), fault=crash_once)
+    with faults.armed("erasure_after_parts"), pytest.raises(faults.SimulatedCrash):
+        sweep_deleted_users(client, str(root))  # stops at the first day's parts
     stale = json.loads((day_dir(root, "per_test", DAY1) / MANIFEST).read_text())
     assert stale["rows"] == 4 and read_day(root, "per_test", DAY1).num_rows == 3  # parts moved, manifest not yet
 
