@@ -116,7 +116,7 @@ class Settings:
     cold_days: int = 730
     insights_ttl_s: int = 3600
     # Follow mode: how long to wait before looking again when a pass found nothing (a look asks the broker for its
-    # end offsets, nothing else), and how many long-lived Kafka readers carry the passes (pipelines/kafka_reader.py).
+    # end offsets, nothing else), and how many long-lived Kafka readers carry the passes (pipelines/ingest/readers.py).
     ingest_interval_s: float = 0.25
     ingest_readers: int = 2
     ingest_max_messages: int = 0  # per partition and pass; 0 = everything up to the end offsets
@@ -137,6 +137,15 @@ class Settings:
     service_keys: tuple[str, ...] = field(default=(), repr=False)
     user_token_ttl_s: int = 3600
     admin_token_ttl_s: int = 900  # admin tokens can delete and export: keep their exposure short
+    # A typing platform's own identity provider (app/auth.py): its RS256/ES256 user tokens are verified against the
+    # keys at `jwks_url` (https, or http on loopback); empty = only keyscope's HS256 tokens. `jwt_issuer` is the
+    # `iss` those tokens must carry (empty = not checked); `jwt_audience` the `aud` every token must carry, keyscope's
+    # own included (required with a JWKS URL); `jwt_user_claim` the claim holding the keyscope user id. A platform's
+    # token is always a user token: admin rights come only from keyscope's own secrets.
+    jwks_url: str = ""
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwt_user_claim: str = "sub"
     # Rate limits per principal, enforced across all replicas in Redis (app/ratelimit.py); 0 per second = no limit.
     # A platform backend submits for all of its users: 2,000/s sustained with a 2 s burst. A person's browser needs a
     # handful of reads per page view: 20/s with a burst of 40 covers reloads and tabs, stops scraping.
@@ -197,6 +206,10 @@ class Settings:
             service_keys=service_keys,
             user_token_ttl_s=_int(env, "KEYSCOPE_USER_TOKEN_TTL_S", base.user_token_ttl_s),
             admin_token_ttl_s=_int(env, "KEYSCOPE_ADMIN_TOKEN_TTL_S", base.admin_token_ttl_s),
+            jwks_url=env.get("KEYSCOPE_JWKS_URL", base.jwks_url),
+            jwt_issuer=env.get("KEYSCOPE_JWT_ISSUER", base.jwt_issuer),
+            jwt_audience=env.get("KEYSCOPE_JWT_AUDIENCE", base.jwt_audience),
+            jwt_user_claim=env.get("KEYSCOPE_JWT_USER_CLAIM") or base.jwt_user_claim,
             rate_limit_service_per_s=_float(env, "KEYSCOPE_RATE_LIMIT_SERVICE_PER_S", base.rate_limit_service_per_s),
             rate_limit_service_burst=_int(env, "KEYSCOPE_RATE_LIMIT_SERVICE_BURST", base.rate_limit_service_burst),
             rate_limit_user_per_s=_float(env, "KEYSCOPE_RATE_LIMIT_USER_PER_S", base.rate_limit_user_per_s),
@@ -240,6 +253,10 @@ class Settings:
             "KEYSCOPE_SERVICE_KEYS": ",".join(self.service_keys),
             "KEYSCOPE_USER_TOKEN_TTL_S": str(self.user_token_ttl_s),
             "KEYSCOPE_ADMIN_TOKEN_TTL_S": str(self.admin_token_ttl_s),
+            "KEYSCOPE_JWKS_URL": self.jwks_url,
+            "KEYSCOPE_JWT_ISSUER": self.jwt_issuer,
+            "KEYSCOPE_JWT_AUDIENCE": self.jwt_audience,
+            "KEYSCOPE_JWT_USER_CLAIM": self.jwt_user_claim,
             "KEYSCOPE_RATE_LIMIT_SERVICE_PER_S": str(self.rate_limit_service_per_s),
             "KEYSCOPE_RATE_LIMIT_SERVICE_BURST": str(self.rate_limit_service_burst),
             "KEYSCOPE_RATE_LIMIT_USER_PER_S": str(self.rate_limit_user_per_s),

@@ -29,7 +29,7 @@ stores): the cold Parquet archive (app/cold.py `ColdArchive`), model features, p
 `delete_user` records a tombstone (table `user_tombstones`), deletes the user from every store, and records the
 tombstone again with the time the deletion finished; the ingest job then drops the user's messages timestamped
 before that time (a user who comes back later starts afresh) and deletes again what a pass that raced the deletion
-wrote (pipelines/ingest.py, README "Privacy: export and deletion").
+wrote (pipelines/ingest/, README "Privacy: export and deletion").
 """
 
 from __future__ import annotations

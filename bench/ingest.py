@@ -388,7 +388,7 @@ def _hold_a_worker(until: float) -> int:
     """A Ray task that imports what the ingest job's read tasks run, then keeps its CPU until `until`."""
     import ray.data  # noqa: F401 - read_kafka's module, as a read task loads it
 
-    import pipelines.analyse  # noqa: F401
+    import pipelines.ingest.analyse  # noqa: F401
 
     time.sleep(max(0.0, until - time.time()))
     return os.getpid()

@@ -1,5 +1,5 @@
 """What one small ingest pass costs, by how it reads: a Ray Data Dataset per pass (`read_kafka`, what a drain runs)
-against the follow mode's long-lived readers (pipelines/kafka_reader.py), on the running stack.
+against the follow mode's long-lived readers (pipelines/ingest/readers.py), on the running stack.
 
     keyscope bench passes [--tests 20] [--repeats 5]
 

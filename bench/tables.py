@@ -29,7 +29,7 @@ from app.clickhouse.store import STORED_TABLES
 from app.config import Settings
 from app.tables import TestTables
 from bench.storage import fresh_chdb_directory, print_table, simulated_batches
-from pipelines.ingest import WRITE_MIN_KEYSTROKES
+from pipelines.ingest.write import WRITE_MIN_KEYSTROKES
 
 TESTS_PER_TYPIST = 10
 

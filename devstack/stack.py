@@ -278,7 +278,7 @@ class LocalStack:
             [
                 sys.executable,
                 "-m",
-                "devstack.clickhouse_endpoint",
+                "devstack.clickhouse_http",
                 "--data-dir",
                 str(self.root / "clickhouse"),
                 "--host",

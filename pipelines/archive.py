@@ -30,22 +30,22 @@ Each run does three things, each safe to repeat after a crash at any point:
    an anonymized test's keys and pairs still belong to its result and to no one. Each typist's first test time is
    kept first (`user_first_tests`), so the warehouse's signup day does not move forward.
 
-`--now` (or `now=`) moves the clock for tests. Faults: `fault` is called at named points (tests raise there);
-without it `KEYSCOPE_FAULT_INJECTION=<point>` SIGKILLs the job at that point.
+`--now` (or `now=`) moves the clock for tests. Faults (app/faults.py): the steps reach named points
+(`archive_after_move`, … `anonymize_after_delete`), where a test arms a crash or `KEYSCOPE_FAULT_INJECTION=<point>`
+SIGKILLs the job.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import secrets
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
@@ -75,6 +75,7 @@ from app.cold import (
     without_deleted,
 )
 from app.config import Settings
+from app.faults import failpoint
 from app.schemas import MAX_USER_ID
 
 log = logging.getLogger("keyscope.archive")
@@ -107,11 +108,8 @@ SALT_NAME = "anonymization_salt"
 INGEST_SETTLE = timedelta(hours=1)
 _MONTH = re.compile(r"^\d{6}$")
 
+# The steps reach their fault points through this: `failpoint` bound to the run's settings (app/faults.py).
 Fault = Callable[[str], None]
-
-
-class SimulatedCrash(RuntimeError):
-    """Raised by the fault hooks of the crash tests."""
 
 
 @dataclass
@@ -136,17 +134,6 @@ class ArchiveReport:
             + f"; {self.cold_days_deleted} cold days deleted; {self.tests_anonymized} test results anonymized"
             + f" in {self.seconds:.1f} s"
         )
-
-
-def _failpoint(settings: Settings, fault: Fault | None) -> Fault:
-    def hit(point: str) -> None:
-        if fault is not None:
-            fault(point)
-        elif settings.fault_injection == point:
-            log.warning("fault injection: SIGKILL at %s", point)
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return hit
 
 
 def cutoffs(settings: Settings, now: datetime) -> tuple[date, date]:
@@ -249,7 +236,7 @@ def _archive_day_task(settings: Settings, month: str, day: date) -> list[DayFile
     """`archive_day` as a Ray task: its own ClickHouse connection and cold filesystem."""
     client = clickhouse_client(settings.clickhouse_url, background=True)
     try:
-        return archive_day(client, ColdStore(cold_uri(settings)), month, day, _failpoint(settings, None))
+        return archive_day(client, ColdStore(cold_uri(settings)), month, day, partial(failpoint, settings))
     finally:
         client.close()
 
@@ -460,7 +447,6 @@ def run_archive(
     now: datetime | None = None,
     *,
     use_ray: bool | None = None,
-    fault: Fault | None = None,
     settle: timedelta = INGEST_SETTLE,
 ) -> ArchiveReport:
     """One run of the three steps (module docstring) as of `now` (default: the clock). `use_ray` (default: with a
@@ -469,7 +455,7 @@ def run_archive(
     started = time.perf_counter()
     now = now or datetime.now(UTC)
     hot_cutoff, cold_cutoff = cutoffs(settings, now)
-    hit = _failpoint(settings, fault)
+    hit = partial(failpoint, settings)
     if use_ray is None:
         use_ray = not settings.clickhouse_url.startswith("chdb://")
     if use_ray:

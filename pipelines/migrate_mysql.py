@@ -86,6 +86,7 @@ from app.clickhouse.store import write_tables
 from app.codec import keystroke_errors
 from app.config import MYSQL_DSN_ENV as DSN_ENV
 from app.config import Settings
+from app.faults import failpoint
 from app.schemas import SubmissionError, TypingTest, format_started_at, parse_submission
 from app.tables import TestTables, build_tables
 from app.user_data import erase_user, load_tombstones
@@ -123,10 +124,6 @@ class DSNError(ValueError):
 
 class RowRejected(ValueError):
     """A source row that cannot become a typing test; the message names the column and the problem."""
-
-
-class SimulatedCrash(RuntimeError):
-    """Raised by the tests' hooks to stop a migration at a chosen point, as a crash would."""
 
 
 @dataclass(frozen=True)
@@ -577,7 +574,6 @@ def migrate_batch(
     max_keystrokes: int,
     max_text_chars: int,
     clock: _Clock,
-    after_insert: Callable[[str], None] = lambda table: None,
     erase_users: Callable[[list[int]], None] | None = None,
 ) -> _Batch:
     """Validate, analyse and store one batch: every good row's test is stored, every bad row rejected.
@@ -625,7 +621,7 @@ def migrate_batch(
     batch.rejected.sort(key=lambda r: r.row_id)
     store_rejections(client, source_key, table, batch.rejected, clock.now())
     if tables is not None:
-        written = write_tables(client, tables, after_insert=after_insert)
+        written = write_tables(client, tables)
         batch.tests_written = written.results.num_rows
         batch.keystrokes_written = written.keystrokes.num_rows
         batch.already_present += tables.results.num_rows - written.results.num_rows
@@ -652,19 +648,17 @@ def migrate(
     max_keystrokes: int = 20_000,
     max_text_chars: int = 10_000,
     progress: bool | None = None,
-    after_batch: Callable[[int, MigrationReport], None] = lambda index, report: None,
-    after_insert: Callable[[str], None] = lambda table: None,
     on_written: Callable[[list[int]], None] = lambda users: None,
     erase_users: Callable[[list[int]], None] | None = None,
 ) -> MigrationReport:
     """Import the source table into the ClickHouse database of `client` (migrations applied), batch by batch.
 
     Starts after the stored progress (`from_start`: at the first row); each batch is stored, then its last key.
-    A KeyboardInterrupt ends the run with `interrupted` set and the counts of the completed batches. Hooks (the
-    tests' crash points): `after_insert(table)` after each ClickHouse table's rows of a batch are in,
-    `after_batch(index, report)` after a batch's progress is stored; `on_written(user_ids)` with the users whose
-    tests a batch stored (the CLI drops their cached insights); `erase_users(user_ids)` deletes again users whose
-    deletion on request raced a batch's write (see `migrate_batch`)."""
+    A KeyboardInterrupt ends the run with `interrupted` set and the counts of the completed batches.
+    `on_written(user_ids)` is called with the users whose tests a batch stored (the CLI drops their cached insights);
+    `erase_users(user_ids)` deletes again users whose deletion on request raced a batch's write (see `migrate_batch`).
+    Fault points (app/faults.py): `mid_write` (in `write_tables`: a batch's raw keystrokes are in, its other tables
+    not) and `migrate_after_batch` (a batch's progress is stored)."""
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise ValueError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE:,}, got {batch_size}")
     check_table_name(table)
@@ -692,7 +686,6 @@ def migrate(
                     max_keystrokes=max_keystrokes,
                     max_text_chars=max_text_chars,
                     clock=clock,
-                    after_insert=after_insert,
                     erase_users=erase_users,
                 )
                 after = int(rows[-1]["_pk"])
@@ -708,7 +701,7 @@ def migrate(
                 bar.update(batch.rows_read)
                 if batch.users:
                     on_written(batch.users)
-                after_batch(report.batches, report)
+                failpoint(None, "migrate_after_batch")
                 if len(rows) < batch_size:
                     break
         except KeyboardInterrupt:

@@ -117,7 +117,11 @@ class Gateway:
         """Authenticate the bearer credential, check it may act on `user_id` / needs one of `scopes`, and
         charge its rate limit. Checks run before any work, so a refused request costs one Redis call at most."""
         try:
-            principal = authenticate(request.headers.get("authorization"), self.auth, time.time())
+            header = request.headers.get("authorization")
+            if self.auth.platform_keys is None:
+                principal = authenticate(header, self.auth, time.time())
+            else:  # a platform token may fetch the JWKS, blocking up to its timeout: not on the event loop
+                principal = await asyncio.to_thread(authenticate, header, self.auth, time.time())
             if scopes:
                 require_scope(principal, *scopes)
             if user_id is not None:

@@ -1,4 +1,5 @@
-"""Reads and writes of keystrokes, test results, per-test key and pair stats, and ingest offsets.
+"""Reads and writes of keystrokes, test results, per-test key and pair stats, and the jobs' positions: the ingest
+offsets, its write marks and the batch jobs' watermarks (every query of those lives here).
 
 Writes are idempotent: every table is a ReplacingMergeTree keyed by the test, and the ingest job
 skips tests whose result row already exists, so a re-run over the same offsets changes nothing.
@@ -8,7 +9,6 @@ Reads that must count exactly use FINAL, restricted to one user's key range.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
+from app.faults import failpoint
 from app.schemas import (
     COUNT_FIELDS,
     ERROR_LOCATION_FIELDS,
@@ -39,36 +40,26 @@ UNIT_ARRAYS = {
 }
 
 
-# Inserts a batch's rows into several tables and returns once all are in (raising the first failure); `after_insert`
-# is called with each table's name as its rows land. The ingest job runs them concurrently, each on its own client.
-TableInserts = Callable[[list[tuple[str, pa.Table]], Callable[[str], None]], None]
+def pending_tests(
+    client: Client, tables: TestTables, *, partial_possible: bool = True
+) -> tuple[TestTables, list[tuple[str, pa.Table]]]:
+    """Which of a batch's tests still need writing, and what: (the tests without a result row, and per other table
+    the rows of theirs that table still lacks).
 
-
-def write_tables(
-    client: Client,
-    tables: TestTables,
-    *,
-    partial_possible: bool = True,
-    after_insert: Callable[[str], None] = lambda table: None,
-    insert_tables: TableInserts | None = None,
-) -> TestTables:
-    """Store a batch of tests, each table's rows at most once per test; returns the tests completed now.
-
-    The result rows are written last, once every other table's rows are in (by `insert_tables`, one table after
-    the other on `client` unless given), so a stored result means a complete test. A test whose rows reached some
-    tables before a crash gets only its missing tables' rows on the next run: each test's rows enter each table
-    once, so no table holds a second copy of a test for FINAL and merges to remove. With `partial_possible` False
-    the caller vouches that no test without a result row has rows anywhere (no write of these tests can have
-    stopped part-way), and the per-table checks are skipped. `after_insert` is called with each table's name once
-    its rows are in (the crash tests stop there).
+    The caller inserts those rows (in any order, at once if it likes) and the pending tests' result rows last, once
+    every other table's rows are in, so a stored result means a complete test. A test whose rows reached some tables
+    before a crash gets only its missing tables' rows: each test's rows enter each table once, so no table holds a
+    second copy of a test for FINAL and merges to remove. With `partial_possible` False the caller vouches that no
+    test without a result row has rows anywhere (no write of these tests can have stopped part-way), and the
+    per-table checks are skipped.
     """
     if tables.results.num_rows == 0:
-        return tables
+        return tables, []
     tests = list(zip(tables.results.column("user_id").to_pylist(), tables.results.column("test_id").to_pylist()))
     done = stored_tests(client, tests)
     pending = tables.only(np.array([t not in done for t in tests], dtype=bool))
     if pending.results.num_rows == 0:
-        return pending
+        return pending, []
     remaining = [t for t in tests if t not in done]
     details = []
     for table, rows in pending.parts().items():
@@ -78,14 +69,21 @@ def write_tables(
             rows = _missing_rows(client, table, rows, remaining)
         if rows.num_rows:
             details.append((table, rows))
-    if insert_tables is not None:
-        insert_tables(details, after_insert)
-    else:
-        for table, rows in details:
-            client.insert_arrow(table, rows)
-            after_insert(table)
+    return pending, details
+
+
+def write_tables(client: Client, tables: TestTables, *, partial_possible: bool = True) -> TestTables:
+    """Store a batch of tests, each table's rows at most once per test (`pending_tests`), one table after the other
+    on `client` and the result rows last; returns the tests completed now. The fault point `mid_write` (app/faults.py)
+    comes once the raw keystrokes are in."""
+    pending, details = pending_tests(client, tables, partial_possible=partial_possible)
+    if pending.results.num_rows == 0:
+        return pending
+    for table, rows in details:
+        client.insert_arrow(table, rows)
+        if table == "keystrokes":
+            failpoint(None, "mid_write")
     client.insert_arrow("test_results", pending.results)
-    after_insert("test_results")
     return pending
 
 
@@ -173,6 +171,16 @@ def load_offsets(client: Client, group: str, topic: str) -> dict[int, int]:
         parameters={"g": group, "t": topic},
     ).result_rows
     return {int(p): int(o) for p, o in rows}
+
+
+def last_offsets_stored_ms(client: Client, group: str, topic: str) -> int:
+    """When the last finished pass of the ingest job stored its offsets (epoch ms; 0 if none ever did)."""
+    rows = client.query(
+        "SELECT toUnixTimestamp64Milli(max(updated_at)) FROM ingest_offsets "
+        "WHERE consumer_group = {g:String} AND topic = {t:String}",
+        parameters={"g": group, "t": topic},
+    ).result_rows
+    return int(rows[0][0] or 0) if rows else 0
 
 
 def store_offsets(client: Client, group: str, topic: str, offsets: dict[int, int]) -> None:

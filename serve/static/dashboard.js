@@ -5,7 +5,7 @@
 //   GET  /v1/users/{id}/progress   daily wpm / accuracy / health_score
 //   GET  /v1/users/{id}/practice   a drill passage
 //   POST /v1/tests                 the practice test, keystrokes timed with performance.now()
-// Every call carries "Authorization: Bearer <token>"; the token is a kst1 user token whose payload names the user.
+// Every call carries "Authorization: Bearer <token>"; the token is a user JWT whose subject (`sub`) names the user.
 "use strict";
 
 (function () {
@@ -128,7 +128,7 @@
   // The token's payload, read without verifying the signature (the API verifies it on every call).
   function readToken(token) {
     const parts = token.trim().split(".");
-    if (parts.length !== 3 || parts[0] !== "kst1") throw new Error("That does not look like a keyscope token (kst1.…).");
+    if (parts.length !== 3) throw new Error("That does not look like an access token (eyJ….….…).");
     let json, payload;
     try {
       json = base64UrlDecode(parts[1]);
@@ -136,8 +136,9 @@
     } catch (e) {
       throw new Error("The token is damaged: its payload cannot be read.");
     }
-    const uid = /"uid"\s*:\s*(\d+)/.exec(json); // the digits themselves: no rounding of large ids
-    if (payload.scope !== "user" || !uid) throw new Error("This is not a user token: it names no user.");
+    // A JWT: the user id is the subject, a string of digits (so large ids keep every digit).
+    const uid = /^([1-9]\d*)$/.exec(typeof payload.sub === "string" ? payload.sub : "");
+    if (payload.scope === "admin" || !uid) throw new Error("This is not a user token: it names no user.");
     if (typeof payload.exp === "number" && payload.exp * 1000 <= Date.now()) {
       throw new Error("This token has expired. Ask your typing platform for a new one.");
     }

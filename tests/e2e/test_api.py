@@ -59,7 +59,7 @@ def test_forged_expired_and_unknown_credentials_are_401(two_users, api_url, secr
     valid = issue_token(secrets, "user", user_id=USER_A, ttl_s=600)
     header, payload, signature = valid.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    claims["uid"] = USER_B  # a user rewriting their token to read someone else
+    claims["sub"] = str(USER_B)  # a user rewriting their token to read someone else
     raised = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
     forged = f"{header}.{raised}.{signature}"
     expired = issue_token(secrets, "user", user_id=USER_A, ttl_s=60, now=time.time() - 3600)

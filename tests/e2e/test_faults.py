@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from app import faults
 from app.clickhouse.client import clickhouse_client
 from app.codec import encode_test
 from app.dlq import list_dead_letters, replay_dead_letters
@@ -23,7 +24,7 @@ from app.kafka import user_key
 from app.schemas import TypingTest, parse_submission
 from devstack.simulate import simulate_tests
 from devstack.stack import _stop_pid
-from pipelines.ingest import _BatchWriter, run_ingest
+from pipelines.ingest import run_ingest
 from tests.api import api_client
 
 pytestmark = pytest.mark.stack
@@ -122,7 +123,7 @@ def test_clickhouse_unavailable_for_a_while_the_job_waits_and_catches_up(stack, 
 
 
 def test_clickhouse_killed_mid_insert_the_job_retries_and_stores_each_test_once(
-    stack, ray_driver, api_url, stack_settings, monkeypatch
+    stack, ray_driver, api_url, stack_settings
 ):
     """SIGKILL of the endpoint while a batch is being written: its keystrokes acknowledged, the other tables' inserts
     in flight or not started. The job retries until the endpoint is back, then writes what is missing, once."""
@@ -131,23 +132,21 @@ def test_clickhouse_killed_mid_insert_the_job_retries_and_stores_each_test_once(
     assert all(r.status_code == 202 for r in post(api_url, tests))
     state = stack._state()
     killed = threading.Event()
-    inserted = _BatchWriter._inserted
 
-    def kill_after_keystrokes(writer: _BatchWriter, table: str) -> None:
-        inserted(writer, table)
-        if table == "keystrokes" and not killed.is_set():
+    def kill_after_keystrokes() -> None:  # at `mid_write`: a batch's keystrokes are in
+        if not killed.is_set():
             killed.set()
             _stop_pid(int(state["clickhouse"]["pid"]), signal.SIGKILL)
 
-    monkeypatch.setattr(_BatchWriter, "_inserted", kill_after_keystrokes)
     result: dict = {}
-    job = threading.Thread(target=lambda: result.update(report=run_ingest(stack_settings)))
-    job.start()
-    assert killed.wait(timeout=120)
-    time.sleep(3)
-    assert job.is_alive()  # retrying, the offsets not stored
-    stack.start_clickhouse(state)  # ClickHouse's own recovery of a killed store: unfinished parts are dropped
-    job.join(timeout=240)
+    with faults.armed("mid_write", kill_after_keystrokes):
+        job = threading.Thread(target=lambda: result.update(report=run_ingest(stack_settings)))
+        job.start()
+        assert killed.wait(timeout=120)
+        time.sleep(3)
+        assert job.is_alive()  # retrying, the offsets not stored
+        stack.start_clickhouse(state)  # ClickHouse's own recovery of a killed store: unfinished parts are dropped
+        job.join(timeout=240)
     assert not job.is_alive()
     assert result["report"].tests_written == len(tests)
     assert_stored_exactly_once(stack_settings, tests)

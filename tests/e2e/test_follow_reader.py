@@ -1,4 +1,4 @@
-"""The follow mode's long-lived Kafka readers (pipelines/kafka_reader.py) on the real broker and Ray cluster: exact
+"""The follow mode's long-lived Kafka readers (pipelines/ingest/readers.py) on the real broker and Ray cluster: exact
 offset ranges, the same analysis as Ray Data's read_kafka, and a job that keeps its offsets between passes but
 reloads them after a failed pass."""
 
@@ -12,7 +12,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from confluent_kafka import Consumer
 
-import pipelines.ingest as ingest
+import pipelines.ingest.read as ingest_read
+from app import faults
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.store import load_offsets
 from app.codec import encode_test
@@ -20,9 +21,9 @@ from app.kafka import end_offsets as kafka_end_offsets
 from app.kafka import user_key
 from app.schemas import parse_submission
 from devstack.simulate import simulate_tests
-from pipelines.analyse import unpack
-from pipelines.ingest import Ingestor, SimulatedCrash, run_ingest
-from pipelines.kafka_reader import ReaderPool, consumer_config, end_offsets, read_partition
+from pipelines.ingest import Ingestor, run_ingest
+from pipelines.ingest.analyse import unpack
+from pipelines.ingest.readers import ReaderPool, consumer_config, end_offsets, read_partition
 from tests.e2e.test_faults import assert_stored_exactly_once, post, produce
 
 pytestmark = pytest.mark.stack
@@ -111,7 +112,7 @@ def test_the_readers_analyse_a_range_exactly_as_ray_data_does(stack, ray_driver,
     finally:
         pool.close()
     by_ray_data = list(
-        ingest._read_and_analyse(limited, begin, stop, {}).iter_batches(batch_format="pyarrow", batch_size=None)
+        ingest_read.read_and_analyse(limited, begin, stop, {}).iter_batches(batch_format="pyarrow", batch_size=None)
     )
     results, keystrokes, dead = analysed(by_readers)
     assert (results, keystrokes, dead) == analysed(by_ray_data)
@@ -129,8 +130,8 @@ def test_a_follow_job_keeps_its_offsets_between_passes_and_reloads_them_after_a_
     later = simulate_tests(2, 1, seed=63, first_user_id=44_200)
     with Ingestor(stack_settings, readers=2) as job:
         assert all(r.status_code == 202 for r in post(api_url, first))
-        with pytest.raises(SimulatedCrash):
-            job.run_pass(crash_after_write=True)
+        with faults.armed("after_write"), pytest.raises(faults.SimulatedCrash):
+            job.run_pass()
         again = job.run_pass()  # reloads the stored offsets: re-reads the range and finds every test stored
         assert (again.tests_written, again.duplicates_skipped) == (0, len(first))
         assert all(r.status_code == 202 for r in post(api_url, later))
@@ -143,8 +144,8 @@ def test_a_follow_job_keeps_its_offsets_between_passes_and_reloads_them_after_a_
 def test_a_follow_pass_over_a_backlog_goes_through_ray_data(stack, ray_driver, api_url, stack_settings, monkeypatch):
     run_ingest(stack_settings)
     datasets = []
-    real = ingest._read_and_analyse
-    monkeypatch.setattr(ingest, "_read_and_analyse", lambda *a, **k: datasets.append(a[1:3]) or real(*a, **k))
+    real = ingest_read.read_and_analyse
+    monkeypatch.setattr(ingest_read, "read_and_analyse", lambda *a, **k: datasets.append(a[1:3]) or real(*a, **k))
     backlog = simulate_tests(4, 1, seed=64, first_user_id=44_300)
     trickle = simulate_tests(1, 1, seed=65, first_user_id=44_400)
     with Ingestor(stack_settings, readers=1) as job:
@@ -164,7 +165,7 @@ def test_the_passes_benchmark_times_both_ways_of_reading_over_the_tests_it_produ
     timings = run(stack_settings, tests_per_pass=3, repeats=1, first_user_id=44_500)
     assert len(timings.dataset_s) == len(timings.readers_s) == 1 and len(timings.idle_s) == 2
     assert all(s > 0 for s in [*timings.dataset_s, *timings.readers_s, *timings.idle_s])
-    assert ingest.FOLLOW_READER_MAX_MESSAGES == 20_000  # restored after the Ray Data passes
+    assert ingest_read.FOLLOW_READER_MAX_MESSAGES == 20_000  # restored after the Ray Data passes
     client = clickhouse_client(stack_settings.clickhouse_url)
     try:  # 2 rounds × 2 kinds × 3 new typists, each stored once
         stored = client.command("SELECT count() FROM test_results WHERE user_id BETWEEN 44500 AND 44511")

@@ -23,14 +23,15 @@ import redis
 from aiokafka import AIOKafkaProducer
 
 import app.user_data as ud
-import pipelines.ingest as ingest
+import pipelines.ingest.deletions as deletions
 from app.auth import issue_token
 from app.clickhouse.client import clickhouse_client
 from app.codec import encode_test
+from app.faults import SimulatedCrash
 from app.kafka import user_key
 from app.schemas import parse_submission
 from devstack.simulate import simulate_tests
-from pipelines.ingest import SimulatedCrash, ingest_once, run_ingest
+from pipelines.ingest import ingest_once, run_ingest
 from pipelines.insights import refresher
 from tests.api import SERVICE_HEADERS, api_client, api_get
 from tests.conftest import TEST_PORTS
@@ -277,7 +278,7 @@ def delete_while_a_pass_runs(settings, seed: int) -> None:
 def tombstones_loaded_before_the_deletion(crash_on_recheck: bool = False):
     """`load_tombstones` for ingest passes that loaded theirs before RACER's deletion was recorded (the pass's own
     load finds none); with `crash_on_recheck` the pass stops before its check after writing."""
-    real = ingest.load_tombstones
+    real = deletions.load_tombstones
 
     def load(client, user_ids=None):
         if user_ids is None:
@@ -294,7 +295,7 @@ def test_what_a_pass_that_raced_the_deletion_wrote_is_deleted_again(
 ):
     assert table_counts(clickhouse, RACER)["test_results"] == TESTS
     delete_while_a_pass_runs(stack_settings, seed=70)
-    monkeypatch.setattr(ingest, "load_tombstones", tombstones_loaded_before_the_deletion())
+    monkeypatch.setattr(deletions, "load_tombstones", tombstones_loaded_before_the_deletion())
     report = run_ingest(stack_settings)
     assert report.erased_users >= 1 and report.dropped_deleted == 0, report.line()
     assert set(table_counts(clickhouse, RACER, final=False).values()) == {0}
@@ -305,7 +306,7 @@ def test_a_pass_that_raced_the_deletion_and_stopped_is_cleaned_up_by_the_next(
     population, stack_settings, clickhouse, monkeypatch
 ):
     delete_while_a_pass_runs(stack_settings, seed=71)
-    monkeypatch.setattr(ingest, "load_tombstones", tombstones_loaded_before_the_deletion(crash_on_recheck=True))
+    monkeypatch.setattr(deletions, "load_tombstones", tombstones_loaded_before_the_deletion(crash_on_recheck=True))
     with pytest.raises(SimulatedCrash):
         ingest_once(stack_settings)
     assert table_counts(clickhouse, RACER)["test_results"] == 1  # written after the deletion, then stopped

@@ -9,11 +9,12 @@ import logging
 
 import pytest
 
+from app import faults
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.store import load_offsets
 from app.kafka import beginning_offsets, delete_records_before, end_offsets
 from devstack.simulate import simulate_tests
-from pipelines.ingest import Ingestor, SimulatedCrash, run_ingest
+from pipelines.ingest import Ingestor, run_ingest
 from tests.e2e.test_faults import assert_stored_exactly_once, post
 
 pytestmark = pytest.mark.stack
@@ -48,8 +49,8 @@ def test_a_pass_trims_the_topic_to_its_stored_offsets_and_never_beyond(stack, ra
     second = simulate_tests(4, 2, seed=72, first_user_id=72_000)
     assert all(r.status_code == 202 for r in post(api_url, second))
     assert lows(stack_settings) == trimmed and sum(ends(stack_settings).values()) == sum(trimmed.values()) + 8
-    with Ingestor(stack_settings) as job, pytest.raises(SimulatedCrash):
-        job.run_pass(crash_after_write=True)
+    with Ingestor(stack_settings) as job, faults.armed("after_write"), pytest.raises(faults.SimulatedCrash):
+        job.run_pass()
     assert lows(stack_settings) == trimmed
     report = run_ingest(stack_settings)
     assert report.tests_written == 0 and report.duplicates_skipped == 8  # written before the crash, read again

@@ -14,11 +14,12 @@ import time
 import httpx
 import pytest
 
+from app import faults
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.store import store_offsets
 from app.kafka import end_offsets, read_dead_letters, user_key
 from devstack.simulate import simulate_tests
-from pipelines.ingest import SimulatedCrash, ingest_once, run_ingest
+from pipelines.ingest import ingest_once, run_ingest
 from tests.api import api_client, api_get, api_post
 from tests.reference import reference_key_stats, reference_metrics
 
@@ -169,8 +170,8 @@ def test_a_crash_between_the_write_and_the_offset_store_loses_and_duplicates_not
         from app.clickhouse.store import load_offsets
 
         before = load_offsets(client, stack_settings.consumer_group, stack_settings.keystroke_topic)
-        with pytest.raises(SimulatedCrash):
-            ingest_once(stack_settings, crash_after_write=True)
+        with faults.armed("after_write"), pytest.raises(faults.SimulatedCrash):
+            ingest_once(stack_settings)
         assert load_offsets(client, stack_settings.consumer_group, stack_settings.keystroke_topic) == before
     finally:
         client.close()

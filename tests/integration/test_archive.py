@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from app import faults
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import apply_migrations
 from app.clickhouse.store import write_tables
@@ -30,7 +31,7 @@ from app.config import Settings
 from app.schemas import MAX_USER_ID, NAMED_KEY_CODES, parse_submission
 from app.tables import build_tables
 from devstack.simulate import simulate_tests
-from pipelines.archive import ANONYMOUS_USER_BASE, SimulatedCrash, run_archive
+from pipelines.archive import ANONYMOUS_USER_BASE, run_archive
 
 COLUMNS = ", ".join(ARCHIVE_SCHEMA.names)
 ORDER = "ORDER BY user_id, started_at, test_id, seq"
@@ -201,15 +202,8 @@ CRASH_POINTS = [
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_a_crash_anywhere_then_a_rerun_loses_nothing_and_doubles_nothing(settings, client, stored, point):
-    crashes = []
-
-    def crash_once(at: str) -> None:
-        if at == point and not crashes:
-            crashes.append(at)
-            raise SimulatedCrash(at)
-
-    with pytest.raises(SimulatedCrash):
-        run_archive(settings, NOW, fault=crash_once)
+    with faults.armed(point), pytest.raises(faults.SimulatedCrash):
+        run_archive(settings, NOW)
     # Until the rerun, no row is anywhere but in ClickHouse or in a cold file that holds it.
     in_clickhouse = normalize(
         client.query_arrow(
@@ -330,12 +324,8 @@ def test_a_crash_during_expiry_or_anonymization_then_a_rerun(settings, client, s
     before, before_details = client.query(totals).result_rows, detail_totals(client)
     january = [t for t in stored["old"] if t.started_at_ms < datetime(2027, 2, 1, tzinfo=UTC).timestamp() * 1000]
 
-    def crash(at: str) -> None:
-        if at == point:
-            raise SimulatedCrash(at)
-
-    with pytest.raises(SimulatedCrash):
-        run_archive(settings, LATER, fault=crash, settle=timedelta(0))
+    with faults.armed(point), pytest.raises(faults.SimulatedCrash):
+        run_archive(settings, LATER, settle=timedelta(0))
     run_archive(settings, LATER, settle=timedelta(0))
 
     assert client.query(totals).result_rows == before
@@ -467,12 +457,13 @@ def test_a_user_deleted_while_a_month_is_archived_stays_deleted(settings, client
     rows was written under its temporary name (renamed after the deletion), or after the files are in place."""
     deleted = []
 
-    def delete_during_the_run(at: str) -> None:
-        if at == point and not deleted:
+    def delete_during_the_run() -> None:
+        if not deleted:
             deleted.append(delete_user(settings, client, 2))
 
     try:
-        run_archive(settings, NOW, fault=delete_during_the_run)
+        with faults.armed(point, delete_during_the_run):
+            run_archive(settings, NOW)
     except ColdStoreError:
         pass  # the month changed under the run (the deletion's mutation): it is left for the next run
     run_archive(settings, NOW)
@@ -505,7 +496,7 @@ def test_with_a_clickhouse_server_the_days_run_as_ray_tasks(tmp_path):
     month archived by a Ray task on its own connection."""
     import ray
 
-    from devstack.clickhouse_endpoint import ClickHouseEndpoint
+    from devstack.clickhouse_http import ClickHouseEndpoint
 
     endpoint = ClickHouseEndpoint(tmp_path / "ch", port=0).start()
     started_ray = not ray.is_initialized()

@@ -21,7 +21,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 from clickhouse_connect.driver.external import ExternalData
 
-from devstack.clickhouse_endpoint import ClickHouseEndpoint, EndpointError
+from devstack.clickhouse_http import ClickHouseEndpoint, EndpointError
 
 try:
     from compression import zstd  # type: ignore[import-not-found]
@@ -248,7 +248,7 @@ def test_data_persists_across_restarts(tmp_path: Path) -> None:
 
 def test_second_process_on_same_dir_fails_clearly(endpoint: ClickHouseEndpoint) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "devstack.clickhouse_endpoint", "--data-dir", str(endpoint.data_dir),
+        [sys.executable, "-m", "devstack.clickhouse_http", "--data-dir", str(endpoint.data_dir),
          "--port", "0"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
@@ -261,7 +261,7 @@ def test_second_process_on_same_dir_fails_clearly(endpoint: ClickHouseEndpoint) 
 
 
 def test_statements_slower_than_the_threshold_are_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="devstack.clickhouse_endpoint")
+    caplog.set_level(logging.INFO, logger="devstack.clickhouse_http")
     with ClickHouseEndpoint(tmp_path / "slow", port=0, slow_query_ms=250) as ep:
         c = connect(ep)
         c.command("SELECT 'fast one'")
@@ -276,7 +276,7 @@ def test_statements_slower_than_the_threshold_are_logged(tmp_path: Path, caplog:
 def test_with_a_zero_threshold_every_statement_is_logged_inserts_by_their_head(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="devstack.clickhouse_endpoint")
+    caplog.set_level(logging.INFO, logger="devstack.clickhouse_http")
     with ClickHouseEndpoint(tmp_path / "all", port=0, slow_query_ms=0) as ep:
         c = connect(ep)
         c.command("CREATE TABLE s (a UInt64) ENGINE = MergeTree ORDER BY a")

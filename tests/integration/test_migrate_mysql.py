@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from app import faults
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.store import STORED_TABLES, user_unit_aggregates, write_tables
 from app.schemas import format_started_at, parse_submission
@@ -20,7 +21,6 @@ from devstack.simulate import simulate_tests
 from pipelines.migrate_mysql import (
     MIGRATED_PARTITION,
     MySQLSource,
-    SimulatedCrash,
     load_progress,
     migrate,
     parse_dsn,
@@ -201,12 +201,15 @@ def test_a_crash_between_batches_resumes_after_the_last_stored_batch(mariadb, cl
     ids = load(mariadb, rows)
     migrated, expected = clickhouse("migrated"), clickhouse("expected")
 
-    def crash_after_second(index, report):
-        if index == 2:
-            raise SimulatedCrash("killed after batch 2")
+    stored: list[str] = []
 
-    with pytest.raises(SimulatedCrash):
-        migrate(migrated, mariadb.source, batch_size=4, progress=False, after_batch=crash_after_second)
+    def crash_after_second():  # at `migrate_after_batch`: a batch's progress is stored
+        stored.append("batch")
+        if len(stored) == 2:
+            raise faults.SimulatedCrash("killed after batch 2")
+
+    with faults.armed("migrate_after_batch", crash_after_second), pytest.raises(faults.SimulatedCrash):
+        migrate(migrated, mariadb.source, batch_size=4, progress=False)
     assert load_progress(migrated, mariadb.source.key, "keystroke_analytics") == ids[7]
     assert raw_count(migrated, "test_results") == 8
 
@@ -223,13 +226,13 @@ def test_a_crash_inside_a_batch_leaves_nothing_doubled_or_missing(mariadb, click
     migrated, expected = clickhouse("migrated"), clickhouse("expected")
     inserts: list[str] = []
 
-    def crash_in_second_batch(table):
-        inserts.append(table)
-        if inserts.count("keystrokes") == 2:  # batch 2's raw keystrokes are in, its other tables not
-            raise SimulatedCrash("killed mid-write")
+    def crash_in_second_batch():  # at `mid_write`: a batch's raw keystrokes are in
+        inserts.append("keystrokes")
+        if len(inserts) == 2:  # batch 2's raw keystrokes are in, its other tables not
+            raise faults.SimulatedCrash("killed mid-write")
 
-    with pytest.raises(SimulatedCrash):
-        migrate(migrated, mariadb.source, batch_size=4, progress=False, after_insert=crash_in_second_batch)
+    with faults.armed("mid_write", crash_in_second_batch), pytest.raises(faults.SimulatedCrash):
+        migrate(migrated, mariadb.source, batch_size=4, progress=False)
     assert load_progress(migrated, mariadb.source.key, "keystroke_analytics") == ids[3]
     assert raw_count(migrated, "test_results") == 4
     assert raw_count(migrated, "keystrokes") == sum(t.keystroke_count for t in tests[:8])  # batch 2's are in
@@ -353,14 +356,13 @@ def test_users_deleted_on_request_stay_deleted(mariadb, clickhouse):
     between = datetime.fromtimestamp((tests[1].started_at_ms + tests[2].started_at_ms) / 2000, tz=UTC)
     record_tombstone(migrated, deleted, between)  # deleted after its second test: its third is a new start
 
-    def deleted_during_the_write(table):
-        if table == "keystrokes" and not erased:
+    def deleted_during_the_write():  # at `mid_write`: the raw keystrokes are in
+        if not erased:
             record_tombstone(migrated, raced, datetime.now(UTC))
 
     erased: list[list[int]] = []
-    report = migrate(
-        migrated, mariadb.source, progress=False, after_insert=deleted_during_the_write, erase_users=erased.append
-    )
+    with faults.armed("mid_write", deleted_during_the_write):
+        report = migrate(migrated, mariadb.source, progress=False, erase_users=erased.append)
     assert [r.row_id for r in report.rejected] == ids[:2]
     assert all(f"user {deleted} was deleted on request" in r.reason for r in report.rejected)
     assert (report.rows_read, report.tests_written, report.already_present) == (6, 4, 0) and report.balanced
@@ -370,12 +372,14 @@ def test_users_deleted_on_request_stay_deleted(mariadb, clickhouse):
 
     other = clickhouse("other")
 
-    def deleted_while_writing_to_other(table):
-        if table == "keystrokes":
-            record_tombstone(other, raced, datetime.now(UTC))
+    def deleted_while_writing_to_other():
+        record_tombstone(other, raced, datetime.now(UTC))
 
-    with pytest.raises(RuntimeError, match="deleted while their tests were written"):  # no way to erase: an error
-        migrate(other, mariadb.source, progress=False, after_insert=deleted_while_writing_to_other)
+    with (
+        faults.armed("mid_write", deleted_while_writing_to_other),
+        pytest.raises(RuntimeError, match="deleted while their tests were written"),  # no way to erase: an error
+    ):
+        migrate(other, mariadb.source, progress=False)
 
 
 def test_tables_that_cannot_be_migrated_are_named(mariadb, clickhouse):

@@ -1,4 +1,4 @@
-"""The warehouse export (pipelines/warehouse.py) and its cohort query, on chDB in process (`chdb://` in a tmp dir).
+"""The warehouse export (pipelines/warehouse/) and its cohort query, on chDB in process (`chdb://` in a tmp dir).
 
 Simulated tests are stored as the ingest job stores them (build_tables + write_tables), exported day by day to
 Parquet, and the files are checked against ClickHouse; the cohort query runs over exported files of a hand-made
@@ -30,17 +30,12 @@ from app.tables import build_tables
 from cli.main import main as cli_main
 from devstack.simulate import simulate_tests
 from pipelines.archive import anonymize_results
-from pipelines.warehouse import (
-    DATASETS,
-    MANIFEST,
-    PER_TEST_SCHEMA,
-    USER_DAILY_SCHEMA,
-    USER_KEY_DAILY_SCHEMA,
-    cohort_report,
-    export_day,
-)
-from pipelines.warehouse import main as warehouse_main
-from pipelines.warehouse_retention import reexport_anonymized_days
+from pipelines.warehouse.__main__ import main as warehouse_main
+from pipelines.warehouse.cohorts import cohort_report
+from pipelines.warehouse.datasets import DATASETS, PER_TEST_SCHEMA, USER_DAILY_SCHEMA, USER_KEY_DAILY_SCHEMA
+from pipelines.warehouse.export import export_day
+from pipelines.warehouse.files import MANIFEST
+from pipelines.warehouse.retention import reexport_anonymized_days
 from tests.chdb_stores import chdb_databases
 
 REPO = Path(__file__).resolve().parents[2]
@@ -409,8 +404,8 @@ def test_cli_exports_and_runs_the_cohort_query(chdb_dir, new_store, history_root
     assert "warehouse 2026-11-01: per_test 0 rows" in printed and "warehouse 2026-11-02: per_test 2 rows" in printed
     assert [r["mean_wpm"] for r in read_day(out, "user_daily", date(2026, 11, 2)).to_pylist()] == [45.0]
     assert manifest(out, "per_test", date(2026, 11, 2))["source"]["ingest_offsets"]["next_offsets"] == {}
-    # The Ray job's entrypoint (`python -m pipelines.warehouse`) does the same.
-    assert warehouse_main(["--day", "2026-11-02", "--out", str(tmp_path / "job-warehouse")]) == 0
+    # The Ray job's entrypoint (`python -m pipelines.warehouse export`) does the same.
+    assert warehouse_main(["export", "--day", "2026-11-02", "--out", str(tmp_path / "job-warehouse")]) == 0
     assert read_day(tmp_path / "job-warehouse", "user_daily", date(2026, 11, 2)).equals(
         read_day(out, "user_daily", date(2026, 11, 2))
     )

@@ -1,4 +1,4 @@
-"""Deleted users leave the exported warehouse (pipelines/warehouse_erasure.py), on chDB in process and a local root:
+"""Deleted users leave the exported warehouse (pipelines/warehouse/erasure.py), on chDB in process and a local root:
 three days of four typists exported, users deleted (tombstones), then the sweep."""
 
 from __future__ import annotations
@@ -12,20 +12,20 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from app import faults
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import apply_migrations
 from app.config import Settings
 from app.user_data import record_tombstone
 from cli.main import main as cli_main
-from pipelines.warehouse import DATASETS, MANIFEST, export_day, run_export
-from pipelines.warehouse_erasure import sweep_deleted_users
+from pipelines.warehouse.datasets import DATASETS
+from pipelines.warehouse.erasure import sweep_deleted_users
+from pipelines.warehouse.export import export_day
+from pipelines.warehouse.files import MANIFEST
+from pipelines.warehouse.job import run_export
 from tests.integration.test_warehouse import DAY1, DAY2, DAY3, day_dir, read_day, store_simulated
 
 DAYS = (DAY1, DAY2, DAY3)
-
-
-class Crash(RuntimeError):
-    pass
 
 
 @pytest.fixture
@@ -104,15 +104,8 @@ def test_deleted_users_leave_every_exported_day_and_a_later_start_stays(exported
 def test_a_sweep_stopped_between_parts_and_manifest_is_finished_by_the_next(exported):
     client, root = exported
     record_tombstone(client, 1, datetime.now(UTC))
-    hits = []
-
-    def crash_once(point: str) -> None:
-        hits.append(point)
-        if len(hits) == 1:
-            raise Crash(point)
-
-    with pytest.raises(Crash):
-        sweep_deleted_users(client, str(root), fault=crash_once)
+    with faults.armed("erasure_after_parts"), pytest.raises(faults.SimulatedCrash):
+        sweep_deleted_users(client, str(root))  # stops at the first day's parts
     stale = json.loads((day_dir(root, "per_test", DAY1) / MANIFEST).read_text())
     assert stale["rows"] == 4 and read_day(root, "per_test", DAY1).num_rows == 3  # parts moved, manifest not yet
 
@@ -143,7 +136,7 @@ def test_the_cli_sweeps_alone_and_each_export_sweeps_after_exporting(exported, t
 def test_each_export_also_exports_again_the_days_newly_past_the_cut_off(exported, tmp_path, monkeypatch):
     """The export run's upkeep hands the archive's cold cut-off to the retention step (tested on its own in
     test_warehouse.py), with the warehouse it exported to."""
-    import pipelines.warehouse_retention as retention
+    import pipelines.warehouse.job as job
     from pipelines.archive import cutoffs
 
     client, root = exported
@@ -151,6 +144,6 @@ def test_each_export_also_exports_again_the_days_newly_past_the_cut_off(exported
         data_dir=tmp_path / "data", clickhouse_url=f"chdb://{tmp_path / 'ch'}", hot_days=1, cold_days=20
     )
     seen = []
-    monkeypatch.setattr(retention, "reexport_anonymized_days", lambda c, uri, cut, **kw: seen.append((uri, cut)))
+    monkeypatch.setattr(job, "reexport_anonymized_days", lambda c, uri, cut, **kw: seen.append((uri, cut)))
     run_export(settings, DAY3, str(root), days=1)
     assert seen == [(str(root), cutoffs(settings, datetime.now(UTC))[1])]

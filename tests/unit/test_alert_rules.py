@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.ingest_metrics import EXPORTED_NAMES as INGEST_NAMES
+from pipelines.ingest.metrics import EXPORTED_NAMES as INGEST_NAMES
 from serve.metrics import EXPORTED_NAMES as API_NAMES
 
 EXPORTED_NAMES = (*INGEST_NAMES, *API_NAMES)

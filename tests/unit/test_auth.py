@@ -1,19 +1,31 @@
-"""Bearer credentials: tokens and service keys, who may read what, key rotation, local secrets, `keyscope token`."""
+"""Bearer credentials: JWT tokens and service keys, who may read what, secret rotation, platform tokens from a JWKS,
+local secrets, `keyscope token`."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import stat
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from app.auth import (
     ADMIN_SCOPES,
+    JWKS_RETRY_S,
     SUBMIT_SCOPES,
     AuthConfig,
     AuthError,
@@ -22,6 +34,7 @@ from app.auth import (
     authorize_user,
     ensure_local_secrets,
     issue_token,
+    issue_token_from_settings,
     new_service_key,
     require_scope,
     settings_with_local_secrets,
@@ -30,7 +43,10 @@ from app.config import Settings
 from cli.main import main
 
 NOW = 1_750_000_000.0
-SECRET = "s3cret-one"
+# HS256 secrets of at least 32 bytes, as `keyscope up` generates (PyJWT warns about shorter ones).
+SECRET = "s3cret-one-s3cret-one-s3cret-one"
+OLD_SECRET = "old-secret-old-secret-old-secret"
+NEW_SECRET = "new-secret-new-secret-new-secret"
 SERVICE_KEY = "ksk_" + "A" * 43
 BARE_KEY = "ksk_" + "b" * 43
 
@@ -53,26 +69,44 @@ def b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
+def unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def hs256(header: dict[str, Any], claims: object, key: bytes) -> str:
+    """A JWT signed by hand, as a buggy issuer or an attacker would, with no library refusing the key or claims."""
+    signed = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+    return f"{signed}.{b64(hmac.new(key, signed.encode(), hashlib.sha256).digest())}"
+
+
+def user_claims(user_id: str = "42", **extra: object) -> dict[str, object]:
+    return {"sub": user_id, "scope": "user", "iat": int(NOW), "exp": int(NOW) + 3600, **extra}
+
+
 # tokens ---------------------------------------------------------------------------------------------------------
 
 
 def test_user_token_round_trip_carries_the_user_and_its_format_is_documented():
     token = issue_token(SECRET, "user", user_id=42, ttl_s=600, now=NOW)
-    prefix, payload, signature = token.split(".")
-    assert prefix == "kst1"
-    assert json.loads(base64.urlsafe_b64decode(payload + "==")) == {
-        "scope": "user",
-        "uid": 42,
-        "iat": int(NOW),
-        "exp": int(NOW) + 600,
-    }
-    assert len(base64.urlsafe_b64decode(signature + "=")) == 32  # HMAC-SHA256
+    header, payload, signature = token.split(".")
+    assert json.loads(unb64(header)) == {"alg": "HS256", "typ": "JWT"}
+    assert json.loads(unb64(payload)) == {"sub": "42", "scope": "user", "iat": int(NOW), "exp": int(NOW) + 600}
+    assert len(unb64(signature)) == 32  # HMAC-SHA256
     assert authenticate(bearer(token), config(), NOW + 599) == Principal("user", 42, "user:42")
 
 
 def test_admin_token_round_trip():
     token = issue_token(SECRET, "admin", ttl_s=60, now=NOW)
+    assert "sub" not in jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_exp": False})
     assert authenticate(bearer(token), config(), NOW) == Principal("admin", None, "admin")
+
+
+def test_a_jwt_from_any_library_holding_the_shared_secret_is_accepted():
+    # A platform's backend may mint its users' tokens itself, with PyJWT or any other JWT library.
+    token = jwt.encode(user_claims("7"), SECRET, algorithm="HS256", headers={"kid": "ignored-for-hs256"})
+    assert authenticate(bearer(token), config(), NOW) == Principal("user", 7, "user:7")
+    admin = jwt.encode({"scope": "admin", "iat": int(NOW), "exp": int(NOW) + 60}, SECRET, algorithm="HS256")
+    assert authenticate(bearer(admin), config(), NOW).scope == "admin"
 
 
 def test_the_bearer_scheme_is_case_insensitive_and_whitespace_tolerant():
@@ -91,51 +125,55 @@ def test_a_token_issued_in_the_future_is_refused_beyond_the_clock_skew():
     token = issue_token(SECRET, "user", user_id=42, ttl_s=3600, now=NOW + 3000)
     assert authenticate(bearer(issue_token(SECRET, "user", user_id=42, now=NOW + 30)), config(), NOW).user_id == 42
     assert refused(bearer(token)).status == 401
+    not_yet = jwt.encode(user_claims(nbf=int(NOW) + 600), SECRET, algorithm="HS256")
+    assert refused(bearer(not_yet)).status == 401
 
 
 def test_a_token_signed_with_another_secret_is_refused():
-    token = issue_token("not-our-secret", "admin", now=NOW)
+    token = issue_token("not-our-secret-not-our-secret-xx", "admin", now=NOW)
     error = refused(bearer(token))
     assert (error.status, error.code) == (401, "invalid_credentials")
+    assert "signature" in error.message
 
 
 def test_a_tampered_payload_is_refused():
-    prefix, payload, signature = issue_token(SECRET, "user", user_id=42, now=NOW).split(".")
+    header, payload, signature = issue_token(SECRET, "user", user_id=42, now=NOW).split(".")
     for claims in (
-        {"scope": "user", "uid": 43, "iat": int(NOW), "exp": int(NOW) + 3600},  # another user
+        user_claims("43"),  # another user
         {"scope": "admin", "iat": int(NOW), "exp": int(NOW) + 3600},  # escalation
-        {"scope": "user", "uid": 42, "iat": int(NOW), "exp": int(NOW) + 10**9},  # extended lifetime
+        user_claims(exp=int(NOW) + 10**9),  # extended lifetime
     ):
-        forged = f"{prefix}.{b64(json.dumps(claims).encode())}.{signature}"
+        forged = f"{header}.{b64(json.dumps(claims).encode())}.{signature}"
         assert refused(bearer(forged)).code == "invalid_credentials"
     # One flipped bit of the signature.
-    raw = bytearray(base64.urlsafe_b64decode(signature + "="))
+    raw = bytearray(unb64(signature))
     raw[0] ^= 1
-    assert refused(bearer(f"{prefix}.{payload}.{b64(bytes(raw))}")).code == "invalid_credentials"
+    assert refused(bearer(f"{header}.{payload}.{b64(bytes(raw))}")).code == "invalid_credentials"
 
 
 def test_a_validly_signed_but_nonsensical_payload_is_refused():
-    def signed(claims: object) -> str:
-        # Sign with the real secret through the module's own primitive, as a buggy or older issuer would.
-        import hashlib
-        import hmac
-
-        body = f"kst1.{b64(json.dumps(claims).encode())}"
-        return f"{body}.{b64(hmac.new(SECRET.encode(), body.encode(), hashlib.sha256).digest())}"
-
     exp = int(NOW) + 60
     for claims in (
         {"scope": "service", "iat": int(NOW), "exp": exp},
-        {"scope": "user", "iat": int(NOW), "exp": exp},  # no uid
-        {"scope": "user", "uid": "42", "iat": int(NOW), "exp": exp},
-        {"scope": "user", "uid": True, "iat": int(NOW), "exp": exp},
-        {"scope": "user", "uid": 0, "iat": int(NOW), "exp": exp},
+        {"scope": "user", "iat": int(NOW), "exp": exp},  # no sub
+        {"scope": "user", "sub": 42, "iat": int(NOW), "exp": exp},  # a JWT subject is a string
+        {"scope": "user", "sub": True, "iat": int(NOW), "exp": exp},
+        {"scope": "user", "sub": "0", "iat": int(NOW), "exp": exp},
+        {"scope": "user", "sub": "-1", "iat": int(NOW), "exp": exp},
+        {"scope": "user", "sub": "042", "iat": int(NOW), "exp": exp},
+        {"scope": "user", "sub": "4" * 40, "iat": int(NOW), "exp": exp},
+        {"scope": "user", "sub": "alice", "iat": int(NOW), "exp": exp},
         {"scope": "admin", "iat": int(NOW)},  # no exp: tokens never live forever
+        {"scope": "admin", "exp": exp},  # no iat
         {"scope": "admin", "iat": int(NOW), "exp": "never"},
+        {"scope": "admin", "iat": True, "exp": exp},
         ["admin"],
+        "admin",
     ):
-        error = refused(bearer(signed(claims)))
+        # Signed with the real secret, as a buggy or older issuer would.
+        error = refused(bearer(hs256({"alg": "HS256", "typ": "JWT"}, claims, SECRET.encode())))
         assert error.status == 401, claims
+        assert error.code in ("malformed_credentials", "invalid_credentials"), claims
 
 
 @pytest.mark.parametrize(
@@ -144,14 +182,16 @@ def test_a_validly_signed_but_nonsensical_payload_is_refused():
         "Basic dXNlcjpwYXNz",
         "Bearer",
         "Bearer ",
-        "Token kst1.a.b",
-        "Bearer kst1.onlytwo",
-        "Bearer kst1.a.b.c",
-        "Bearer kst1.!!!.@@@",
-        "Bearer kst1..",
-        "Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig",  # a JWT is not our format
-        "Bearer kst1." + "A" * 5000 + ".x",
-        "Bearer kst1.é.é",
+        "Token eyJhbGciOiJIUzI1NiJ9.e30.sig",
+        "Bearer eyJhbGciOiJIUzI1NiJ9.onlytwo",
+        "Bearer a.b.c.d",
+        "Bearer !!!.@@@.###",
+        "Bearer ..",
+        "Bearer kst1.a.b",  # the retired home-made format
+        "Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig",  # a JWT whose signature is junk
+        "Bearer W10.e30.sig",  # a header that is not an object
+        "Bearer " + b64(b'{"alg":"HS256"}') + "." + "A" * 9000 + ".x",
+        "Bearer é.é.é",
     ],
 )
 def test_malformed_credentials_are_refused_with_401(header):
@@ -166,6 +206,58 @@ def test_a_missing_credential_is_refused_with_401_and_a_bare_challenge(header):
     assert (error.status, error.code) == (401, "missing_credentials")
     assert error.headers() == {"WWW-Authenticate": 'Bearer realm="keyscope"'}
     assert error.body()["error"] == "missing_credentials"
+
+
+@pytest.mark.parametrize("alg", ["none", "None", "NONE"])
+def test_an_unsigned_token_alg_none_is_refused(alg):
+    admin = {"scope": "admin", "iat": int(NOW), "exp": int(NOW) + 60}
+    unsigned = f"{b64(json.dumps({'alg': alg, 'typ': 'JWT'}).encode())}.{b64(json.dumps(admin).encode())}."
+    for cfg in (config(), config(secrets=())):
+        error = refused(bearer(unsigned), cfg)
+        assert (error.status, error.code) == (401, "invalid_credentials")
+        assert "alg none" in error.message
+
+
+def test_algorithms_other_than_hs256_are_refused_with_the_shared_secret():
+    for alg in ("HS384", "HS512"):
+        token = jwt.encode(user_claims(), SECRET + "-longer-for-hs512-" * 3, algorithm=alg)
+        assert refused(bearer(token)).code == "invalid_credentials", alg
+    # An asymmetric token needs a JWKS; without one it is refused, and nothing is fetched.
+    private = ec.generate_private_key(ec.SECP256R1())
+    es256 = jwt.encode(user_claims(), private, algorithm="ES256", headers={"kid": "k1"})
+    error = refused(bearer(es256))
+    assert (error.status, error.code) == (401, "invalid_credentials")
+    assert "no JWKS URL" in error.message
+
+
+def test_the_configured_audience_is_required_on_keyscope_tokens_and_issued_into_them():
+    cfg = AuthConfig.from_settings(Settings(token_secrets=(SECRET,), jwt_audience="https://keyscope.example"))
+    good = issue_token(SECRET, "user", user_id=5, now=NOW, audience="https://keyscope.example")
+    assert authenticate(bearer(good), cfg, NOW).user_id == 5
+    for token in (
+        issue_token(SECRET, "user", user_id=5, now=NOW),  # no aud
+        issue_token(SECRET, "user", user_id=5, now=NOW, audience="https://other.example"),
+    ):
+        error = refused(bearer(token), cfg)
+        assert (error.status, error.code) == (401, "invalid_credentials")
+        assert "audience" in error.message
+    # A token for some audience is not for a keyscope that names none.
+    assert "audience" in refused(bearer(good)).message
+    # issue_token_from_settings fills in the secret, the audience and each scope's lifetime.
+    settings = Settings(token_secrets=(SECRET,), jwt_audience="https://keyscope.example", admin_token_ttl_s=120)
+    admin = issue_token_from_settings(settings, "admin", now=NOW)
+    assert authenticate(bearer(admin), cfg, NOW + 119).scope == "admin"
+    assert refused(bearer(admin), cfg, NOW + 120).code == "token_expired"
+    user = jwt.decode(
+        issue_token_from_settings(settings, "user", user_id=8, now=NOW),
+        SECRET,
+        algorithms=["HS256"],
+        audience="https://keyscope.example",
+        options={"verify_exp": False, "verify_iat": False},
+    )
+    assert user["exp"] - user["iat"] == settings.user_token_ttl_s
+    with pytest.raises(ValueError):
+        issue_token_from_settings(Settings(), "admin")
 
 
 def test_no_token_is_accepted_when_no_secret_is_configured():
@@ -192,13 +284,238 @@ def test_issue_token_refuses_what_it_cannot_sign_meaningfully():
 
 
 def test_rotation_the_first_secret_signs_and_every_secret_verifies():
-    old_token = issue_token("old", "user", user_id=5, now=NOW)
-    new_token = issue_token("new", "user", user_id=5, now=NOW)
-    rotating = config(secrets=("new", "old"))
+    old_token = issue_token(OLD_SECRET, "user", user_id=5, now=NOW)
+    new_token = issue_token(NEW_SECRET, "user", user_id=5, now=NOW)
+    rotating = config(secrets=(NEW_SECRET, OLD_SECRET))
     assert authenticate(bearer(old_token), rotating, NOW).user_id == 5
     assert authenticate(bearer(new_token), rotating, NOW).user_id == 5
+    # An expired token under the old secret says so, rather than "bad signature".
+    assert refused(bearer(old_token), rotating, NOW + 3600).code == "token_expired"
     # Once the old secret is dropped its tokens stop working.
-    assert refused(bearer(old_token), config(secrets=("new",))).code == "invalid_credentials"
+    assert refused(bearer(old_token), config(secrets=(NEW_SECRET,))).code == "invalid_credentials"
+
+
+# platform tokens from a JWKS -----------------------------------------------------------------------------------
+
+AUDIENCE = "https://keyscope.typeracer.example"
+ISSUER = "https://id.typeracer.example/"
+
+
+class JwksServer:
+    """A JWKS endpoint on 127.0.0.1 (an ephemeral port) that counts its fetches; `body` is what it serves."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.fetches = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                outer.fetches += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(outer.body)))
+                self.end_headers()
+                self.wfile.write(outer.body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/.well-known/jwks.json"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+class Platform:
+    """A typing platform's identity provider: an RSA and an EC P-256 signing key, published as a JWKS."""
+
+    def __init__(self) -> None:
+        self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.ec = ec.generate_private_key(ec.SECP256R1())
+        keys = []
+        for kid, key, algorithm in (("rsa-1", self.rsa, jwt.algorithms.RSAAlgorithm), ("ec-1", self.ec, None)):
+            if algorithm is None:
+                jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+            else:
+                jwk = json.loads(algorithm.to_jwk(key.public_key()))
+            keys.append({**jwk, "kid": kid, "use": "sig"})
+        self.jwks = {"keys": keys}
+
+    def token(self, kid: str = "rsa-1", alg: str | None = None, key: Any = None, **overrides: object) -> str:
+        claims: dict[str, object] = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": "42",
+            "iat": int(NOW),
+            "exp": int(NOW) + 600,
+            **overrides,
+        }
+        claims = {k: v for k, v in claims.items() if v is not None}
+        alg = alg or ("ES256" if kid.startswith("ec") else "RS256")
+        key = key or (self.ec if alg == "ES256" else self.rsa)
+        return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid})
+
+
+@pytest.fixture(scope="module")
+def platform() -> Platform:
+    return Platform()
+
+
+@pytest.fixture
+def jwks(platform: Platform) -> Iterator[JwksServer]:
+    server = JwksServer(json.dumps(platform.jwks).encode())
+    yield server
+    server.stop()
+
+
+def platform_config(url: str, **settings: Any) -> AuthConfig:
+    return AuthConfig.from_settings(
+        Settings(
+            token_secrets=(SECRET,),
+            service_keys=(f"typeracer:{SERVICE_KEY}",),
+            jwks_url=url,
+            jwt_issuer=ISSUER,
+            jwt_audience=AUDIENCE,
+            **settings,
+        )
+    )
+
+
+def test_rs256_and_es256_platform_tokens_verify_against_the_jwks_fetched_once(platform, jwks):
+    cfg = platform_config(jwks.url)
+    for kid in ("rsa-1", "ec-1"):
+        assert authenticate(bearer(platform.token(kid)), cfg, NOW) == Principal("user", 42, "user:42")
+    assert jwks.fetches == 1  # cached
+    # Keyscope's own tokens and service keys never touch the JWKS.
+    fresh = platform_config(jwks.url)
+    token = issue_token(SECRET, "admin", now=NOW, audience=AUDIENCE)
+    assert authenticate(bearer(token), fresh, NOW).scope == "admin"
+    assert authenticate(bearer(SERVICE_KEY), fresh, NOW).scope == "service"
+    assert jwks.fetches == 1
+
+
+def test_a_platform_token_is_a_user_token_whatever_scope_it_claims(platform, jwks):
+    cfg = platform_config(jwks.url)
+    for scope in ("admin", "service", "admin user"):
+        assert authenticate(bearer(platform.token(scope=scope)), cfg, NOW) == Principal("user", 42, "user:42")
+    assert refused(bearer(platform.token(sub=None, scope="admin")), cfg).code == "malformed_credentials"
+
+
+def test_the_user_id_claim_is_configurable(platform, jwks):
+    cfg = platform_config(jwks.url, jwt_user_claim="typeracer_uid")
+    for uid in (42, "42"):
+        token = platform.token(sub="auth0|5f1e", typeracer_uid=uid)
+        assert authenticate(bearer(token), cfg, NOW).user_id == 42
+    error = refused(bearer(platform.token()), cfg)  # only a sub
+    assert error.code == "malformed_credentials" and "typeracer_uid" in error.message
+
+
+def test_platform_tokens_with_a_wrong_kid_audience_issuer_or_lifetime_are_refused(platform, jwks):
+    cfg = platform_config(jwks.url)
+    cases = {
+        "unknown key id": platform.token(kid="rsa-2"),
+        "audience": platform.token(aud="https://another-service.example"),
+        "issuer": platform.token(iss="https://evil.example/"),
+    }
+    for reason, token in cases.items():
+        error = refused(bearer(token), cfg)
+        assert (error.status, error.code) == (401, "invalid_credentials"), reason
+        assert reason in error.message
+    assert "audience" in refused(bearer(platform.token(aud=None)), cfg).message
+    assert "issuer" in refused(bearer(platform.token(iss=None)), cfg).message
+    assert refused(bearer(platform.token()), cfg, NOW + 600).code == "token_expired"
+    assert refused(bearer(platform.token(exp=None)), cfg).status == 401
+    # The kid names a key; the header must name one.
+    no_kid = jwt.encode({"sub": "42", "aud": AUDIENCE, "iss": ISSUER}, platform.rsa, algorithm="RS256")
+    assert refused(bearer(no_kid), cfg).code == "malformed_credentials"
+
+
+def test_a_platform_token_signed_by_another_key_under_a_known_kid_is_refused(platform, jwks):
+    cfg = platform_config(jwks.url)
+    impostor = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    error = refused(bearer(platform.token("rsa-1", key=impostor)), cfg)
+    assert (error.code, error.message) == ("invalid_credentials", "the token's signature does not verify")
+    # The RSA key signs, but the kid names the EC key: the key's algorithm decides, and it does not match.
+    assert refused(bearer(platform.token("ec-1", alg="RS256")), cfg).code == "invalid_credentials"
+
+
+def test_hs256_signed_with_the_platforms_public_key_is_refused(platform, jwks):
+    # The algorithm-confusion attack: the public key is public, so an HMAC under it proves nothing.
+    cfg = platform_config(jwks.url)
+    pem = platform.rsa.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    jwk = json.dumps(platform.jwks["keys"][0]).encode()
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "42", "scope": "admin", "iat": int(NOW), "exp": int(NOW) + 60}
+    for key in (pem, jwk):
+        forged = hs256({"alg": "HS256", "typ": "JWT", "kid": "rsa-1"}, claims, key)
+        error = refused(bearer(forged), cfg)
+        assert (error.status, error.code) == (401, "invalid_credentials")
+    assert jwks.fetches == 0
+
+
+def test_unknown_key_ids_refetch_the_jwks_at_most_once_per_cooldown(platform, jwks):
+    cfg = platform_config(jwks.url)
+    for n in range(5):  # attacker-chosen kids must not turn into one fetch each
+        assert refused(bearer(platform.token(kid=f"made-up-{n}")), cfg).status == 401
+    assert jwks.fetches == 1
+
+
+def test_an_unreachable_or_broken_jwks_is_a_clear_503_not_a_crash(platform):
+    down = JwksServer(b"")
+    down.stop()  # nothing listens on its port now
+    cfg = platform_config(down.url)
+    started = time.monotonic()
+    error = refused(bearer(platform.token()), cfg)
+    assert (error.status, error.code) == (503, "auth_unavailable")
+    assert error.headers() == {"Retry-After": str(JWKS_RETRY_S)}
+    assert down.url not in error.message
+    # Within the back-off the next platform token is refused at once; other credentials still work.
+    assert refused(bearer(platform.token()), cfg).status == 503
+    assert time.monotonic() - started < JWKS_RETRY_S
+    assert authenticate(bearer(SERVICE_KEY), cfg, NOW).scope == "service"
+    for body in (b"<html>not json</html>", b'{"keys": []}', b'["a list"]', b'{"keys": [{"kty": "RSA"}]}'):
+        broken = JwksServer(body)
+        try:
+            assert refused(bearer(platform.token()), platform_config(broken.url)).status == 503, body
+        finally:
+            broken.stop()
+
+
+def test_a_jwks_url_needs_an_audience_and_https_off_loopback():
+    with pytest.raises(ValueError, match="KEYSCOPE_JWT_AUDIENCE"):
+        AuthConfig.from_settings(Settings(jwks_url="https://id.typeracer.example/jwks.json"))
+    with pytest.raises(ValueError, match="https"):
+        AuthConfig.from_settings(Settings(jwks_url="http://id.typeracer.example/jwks.json", jwt_audience=AUDIENCE))
+    for url in ("https://id.typeracer.example/jwks.json", "http://127.0.0.1:9/jwks.json"):
+        assert AuthConfig.from_settings(Settings(jwks_url=url, jwt_audience=AUDIENCE)).platform_keys is not None
+
+
+def test_the_jwt_settings_come_from_the_environment_and_reach_child_processes(tmp_path):
+    settings = Settings.from_env(
+        {
+            "KEYSCOPE_DATA_DIR": str(tmp_path),
+            "KEYSCOPE_JWKS_URL": "https://id.typeracer.example/jwks.json",
+            "KEYSCOPE_JWT_ISSUER": ISSUER,
+            "KEYSCOPE_JWT_AUDIENCE": AUDIENCE,
+            "KEYSCOPE_JWT_USER_CLAIM": "typeracer_uid",
+        }
+    )
+    assert (settings.jwks_url, settings.jwt_issuer, settings.jwt_audience, settings.jwt_user_claim) == (
+        "https://id.typeracer.example/jwks.json",
+        ISSUER,
+        AUDIENCE,
+        "typeracer_uid",
+    )
+    assert Settings.from_env(settings.as_env()) == settings
+    defaults = Settings.from_env({"KEYSCOPE_DATA_DIR": str(tmp_path), "KEYSCOPE_JWT_USER_CLAIM": ""})
+    assert (defaults.jwks_url, defaults.jwt_audience, defaults.jwt_user_claim) == ("", "", "sub")
 
 
 # service keys --------------------------------------------------------------------------------------------------

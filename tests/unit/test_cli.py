@@ -14,13 +14,13 @@ import cli.main
 from cli.main import COMMANDS, main
 from cli.registry import Command
 
-# keyscope subcommand path → the job module whose `python -m` form takes the same arguments
+# keyscope subcommand path → (what `python -m` runs, the module holding its `main`)
 JOBS = {
-    ("ingest",): "pipelines.ingest",
-    ("insights",): "pipelines.insights",
-    ("archive", "run"): "pipelines.archive",
-    ("migrate", "mysql"): "pipelines.migrate_mysql",
-    ("warehouse",): "pipelines.warehouse",
+    ("ingest",): ("pipelines.ingest", "pipelines.ingest.__main__"),
+    ("insights",): ("pipelines.insights", "pipelines.insights"),
+    ("archive", "run"): ("pipelines.archive", "pipelines.archive"),
+    ("migrate", "mysql"): ("pipelines.migrate_mysql", "pipelines.migrate_mysql"),
+    ("warehouse",): ("pipelines.warehouse", "pipelines.warehouse.__main__"),
 }
 
 
@@ -46,9 +46,11 @@ def _help(entry, argv: list[str], capsys) -> str:
     return capsys.readouterr().out
 
 
-def _after_usage(help_text: str) -> str:
-    """The help without its usage block, which names the program (`keyscope X` or `python -m pipelines.X`)."""
-    return help_text.split("\n\n", 1)[1]
+def _arguments(help_text: str) -> str:
+    """The help's argument sections (positional arguments, options), without the usage and description, which
+    name the program (`keyscope X` or `python -m pipelines.X`) in their own words."""
+    start = min(i for i in (help_text.find("\npositional arguments:"), help_text.find("\noptions:")) if i >= 0)
+    return help_text[start:]
 
 
 def test_every_registered_subcommand_has_help(capsys):
@@ -75,27 +77,27 @@ def test_a_benchmark_lists_only_its_own_flags(capsys):
 
 @pytest.mark.parametrize("path", sorted(JOBS), ids=" ".join)
 def test_a_job_has_one_definition_of_its_flags(path, capsys):
-    job = importlib.import_module(JOBS[path])
+    module, entry = JOBS[path]
     ours = _help(main, [*path, "--help"], capsys)
-    theirs = _help(job.main, ["--help"], capsys)
-    assert theirs.startswith(f"usage: python -m {JOBS[path]}")
-    assert _after_usage(ours) == _after_usage(theirs)
+    theirs = _help(importlib.import_module(entry).main, ["--help"], capsys)
+    assert theirs.startswith(f"usage: python -m {module}")
+    assert _arguments(ours) == _arguments(theirs)
 
 
 @pytest.mark.parametrize("action", ["export", "erase", "cohorts"])
 def test_the_warehouse_actions_have_one_definition(action, capsys):
-    from pipelines import warehouse
+    from pipelines.warehouse.__main__ import main as warehouse_main
 
     ours = _help(main, ["warehouse", action, "--help"], capsys)
-    theirs = _help(warehouse.main, [action, "--help"], capsys)
-    assert _after_usage(ours) == _after_usage(theirs)
+    theirs = _help(warehouse_main, [action, "--help"], capsys)
+    assert _arguments(ours) == _arguments(theirs)
 
 
 @pytest.mark.parametrize(
     ("argv", "prog", "flag", "reason"),
     [
         (["ingest", "--max-messages", "-1"], "keyscope ingest", "--max-messages", "must be ≥ 0"),
-        (["ingest", "--max-messages", "many"], "keyscope ingest", "--max-messages", "not an integer"),
+        (["ingest", "--max-messages", "many"], "keyscope ingest", "--max-messages", "must be a whole number"),
         (["warehouse", "export", "--days", "0"], "keyscope warehouse export", "--days", "must be ≥ 1"),
         (["warehouse", "export", "--day", "2026-13-01"], "keyscope warehouse export", "--day", "not a day"),
         (["archive", "run", "--now", "yesterday"], "keyscope archive run", "--now", "not an ISO-8601 time"),
@@ -113,14 +115,15 @@ def test_argument_errors_name_the_flag(argv, prog, flag, reason, capsys):
 
 
 def test_python_m_jobs_check_their_flags_the_same_way(capsys):
-    from pipelines import ingest, warehouse
+    from pipelines.archive import main as archive_main
+    from pipelines.ingest.__main__ import main as ingest_main
 
     with pytest.raises(SystemExit):
-        ingest.main(["--max-messages", "-1"])
-    assert "argument --max-messages: must be ≥ 0" in capsys.readouterr().err
+        ingest_main(["--max-messages", "-1"])
+    assert "python -m pipelines.ingest: error: argument --max-messages: must be ≥ 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        warehouse.main(["--days", "0"])  # the RayCronJob's bare form: export
-    assert "argument --days: must be ≥ 1" in capsys.readouterr().err
+        archive_main(["--now", "yesterday"])
+    assert "python -m pipelines.archive: error: argument --now: not an ISO-8601 time" in capsys.readouterr().err
 
 
 def test_a_missing_dsn_is_a_one_line_error(monkeypatch, capsys):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-import pipelines.analyse as analyse
-import pipelines.ingest as ingest
+import pipelines.ingest.analyse as analyse
 from app.codec import encode_test
 from app.kafka import user_key
 from app.schemas import parse_submission
 from devstack.simulate import simulate_tests
+from pipelines.ingest.plan import past_low_watermarks
+from pipelines.ingest.recover import partial_write_possible
 
 
 def messages(values: list[bytes], stamps: list[int] | None = None) -> pa.Table:
@@ -75,13 +76,13 @@ def test_a_test_that_breaks_the_analytics_is_dead_lettered_alone(monkeypatch):
 
 
 def test_a_partial_write_is_possible_only_where_a_write_mark_passes_the_stored_offsets():
-    assert not ingest.partial_write_possible({}, {})  # nothing ever written
-    assert not ingest.partial_write_possible({0: 5, 1: 7}, {0: 5, 1: 7})  # every pass stored its offsets
-    assert not ingest.partial_write_possible({0: 9, 1: 7}, {0: 5, 1: 7})  # offsets moved past the marks
-    assert ingest.partial_write_possible({0: 5, 1: 3}, {0: 5, 1: 7})  # a pass wrote partition 1 and stopped
-    assert ingest.partial_write_possible({}, {0: 5})  # the first pass stopped before storing offsets
-    assert ingest.partial_write_possible({0: 5}, {})  # offsets from a version without marks: assume the worst
-    assert ingest.partial_write_possible({0: 0}, {0: 5})  # offsets rewound to re-read stored tests
+    assert not partial_write_possible({}, {})  # nothing ever written
+    assert not partial_write_possible({0: 5, 1: 7}, {0: 5, 1: 7})  # every pass stored its offsets
+    assert not partial_write_possible({0: 9, 1: 7}, {0: 5, 1: 7})  # offsets moved past the marks
+    assert partial_write_possible({0: 5, 1: 3}, {0: 5, 1: 7})  # a pass wrote partition 1 and stopped
+    assert partial_write_possible({}, {0: 5})  # the first pass stopped before storing offsets
+    assert partial_write_possible({0: 5}, {})  # offsets from a version without marks: assume the worst
+    assert partial_write_possible({0: 0}, {0: 5})  # offsets rewound to re-read stored tests
 
 
 def test_tables_of_several_batches_concatenate_test_by_test():
@@ -97,6 +98,6 @@ def test_stored_offsets_below_the_low_watermark_move_up_to_it_and_say_so(caplog)
     stored = {0: 10, 1: 50}
     lows = {0: 25, 1: 40, 2: 7}  # partition 1 is past its low watermark; partition 2 has nothing stored
     with caplog.at_level("WARNING", logger="keyscope.ingest"):
-        assert ingest._past_low_watermarks(stored, lows, "t") == {0: 25, 1: 50, 2: 7}
+        assert past_low_watermarks(stored, lows, "t") == {0: 25, 1: 50, 2: 7}
     assert "t partition 0: the messages at offsets 10 to 24 are no longer on the broker; starting at 25" in caplog.text
     assert "partition 1" not in caplog.text and "offsets 0 to 6" in caplog.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from confluent_kafka import KafkaError
 
-from pipelines.kafka_reader import read_partition
+from pipelines.ingest.readers import read_partition
 
 
 class Event:

@@ -13,14 +13,14 @@ import pyarrow as pa
 import pytest
 
 import app.user_data as ud
-import pipelines.analyse as analyse
-import pipelines.ingest as ingest
+import pipelines.ingest.analyse as analyse
 from app.clickhouse.client import clickhouse_client
 from app.codec import decode_test, encode_test
 from app.config import Settings
 from app.kafka import user_key
 from app.schemas import parse_submission
 from devstack.simulate import simulate_tests
+from pipelines.ingest.report import IngestReport
 
 COLUMNS = [
     ("keystrokes", "user_id", "UInt64"),
@@ -301,8 +301,8 @@ def test_a_deleted_users_invalid_message_is_dropped_not_dead_lettered():
 
 
 def test_the_report_counts_dropped_messages():
-    report = ingest.IngestReport(messages=3, dropped_deleted=2)
-    total = ingest.IngestReport()
+    report = IngestReport(messages=3, dropped_deleted=2)
+    total = IngestReport()
     total.add(report)
     assert total.dropped_deleted == 2 and "2 of deleted users dropped" in total.line()
-    assert "deleted" not in ingest.IngestReport(messages=1).line()
+    assert "deleted" not in IngestReport(messages=1).line()

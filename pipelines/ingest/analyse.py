@@ -1,7 +1,7 @@
 """Decoding and analysis of Kafka records on the workers: a batch of messages in, the storage tables and the
 dead letters out, packed as one row of Arrow IPC streams (so Ray can move or merge blocks without separating a
-batch's tables). Used by both readers of the ingest job: Ray Data's `read_kafka` (pipelines/ingest.py) and the follow
-mode's long-lived consumers (pipelines/kafka_reader.py)."""
+batch's tables). Used by both readers of the ingest job: Ray Data's `read_kafka` (read.py) and the follow mode's
+long-lived consumers (readers.py); `unpack` opens the rows again on the driver for the writer (write.py)."""
 
 from __future__ import annotations
 

@@ -22,7 +22,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from clickhouse_connect.driver.client import Client
 
-from pipelines.warehouse import SETTLE_S, export_day, open_root, parquet_parts
+from pipelines.warehouse.export import SETTLE_S, export_day
+from pipelines.warehouse.files import open_root, parquet_parts
 
 log = logging.getLogger("keyscope.warehouse")
 

@@ -1,7 +1,7 @@
 """Deleted typists out of the warehouse: every exported day's Parquet rewritten without the rows of the users deleted
 since the last sweep (`user_tombstones`, app/user_data.py).
 
-    python -m pipelines.warehouse              # each export run sweeps after exporting
+    python -m pipelines.warehouse export       # each export run sweeps after exporting (pipelines/warehouse/job.py)
     keyscope warehouse erase [--out URI]       # on demand
 
 The warehouse files are read by BigQuery / Snowflake, outside keyscope's stores, so deleting a user (`keyscope user
@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -32,17 +31,10 @@ import pyarrow.parquet as pq
 from clickhouse_connect.driver.client import Client
 
 from app.clickhouse.store import load_job_watermark, store_job_watermark
+from app.faults import failpoint
 from app.user_data import load_tombstones, tombstoned_since
-from pipelines.warehouse import (
-    DATASETS,
-    MANIFEST,
-    ROW_GROUP_ROWS,
-    STAGING,
-    delete_dir,
-    open_root,
-    parquet_parts,
-    write_json,
-)
+from pipelines.warehouse.datasets import DATASETS, ROW_GROUP_ROWS
+from pipelines.warehouse.files import MANIFEST, STAGING, delete_dir, open_root, parquet_parts, write_json
 
 log = logging.getLogger("keyscope.warehouse")
 
@@ -51,7 +43,6 @@ JOB = "warehouse_erasure"
 # have become visible just after (on a cluster), and looking again for a user already gone finds nothing.
 MARGIN = timedelta(hours=1)
 
-Fault = Callable[[str], None]
 
 
 @dataclass
@@ -91,7 +82,7 @@ def _read_manifest(fs: pafs.FileSystem, path: str) -> dict | None:
 
 
 def erase_day(
-    fs: pafs.FileSystem, root: str, dataset: str, directory: str, users: list[int], fault: Fault
+    fs: pafs.FileSystem, root: str, dataset: str, directory: str, users: list[int]
 ) -> tuple[int, int]:
     """The users' rows out of one dataset's day; returns (rows removed, parts rewritten). Each part holding them is
     staged without them and moved over the old one; the manifest is rewritten after the parts (moved over the old
@@ -116,7 +107,7 @@ def erase_day(
         removed[info.base_name] = found
     for name in removed:
         fs.move(f"{staged_dir}/{name}", f"{directory}/{name}")
-    fault("erasure_after_parts")
+    failpoint(None, "erasure_after_parts")
     manifest = _read_manifest(fs, f"{directory}/{MANIFEST}")
     if manifest is not None and (removed or any(p["rows"] != rows.get(p["name"]) for p in manifest["files"])):
         for part in manifest["files"]:
@@ -131,11 +122,10 @@ def erase_day(
 
 
 def sweep_deleted_users(
-    client: Client, uri: str, *, filesystem: pafs.FileSystem | None = None, fault: Fault | None = None
+    client: Client, uri: str, *, filesystem: pafs.FileSystem | None = None
 ) -> ErasureReport:
     """Remove from the warehouse at `uri` every row of the users deleted since the last sweep (module docstring)."""
     started = time.monotonic()
-    fault = fault or (lambda point: None)
     fs, root = open_root(uri, filesystem)
     delete_dir(fs, f"{root}/{STAGING}/erasure")  # what a crashed sweep left
     sweep_start = client.query("SELECT now64(3)").result_rows[0][0]
@@ -153,7 +143,7 @@ def sweep_deleted_users(
                 continue
             users = sorted(user for user, last in deletion_day.items() if day <= last)
             if users:
-                rows, files = erase_day(fs, root, dataset.name, info.path, users, fault)
+                rows, files = erase_day(fs, root, dataset.name, info.path, users)
                 removed += rows
                 report.files += files
         report.rows[dataset.name] = removed

@@ -1,6 +1,6 @@
 -- Weekly retention and WPM improvement by signup week, over the warehouse export's `user_daily` dataset
--- (pipelines/warehouse.py: one row per user and UTC day with at least one test; `day` is the hive partition key
--- from the path user_daily/day=YYYY-MM-DD/).
+-- (pipelines/warehouse/datasets.py: one row per user and UTC day with at least one test; `day` is the hive
+-- partition key from the path user_daily/day=YYYY-MM-DD/).
 --
 -- `{user_daily}` stands for that table. `keyscope warehouse cohorts` runs this file on chDB with
 --   file('<root>/user_daily/day=*/*.parquet', Parquet)  SETTINGS use_hive_partitioning = 1

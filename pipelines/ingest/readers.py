@@ -6,7 +6,7 @@ Why not `read_kafka` for every micro-batch: on this stack starting a Dataset cos
 ≈ 0.85 s, and Ray 2.60 keeps per-dataset state that grows with every pass (the metrics agent exports Ray Data's
 metrics tagged with the dataset id and never drops those series; `_StatsActor` keeps the last 1,000 datasets),
 so a job that runs a pass every second grows without bound (README, "Latency and soak"). A backlog pass still
-goes through Ray Data (pipelines/ingest.py); these actors carry the steady trickle.
+goes through Ray Data (read.py); these actors carry the steady trickle.
 
 The consumers never join a consumer group or commit: they are assigned a partition at an offset, read up to the
 end offset the pass snapshotted, and the ingest job stores offsets in ClickHouse after its writes, as always.
@@ -23,7 +23,7 @@ import ray
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from app.config import Settings
-from pipelines.analyse import analyse_read_block
+from pipelines.ingest.analyse import analyse_read_block
 
 # The records as Ray Data's Kafka datasource gives them, restricted to what the analysis reads.
 RECORD_SCHEMA = pa.schema(
@@ -112,7 +112,7 @@ def read_partition(consumer: Consumer, topic: str, partition: int, begin: int, s
 
 
 class PartitionReader:
-    """One long-lived consumer: reads the ranges it is given and returns them analysed (pipelines/analyse.py)."""
+    """One long-lived consumer: reads the ranges it is given and returns them analysed (analyse.py)."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
