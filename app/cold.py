@@ -45,6 +45,7 @@ from clickhouse_connect.driver.client import Client
 
 from app.clickhouse.client import clickhouse_client
 from app.config import Settings
+from app.faults import failpoint
 from app.schemas import KEYSTROKE_SCHEMA
 
 # The columns of a cold file: exactly what `keystrokes` stores (app/clickhouse/migrations/0006).
@@ -206,7 +207,7 @@ class ColdStore:
         with self.fs.open_input_file(self._abs(rel)) as f:
             return pq.ParquetFile(f).metadata.num_rows
 
-    def write_verified(self, day: date, bucket: int, table: pa.Table, *, after_stage=lambda: None) -> ColdFile:
+    def write_verified(self, day: date, bucket: int, table: pa.Table) -> ColdFile:
         """Replace the day and bucket's file with `table` (sorted, `ARCHIVE_SCHEMA`): written under a temporary
         name, read back and compared row for row, then renamed over the file (readers see old or new content,
         never a mix). Raises ColdStoreError, leaving the old file as it was, when the read-back differs."""
@@ -228,7 +229,7 @@ class ColdStore:
             raise ColdStoreError(
                 f"{staged} read back {back.num_rows} rows that differ from the {table.num_rows} written"
             )
-        after_stage()
+        failpoint(None, "cold_after_stage")  # staged and verified, not yet renamed over the file
         self.fs.create_dir(self._abs(rel.rsplit("/", 1)[0]), recursive=True)
         self.fs.move(self._abs(staged), self._abs(rel))
         size = self.fs.get_file_info(self._abs(rel)).size

@@ -57,6 +57,12 @@ def apply_local_ray_env(env: dict[str, str] | None = None) -> None:
         target.setdefault(name, value)
 
 
+def child_environment(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a process keyscope starts begins with: this process's own (PATH, locale, Ray's variables),
+    with `overrides` on top. The local stack and the load benchmarks hand it to the servers they start."""
+    return {**os.environ, **(overrides or {})}
+
+
 SECRETS_FILE_NAME = "secrets.json"  # under data_dir; written once by `keyscope up` (app.auth.ensure_local_secrets)
 
 
@@ -157,6 +163,10 @@ class Settings:
     # Source of `keyscope migrate mysql` / `python -m pipelines.migrate_mysql` when --dsn is not given
     # (mysql://USER[:PASS]@HOST[:PORT]/DB). repr=False: it may hold a password.
     mysql_dsn: str = field(default="", repr=False)
+    # The MySQL clients' own variable: the password when the DSN carries none. repr=False.
+    mysql_password: str = field(default="", repr=False)
+    # The local ClickHouse endpoint's query log (devstack): statements slower than this, in ms (0 = every one).
+    clickhouse_slow_query_ms: int = 1000
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -215,6 +225,8 @@ class Settings:
             rate_limit_user_per_s=_float(env, "KEYSCOPE_RATE_LIMIT_USER_PER_S", base.rate_limit_user_per_s),
             rate_limit_user_burst=_int(env, "KEYSCOPE_RATE_LIMIT_USER_BURST", base.rate_limit_user_burst),
             mysql_dsn=env.get(MYSQL_DSN_ENV, base.mysql_dsn),
+            mysql_password=env.get("MYSQL_PWD", base.mysql_password),
+            clickhouse_slow_query_ms=_int(env, "KEYSCOPE_CLICKHOUSE_SLOW_QUERY_MS", base.clickhouse_slow_query_ms),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -262,6 +274,8 @@ class Settings:
             "KEYSCOPE_RATE_LIMIT_USER_PER_S": str(self.rate_limit_user_per_s),
             "KEYSCOPE_RATE_LIMIT_USER_BURST": str(self.rate_limit_user_burst),
             MYSQL_DSN_ENV: self.mysql_dsn,
+            "MYSQL_PWD": self.mysql_password,
+            "KEYSCOPE_CLICKHOUSE_SLOW_QUERY_MS": str(self.clickhouse_slow_query_ms),
         }
 
     def describe(self) -> dict[str, str]:
@@ -270,4 +284,5 @@ class Settings:
         view["token_secrets"] = _mask(self.token_secrets, "secrets")
         view["service_keys"] = _mask(self.service_keys, "keys")
         view["mysql_dsn"] = "<set>" if self.mysql_dsn else "<none>"
+        view["mysql_password"] = "<set>" if self.mysql_password else "<none>"
         return view

@@ -1,16 +1,18 @@
 """Fault injection: the named points where the crash tests stop a job, and the one way to switch a fault on.
 
-A job calls `failpoint(settings, point)` at each point where a crash must lose and duplicate nothing. Nothing happens
-unless a fault is on there: a test in this process arms the point (`with armed(point): ...`, by default raising
-`SimulatedCrash`; any action, e.g. a deletion landing mid-run), or the job was started with
-`KEYSCOPE_FAULT_INJECTION=<point>` and is SIGKILLed there, as a real crash would end it. Product code carries no
-hooks: which faults are on is this module's business alone.
+A job calls `failpoint(settings, point)` (or `failpoint(None, point)` where no settings reach) at each point where a
+crash must lose and duplicate nothing. Nothing happens unless a fault is on there: a test in this process arms the
+point (`with armed(point): ...`, by default raising `SimulatedCrash`; any action, e.g. a deletion landing mid-run),
+or the job was started with `KEYSCOPE_FAULT_INJECTION=<point>` and is SIGKILLed there, as a real crash would end it
+(the ingest job, whose crash tests run it as a separate process). Product code carries no hooks: which faults are
+on is this module's business alone.
 
 Points: the ingest job's `after_read` (a batch read and analysed, nothing written), `mid_write` (a batch's raw
 keystrokes in, its result rows not; also `write_tables`, so the MySQL migration stops there), `after_write`
 (everything written, the offsets not stored); the migration's `migrate_after_batch`; the archive job's points
-(pipelines/archive.py: `archive_after_move`, `archive_after_stage`, … `anonymize_after_delete`); the warehouse
-erasure sweep's `erasure_after_parts` (a day's parts rewritten, its manifest not yet).
+(pipelines/archive.py: `archive_after_move`, … `anonymize_after_delete`) and the cold store's `cold_after_stage`
+(a file staged and verified, not yet renamed); the warehouse erasure sweep's `erasure_after_parts` (a day's parts
+rewritten, its manifest not yet).
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import httpx
 import numpy as np
 
 from app.api_client import api_url, service_headers
-from app.config import Settings
+from app.config import Settings, child_environment
 from bench import fresh_user_id
 from devstack.simulate import simulate_tests
 
@@ -48,7 +47,7 @@ SOAK_WARM_UP_S = 60.0  # load before sampling starts: caches, pools and first-ru
 def follower(settings: Settings) -> Iterator[subprocess.Popen]:
     """The ingest job in follow mode (its settings: idle interval, readers) as a child process, stopped with SIGINT
     (it finishes its pass)."""
-    env = {**os.environ, **settings.as_env()}
+    env = child_environment(settings.as_env())
     log = open(Path(settings.data_dir) / "logs" / "bench-follower.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipelines.ingest", "--follow"], env=env, stdout=log, stderr=subprocess.STDOUT

@@ -462,8 +462,9 @@ def _wait_healthy(url: str, process: subprocess.Popen, timeout_s: float, log_pat
 def uvicorn_env(settings) -> dict[str, str]:  # noqa: ANN001 - Settings, imported lazily
     """The stack's Settings (secrets included) for the standalone app, with the service rate limit uncapped."""
     from app.auth import settings_with_local_secrets
+    from app.config import child_environment
 
-    env = {**os.environ, **settings_with_local_secrets(settings).as_env()}
+    env = child_environment(settings_with_local_secrets(settings).as_env())
     env["KEYSCOPE_RATE_LIMIT_SERVICE_PER_S"] = str(UNCAPPED_PER_S)
     env.pop("RAY_ADDRESS", None)
     return env

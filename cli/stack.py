@@ -95,7 +95,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from app.auth import issue_token
+    from app.auth import issue_token_from_settings
     from devstack.produce import post_tests
     from devstack.simulate import simulate_tests
     from devstack.stack import LocalStack
@@ -127,7 +127,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     print_insights(insights.json())
     print("\ntimings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
 
-    user_token = issue_token(stack.settings.token_secrets[0], "user", user_id=user_id, ttl_s=86_400)
+    user_token = issue_token_from_settings(stack.settings, "user", user_id=user_id, ttl_s=86_400)
     print("\ntry:")
     print(f"  {api}/dashboard#token={user_token}")
     print(f"      (user {user_id}'s dashboard: keyboard heatmap, trends, practice box; the token is valid for a day)")

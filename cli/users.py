@@ -21,7 +21,7 @@ def add_token_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_token(settings: Settings, args: argparse.Namespace) -> int:
-    from app.auth import issue_token, parse_service_key
+    from app.auth import issue_token_from_settings, parse_service_key
 
     if args.service:
         if args.ttl is not None:
@@ -36,12 +36,11 @@ def run_token(settings: Settings, args: argparse.Namespace) -> int:
         raise ValueError(
             "no token secret configured: run `keyscope up` (it writes secrets.json) or set KEYSCOPE_TOKEN_SECRETS"
         )
+    # The settings' audience too: with KEYSCOPE_JWT_AUDIENCE set, a token without it is refused.
     if args.admin:
-        ttl = settings.admin_token_ttl_s if args.ttl is None else args.ttl
-        print(issue_token(settings.token_secrets[0], "admin", ttl_s=ttl))
+        print(issue_token_from_settings(settings, "admin", ttl_s=args.ttl))
     else:
-        ttl = settings.user_token_ttl_s if args.ttl is None else args.ttl
-        print(issue_token(settings.token_secrets[0], "user", user_id=args.user, ttl_s=ttl))
+        print(issue_token_from_settings(settings, "user", user_id=args.user, ttl_s=args.ttl))
     return 0
 
 

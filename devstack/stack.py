@@ -29,7 +29,7 @@ import redis
 from app.auth import settings_with_local_secrets
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import apply_migrations
-from app.config import LOCAL_RAY_ENV, Settings
+from app.config import LOCAL_RAY_ENV, Settings, child_environment
 from app.kafka import ensure_topics
 
 log = logging.getLogger("keyscope.stack")
@@ -212,7 +212,7 @@ class LocalStack:
         self, name: str, argv: list[str], env: dict[str, str] | None = None, drop: tuple[str, ...] = ()
     ) -> subprocess.Popen:
         self.logs.mkdir(parents=True, exist_ok=True)
-        environment = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in drop}
+        environment = {k: v for k, v in child_environment(env).items() if k not in drop}
         with open(self.logs / f"{name}.log", "ab") as log_file:
             return subprocess.Popen(
                 argv,
@@ -287,7 +287,7 @@ class LocalStack:
                 str(port),
                 # The endpoint's query log (clickhouse.log): statements slower than this (0 = every statement).
                 "--slow-query-ms",
-                os.environ.get("KEYSCOPE_CLICKHOUSE_SLOW_QUERY_MS", "1000"),
+                str(self.settings.clickhouse_slow_query_ms),
             ],
         )
         state["clickhouse"] = {"pid": process.pid}
@@ -335,15 +335,16 @@ class LocalStack:
         wait_until(self._redis_answers, f"Redis on {host}:{port}", 30, process, self.logs / "redis.log")
 
     def _ray_env(self) -> dict[str, str]:
+        inherited = child_environment()
         env = {**self.settings.as_env(), **LOCAL_RAY_ENV}
         # Serve's throughput settings, unless the caller's environment sets them (RAY_SERVE_ENABLE_HA_PROXY=0 opts out).
         for name, value in serve_ingress_env(self._ray_address()[1], haproxy_binary()).items():
-            env[name] = os.environ.get(name, value)
+            env[name] = inherited.get(name, value)
         # Every Ray process listens on loopback only (devstack/loopback/sitecustomize.py patches the two Ray listeners
         # that bind every interface).
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(LOOPBACK_DIR), os.environ.get("PYTHONPATH", "")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(LOOPBACK_DIR), inherited.get("PYTHONPATH", "")) if p)
         # `ray job submit -- python …` runs `python` from the head's PATH: make it this virtualenv's.
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), inherited.get("PATH", "")])
         env.pop("RAY_ADDRESS")  # `ray start --head` must not try to join another cluster
         return env
 
@@ -398,7 +399,7 @@ class LocalStack:
                 [sys.executable, "-m", "serve.deploy"],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **self.settings.as_env(), **LOCAL_RAY_ENV},
+                env=child_environment({**self.settings.as_env(), **LOCAL_RAY_ENV}),
             )
         if result.returncode != 0:
             raise StackError(f"deploying the Serve app failed; see {self.logs / 'serve-deploy.log'}")

@@ -31,8 +31,7 @@ Each run does three things, each safe to repeat after a crash at any point:
    kept first (`user_first_tests`), so the warehouse's signup day does not move forward.
 
 `--now` (or `now=`) moves the clock for tests. Faults (app/faults.py): the steps reach named points
-(`archive_after_move`, … `anonymize_after_delete`), where a test arms a crash or `KEYSCOPE_FAULT_INJECTION=<point>`
-SIGKILLs the job.
+(`archive_after_move`, … `anonymize_after_delete`), where a crash test arms a fault.
 """
 
 from __future__ import annotations
@@ -42,10 +41,8 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import partial
 
 import numpy as np
 import pyarrow as pa
@@ -107,10 +104,6 @@ SALT_NAME = "anonymization_salt"
 # and the copy-then-delete must see every row it deletes.
 INGEST_SETTLE = timedelta(hours=1)
 _MONTH = re.compile(r"^\d{6}$")
-
-# The steps reach their fault points through this: `failpoint` bound to the run's settings (app/faults.py).
-Fault = Callable[[str], None]
-
 
 @dataclass
 class ArchiveReport:
@@ -194,7 +187,7 @@ class DayFile:
     hot_written: int
 
 
-def archive_day(client: Client, store: ColdStore, month: str, day: date, fault: Fault) -> list[DayFile]:
+def archive_day(client: Client, store: ColdStore, month: str, day: date) -> list[DayFile]:
     """Write one day of the month being archived into its bucket files. A file already there (late data, or this day
     done before a crash) is merged with, not added to. Rows of users deleted meanwhile (`user_tombstones`) are left
     out, also when their deletion is recorded while the files are written: the tombstones are read again once the
@@ -212,22 +205,22 @@ def archive_day(client: Client, store: ColdStore, month: str, day: date, fault: 
     for bucket in (int(b) for b in np.unique(buckets)):
         hot = rows.filter(pa.array(buckets == bucket))
         merged = without_deleted(merge_rows(store.read(file_path(day, bucket)), hot), tombstones)
-        contents[bucket] = (hot, merged, _write(store, day, bucket, merged, fault))
-        fault("archive_after_file")
+        contents[bucket] = (hot, merged, _write(store, day, bucket, merged))
+        failpoint(None, "archive_after_file")
     if (again := load_tombstones(client)) != tombstones:  # deletions recorded while this day was written
         for bucket, (hot, merged, _) in contents.items():
             kept = without_deleted(merged, again)
             if kept.num_rows != merged.num_rows:
-                contents[bucket] = (hot, kept, _write(store, day, bucket, kept, fault))
+                contents[bucket] = (hot, kept, _write(store, day, bucket, kept))
     return [
         DayFile(cold, hot.num_rows, int(pc.sum(pc.is_in(row_keys(hot), value_set=row_keys(merged))).as_py() or 0))
         for hot, merged, cold in contents.values()
     ]
 
 
-def _write(store: ColdStore, day: date, bucket: int, table: pa.Table, fault: Fault) -> ColdFile:
+def _write(store: ColdStore, day: date, bucket: int, table: pa.Table) -> ColdFile:
     if table.num_rows:
-        return store.write_verified(day, bucket, table, after_stage=lambda: fault("archive_after_stage"))
+        return store.write_verified(day, bucket, table)
     store.delete(file_path(day, bucket))  # every row was a deleted user's
     return ColdFile(day, bucket, file_path(day, bucket), 0, 0, "")
 
@@ -236,7 +229,7 @@ def _archive_day_task(settings: Settings, month: str, day: date) -> list[DayFile
     """`archive_day` as a Ray task: its own ClickHouse connection and cold filesystem."""
     client = clickhouse_client(settings.clickhouse_url, background=True)
     try:
-        return archive_day(client, ColdStore(cold_uri(settings)), month, day, partial(failpoint, settings))
+        return archive_day(client, ColdStore(cold_uri(settings)), month, day)
     finally:
         client.close()
 
@@ -275,7 +268,6 @@ def archive_hot(
     store: ColdStore,
     hot_cutoff: date,
     cold_cutoff: date,
-    fault: Fault,
     report: ArchiveReport,
     use_ray: bool,
 ) -> None:
@@ -287,7 +279,7 @@ def archive_hot(
                 f"TO TABLE {local_table(client, ARCHIVING_TABLE)}"
             )
             log.info("month %s moved to %s", month, ARCHIVING_TABLE)
-            fault("archive_after_move")
+            failpoint(None, "archive_after_move")
     for month in _partitions(client, ARCHIVING_TABLE):  # this run's months and any a crashed run left
         counts = _counts(client, month)
         days = sorted({day for day, _ in counts if day >= cold_cutoff})
@@ -297,17 +289,17 @@ def archive_hot(
             task = ray.remote(max_retries=2)(_archive_day_task)
             results = ray.get([task.remote(settings, month, day) for day in days])
         else:
-            results = [archive_day(client, store, month, day, fault) for day in days]
+            results = [archive_day(client, store, month, day) for day in days]
         written = [item for result in results for item in result]
-        fault("archive_after_files")
+        failpoint(None, "archive_after_files")
         record_files(client, [f.cold for f in written if f.cold.rows])
         record_files(client, [f.cold for f in written if not f.cold.rows], deleted=True)
         month_days = [d for d in _days_of(month) if d >= cold_cutoff]
         reconcile_manifest(client, store, month_days, [f.cold for f in written])
-        fault("archive_after_manifest")
+        failpoint(None, "archive_after_manifest")
         _verify(client, store, month, counts, written, cold_cutoff)
         client.command(f"ALTER TABLE {alter_target(client, ARCHIVING_TABLE)} DROP PARTITION ID '{month}'")
-        fault("archive_after_drop")
+        failpoint(None, "archive_after_drop")
         report.months_archived.append(month)
         report.files_written += sum(1 for f in written if f.cold.rows)
         report.rows_archived += sum(f.hot_written for f in written)
@@ -316,13 +308,13 @@ def archive_hot(
         log.info("month %s archived: %d files", month, len(written))
 
 
-def expire_cold(client: Client, store: ColdStore, cold_cutoff: date, fault: Fault, report: ArchiveReport) -> None:
+def expire_cold(client: Client, store: ColdStore, cold_cutoff: date, report: ArchiveReport) -> None:
     """Step 2: delete cold days older than the cold retention, files first, then their manifest rows."""
     old = [day for day in store.days() if day < cold_cutoff]
     for day in old:
         store.delete_day(day)
     report.cold_days_deleted = len(old)
-    fault("expire_after_files")
+    failpoint(None, "expire_after_files")
     client.command(
         "INSERT INTO archive_manifest (day, bucket, path, rows, bytes, sha256, deleted, archived_at) "
         "SELECT day, bucket, path, 0, 0, '', 1, {t:DateTime64(6, 'UTC')} FROM archive_manifest FINAL "
@@ -358,7 +350,7 @@ def _columns(client: Client, table: str) -> list[str]:
 
 
 def _anonymize_table(
-    client: Client, table: str, where: str, parameters: dict, fault: Fault, point: str, in_mutation: str = ""
+    client: Client, table: str, where: str, parameters: dict, point: str, in_mutation: str = ""
 ) -> int:
     """Anonymized copies of `table`'s rows matching `where` inserted, counted against the originals, and only then
     the originals deleted (`in_mutation`: the same condition as the DELETE can state it). Returns the originals."""
@@ -377,7 +369,7 @@ def _anonymize_table(
         parameters=parameters,
         settings={"distributed_foreground_insert": 1},  # on a cluster: on the shards before the count below
     )
-    fault(f"{point}_after_insert")
+    failpoint(None, f"{point}_after_insert")
     copies = int(
         client.query(
             f"SELECT count() FROM {table} FINAL WHERE (user_id, test_id) GLOBAL IN "
@@ -394,11 +386,11 @@ def _anonymize_table(
         # (replicas could see different rows). Here they cannot: those results stay until the step after.
         settings={"mutations_sync": 2, "allow_nondeterministic_mutations": 1},
     )
-    fault(f"{point}_after_delete")
+    failpoint(None, f"{point}_after_delete")
     return originals
 
 
-def anonymize_results(client: Client, cold_cutoff: date, fault: Fault, settle: timedelta = INGEST_SETTLE) -> int:
+def anonymize_results(client: Client, cold_cutoff: date, settle: timedelta = INGEST_SETTLE) -> int:
     """Step 3: tests that started before the cut-off, anonymized: first their rows in the detail tables, then
     their results (copies in, counted, originals out; a crash leaves the results, so a rerun finds the same tests).
     Returns how many tests were anonymized."""
@@ -435,11 +427,10 @@ def anonymize_results(client: Client, cold_cutoff: date, fault: Fault, settle: t
             table,
             f"(user_id, test_id) GLOBAL IN {tests}",
             parameters,
-            fault,
             "anonymize_details",
             in_mutation=f"(user_id, test_id) IN {tests}",
         )
-    return _anonymize_table(client, RESULTS_TABLE, where, parameters, fault, "anonymize")
+    return _anonymize_table(client, RESULTS_TABLE, where, parameters, "anonymize")
 
 
 def run_archive(
@@ -455,7 +446,6 @@ def run_archive(
     started = time.perf_counter()
     now = now or datetime.now(UTC)
     hot_cutoff, cold_cutoff = cutoffs(settings, now)
-    hit = partial(failpoint, settings)
     if use_ray is None:
         use_ray = not settings.clickhouse_url.startswith("chdb://")
     if use_ray:
@@ -470,9 +460,9 @@ def run_archive(
         apply_migrations(client)
         store.sweep_staging()
         log.info("archiving keystrokes before %s to %s; cold retention from %s", hot_cutoff, store.uri, cold_cutoff)
-        archive_hot(settings, client, store, hot_cutoff, cold_cutoff, hit, report, use_ray)
-        expire_cold(client, store, cold_cutoff, hit, report)
-        report.tests_anonymized = anonymize_results(client, cold_cutoff, hit, settle)
+        archive_hot(settings, client, store, hot_cutoff, cold_cutoff, report, use_ray)
+        expire_cold(client, store, cold_cutoff, report)
+        report.tests_anonymized = anonymize_results(client, cold_cutoff, settle)
     finally:
         client.close()
     report.seconds = time.perf_counter() - started

@@ -64,7 +64,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -165,10 +164,10 @@ class MySQLSource:
         )
 
 
-def parse_dsn(dsn: str, env: Mapping[str, str] | None = None) -> MySQLSource:
+def parse_dsn(dsn: str, fallback_password: str = "") -> MySQLSource:
     """mysql://USER[:PASS]@HOST[:PORT]/DB (also mariadb://); user and password percent-decoded, port 3306 by
-    default. Without a password in the DSN, MYSQL_PWD (the MySQL clients' variable) supplies one if set."""
-    env = os.environ if env is None else env
+    default. Without a password in the DSN, `fallback_password` (Settings.mysql_password: MYSQL_PWD, the MySQL
+    clients' variable) supplies one."""
     if not isinstance(dsn, str) or not dsn.strip():
         raise DSNError(f"no DSN given: expected {_DSN_SHAPE}")
     scheme, sep, _ = dsn.partition("://")
@@ -210,7 +209,7 @@ def parse_dsn(dsn: str, env: Mapping[str, str] | None = None) -> MySQLSource:
             f"the DSN's database must be one name of letters, digits, '_' or '$' (at most 64), got {database[:70]!r}"
         )
     if not has_password:
-        password = env.get("MYSQL_PWD", "")
+        password = fallback_password
     return MySQLSource(user=user, host=host, port=port or 3306, database=database, password=password)
 
 
@@ -749,7 +748,7 @@ def run_migration(
     progress: bool | None = None,
 ) -> MigrationReport:
     """The job as the CLI and `python -m` run it: ClickHouse from the settings, migrations applied first."""
-    source = parse_dsn(dsn)
+    source = parse_dsn(dsn, settings.mysql_password)
     check_table_name(table)
     client = clickhouse_client(settings.clickhouse_url)
     try:

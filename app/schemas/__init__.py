@@ -1,7 +1,7 @@
 """What crosses stage boundaries: the validated typing test, the two submission shapes it is parsed from, and
 the Arrow schemas of what the ingest job writes.
 
-- `typing_test`: `TypingTest` and `SubmissionError`;
+- `validated`: `TypingTest` (a submission once validated) and `SubmissionError`;
 - `submission`: `parse_submission`, keyscope's own shape (dispatching to `seed` for the legacy one);
 - `seed`: the seed's legacy message shape;
 - `fields`: the validators both shapes share;
@@ -29,7 +29,7 @@ from app.schemas.arrow import (
 )
 from app.schemas.fields import MAX_TIME_MS, derived_test_id, format_started_at, parse_started_at
 from app.schemas.submission import parse_submission
-from app.schemas.typing_test import SubmissionError, TypingTest
+from app.schemas.validated import SubmissionError, TypingTest
 
 __all__ = [
     "BACKSPACE_CODE",

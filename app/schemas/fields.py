@@ -13,7 +13,7 @@ import numpy as np
 
 from app.identity import TEST_ID_PATTERN
 from app.keys import LAYOUTS, NAMED_KEY_CODES, NAMED_KEYS
-from app.schemas.typing_test import SubmissionError
+from app.schemas.validated import SubmissionError
 
 MAX_TIME_MS = 2**31 - 1
 

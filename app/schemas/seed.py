@@ -17,7 +17,7 @@ from app.schemas.fields import (
     require,
     test_id_field,
 )
-from app.schemas.typing_test import SubmissionError, TypingTest
+from app.schemas.validated import SubmissionError, TypingTest
 
 
 def parse_seed_message(obj: Mapping[str, Any], max_keystrokes: int, max_text_chars: int) -> TypingTest:

@@ -17,7 +17,7 @@ from app.schemas.fields import (
     test_id_field,
 )
 from app.schemas.seed import parse_seed_message
-from app.schemas.typing_test import SubmissionError, TypingTest
+from app.schemas.validated import SubmissionError, TypingTest
 
 
 def parse_submission(obj: Any, max_keystrokes: int = 20_000, max_text_chars: int = 10_000) -> TypingTest:

@@ -192,7 +192,7 @@ def test_late_tests_for_an_archived_month_are_added_to_its_files(settings, clien
 
 CRASH_POINTS = [
     "archive_after_move",  # the month is in keystrokes_archiving, nothing written
-    "archive_after_stage",  # a file is written under its temporary name, not renamed
+    "cold_after_stage",  # a file is written under its temporary name, not renamed
     "archive_after_file",  # one file in place, no manifest row
     "archive_after_files",  # every file of the month in place, no manifest row
     "archive_after_manifest",  # files and manifest written, the month not dropped from ClickHouse
@@ -451,7 +451,7 @@ def delete_user(settings, client, user_id: int) -> int:
         return archive.delete(user_id)
 
 
-@pytest.mark.parametrize("point", ["archive_after_move", "archive_after_stage", "archive_after_files"])
+@pytest.mark.parametrize("point", ["archive_after_move", "cold_after_stage", "archive_after_files"])
 def test_a_user_deleted_while_a_month_is_archived_stays_deleted(settings, client, stored, point):
     """The deletion lands in the middle of a run: after the month left `keystrokes`, after a file with the user's
     rows was written under its temporary name (renamed after the deletion), or after the files are in place."""

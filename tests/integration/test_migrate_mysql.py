@@ -53,7 +53,7 @@ class MariaDB:
 
     @property
     def source(self) -> MySQLSource:
-        return parse_dsn(self.dsn, env={})
+        return parse_dsn(self.dsn)
 
     @property
     def dsn(self) -> str:

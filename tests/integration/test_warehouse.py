@@ -219,7 +219,7 @@ def test_a_day_past_the_two_year_anonymization_exports_its_tests_under_no_typist
     export_day(client, DAY1, str(root), settle_s=0)
     before = read_day(root, "per_test", DAY1)
     # The archive job's step 3 with its cut-off after DAY1: DAY1's tests lose their users, DAY2's keep them.
-    assert anonymize_results(client, DAY2, lambda point: None, settle=timedelta(0)) == 4
+    assert anonymize_results(client, DAY2, settle=timedelta(0)) == 4
 
     report = export_day(client, DAY1, str(root), settle_s=0)  # a re-export of the day (a UInt64 id failed the cast)
     per_test = read_day(root, "per_test", DAY1)
@@ -247,7 +247,7 @@ def test_days_newly_past_the_cut_off_are_exported_again_once_anonymized(new_stor
     assert pending.reexported == [] and pending.pending == [DAY1, DAY2]
     assert 1 in read_day(root, "per_test", DAY1).column("user_id").to_pylist()
 
-    assert anonymize_results(client, DAY3, lambda point: None, settle=timedelta(0)) == 6
+    assert anonymize_results(client, DAY3, settle=timedelta(0)) == 6
     done = reexport_anonymized_days(client, str(root), DAY3, settle_s=0)
     assert done.reexported == [DAY1, DAY2] and done.pending == []
     for day in (DAY1, DAY2):

@@ -146,3 +146,23 @@ def test_a_subcommand_imports_only_its_own_module():
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("audience", ["", "typing-site"])
+def test_token_prints_a_credential_the_api_accepts(monkeypatch, tmp_path, capsys, audience):
+    """`keyscope token --user ID` prints a JWT that authenticates as that user under the same settings, audience
+    included (a token without the configured audience would be refused)."""
+    from app.auth import AuthConfig, authenticate
+    from app.config import Settings
+
+    monkeypatch.setenv("KEYSCOPE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("KEYSCOPE_TOKEN_SECRETS", "s" * 43)
+    monkeypatch.setenv("KEYSCOPE_SERVICE_KEYS", "platform:ksk_" + "k" * 40)
+    monkeypatch.setenv("KEYSCOPE_JWT_AUDIENCE", audience)
+    assert main(["token", "--user", "42"]) == 0
+    token = capsys.readouterr().out.strip()
+    principal = authenticate(f"Bearer {token}", AuthConfig.from_settings(Settings.from_env()))
+    assert principal.user_id == 42
+    assert main(["token", "--admin"]) == 0
+    admin = authenticate(f"Bearer {capsys.readouterr().out.strip()}", AuthConfig.from_settings(Settings.from_env()))
+    assert admin.user_id is None and admin != principal

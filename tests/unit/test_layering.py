@@ -107,3 +107,18 @@ def test_no_import_cycles() -> None:
     # A package's __init__ that only re-exports its submodules is the one loop Python expects.
     real = [c for c in cycles if not all(m.startswith(c[0] + ".") or m == c[0] for m in c)]
     assert not real, "modules importing each other in a loop: " + "; ".join(" ↔ ".join(c) for c in real)
+
+
+@pytest.mark.parametrize("module", sorted(m for m in SOURCES if m != "app.config"))
+def test_only_the_settings_read_the_environment(module: str) -> None:
+    """One Settings, read once (app/config.py): any other module reading os.environ drifts from it."""
+    tree = ast.parse(SOURCES[module].read_text())
+    reads = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "os"
+        and node.attr in ("environ", "getenv", "environb")
+    ]
+    assert not reads, f"{SOURCES[module].relative_to(REPO)} reads the environment at lines {reads}; use Settings"

@@ -39,7 +39,7 @@ def row(**changes):
 
 
 def test_a_full_dsn_parses_and_decodes_user_and_password():
-    source = parse_dsn("mysql://app%40x:s%2Fecr%3Ft@db.example:3307/typing", env={})
+    source = parse_dsn("mysql://app%40x:s%2Fecr%3Ft@db.example:3307/typing")
     assert (source.user, source.password, source.host, source.port, source.database) == (
         "app@x",
         "s/ecr?t",
@@ -51,17 +51,17 @@ def test_a_full_dsn_parses_and_decodes_user_and_password():
 
 
 def test_port_defaults_to_3306_and_mariadb_scheme_is_accepted():
-    source = parse_dsn("mariadb://root@127.0.0.1/test", env={})
+    source = parse_dsn("mariadb://root@127.0.0.1/test")
     assert (source.port, source.password) == (3306, "")
 
 
 def test_a_password_left_out_comes_from_mysql_pwd():
-    assert parse_dsn("mysql://root@h/db", env={"MYSQL_PWD": "pw"}).password == "pw"
-    assert parse_dsn("mysql://root:given@h/db", env={"MYSQL_PWD": "pw"}).password == "given"
+    assert parse_dsn("mysql://root@h/db", "pw").password == "pw"
+    assert parse_dsn("mysql://root:given@h/db", "pw").password == "given"
 
 
 def test_the_password_never_shows():
-    source = parse_dsn("mysql://root:hunter2@h:3306/db", env={})
+    source = parse_dsn("mysql://root:hunter2@h:3306/db")
     for text in (str(source), repr(source), source.redacted(), source.key):
         assert "hunter2" not in text
     assert source.redacted() == "mysql://root:***@h:3306/db"
@@ -88,7 +88,7 @@ def test_the_password_never_shows():
 )
 def test_bad_dsns_say_what_is_wrong_without_the_password(dsn, message):
     with pytest.raises(DSNError, match=message) as info:
-        parse_dsn(dsn, env={})
+        parse_dsn(dsn)
     assert "hunter2" not in str(info.value) and "hun#ter2" not in str(info.value)
 
 
