@@ -74,6 +74,7 @@ from app.cold import (
 from app.config import Settings
 from app.faults import failpoint
 from app.schemas import MAX_USER_ID
+from pipelines.entry import job_main, job_parser
 
 log = logging.getLogger("keyscope.archive")
 
@@ -503,11 +504,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.archive", description=DESCRIPTION)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    return run(Settings.from_env(), args)
+    return job_main(job_parser("python -m pipelines.archive", DESCRIPTION, add_arguments), run, argv)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from app.clickhouse.migrate import apply_migrations
 from app.clickhouse.store import load_job_watermark, store_job_watermark
 from app.config import Settings
 from app.insights import build_insights, build_key_table, build_progress
+from pipelines.entry import job_main, job_parser
 
 log = logging.getLogger("keyscope.insights")
 
@@ -287,11 +288,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.insights", description=DESCRIPTION)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    return run(Settings.from_env(), args)
+    return job_main(job_parser("python -m pipelines.insights", DESCRIPTION, add_arguments), run, argv)
 
 
 if __name__ == "__main__":

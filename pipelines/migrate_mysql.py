@@ -89,6 +89,7 @@ from app.faults import failpoint
 from app.schemas import SubmissionError, TypingTest, format_started_at, parse_submission
 from app.tables import TestTables, build_tables
 from app.user_data import erase_user, load_tombstones
+from pipelines.entry import job_main, job_parser
 
 log = logging.getLogger("keyscope.migrate")
 
@@ -817,12 +818,9 @@ DESCRIPTION = (
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.migrate_mysql", description=DESCRIPTION)
-    add_arguments(parser)
-    args = parser.parse_args(None if argv is None else list(argv))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    parser = job_parser("python -m pipelines.migrate_mysql", DESCRIPTION, add_arguments)
     try:
-        return run(Settings.from_env(), args)
+        return job_main(parser, run, argv)
     except Exception as exc:  # the reason, not a traceback (no message here carries the password)
         import pymysql
 

@@ -11,6 +11,11 @@ from pipelines.ingest.job import StopRequest, run_ingest
 
 log = logging.getLogger("keyscope.ingest")
 
+DESCRIPTION = (
+    "Move typing tests from Kafka into ClickHouse with their metrics. Without --follow, drain what is on the topic "
+    "now and exit (for `ray job submit` and RayJob)."
+)
+
 
 def _messages_per_pass(text: str) -> int:
     """--max-messages: a whole number ≥ 0 (argparse names the flag in its error)."""

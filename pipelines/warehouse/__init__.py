@@ -4,6 +4,6 @@ stores, and the cohort example over it. Its steps, each a module: files (the roo
 example report), command (the command's flags and dispatch). This face exposes the command only.
 """
 
-from pipelines.warehouse.command import add_arguments, run
+from pipelines.warehouse.command import DESCRIPTION, add_arguments, run
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["DESCRIPTION", "add_arguments", "run"]

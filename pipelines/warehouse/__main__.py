@@ -6,26 +6,17 @@ reads the settings from the environment once and runs the action (pipelines/ware
 from __future__ import annotations
 
 import argparse
-import logging
 
-from app.config import Settings
-from pipelines.warehouse.command import add_arguments, run
+from pipelines.entry import job_main, job_parser
+from pipelines.warehouse.command import DESCRIPTION, add_arguments, run
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipelines.warehouse",
-        description="The warehouse job: export daily Parquet of keyscope's data for BigQuery / Snowflake, sweep "
-        "deleted users out of the exported files, or run the cohort example over them.",
-    )
-    add_arguments(parser)
-    return parser
+    return job_parser("python -m pipelines.warehouse", DESCRIPTION, add_arguments)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    return run(Settings.from_env(), args)
+    return job_main(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,10 @@ from pipelines.warehouse.export import parse_day
 from pipelines.warehouse.files import ROOT_HELP, warehouse_uri
 from pipelines.warehouse.job import run_erasure, run_export
 
+DESCRIPTION = (
+    "The warehouse job: export daily Parquet of keyscope's data for BigQuery / Snowflake, sweep deleted users out "
+    "of the exported files, or run the cohort example over them."
+)
 
 def _day(text: str) -> date:
     try:
