@@ -61,6 +61,12 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same tests")
     parser.add_argument("--first-user", type=int, default=1, help="user id of the first typist (default 1)")
     parser.add_argument(
+        "--traits",
+        action="store_true",
+        help="typists with what the models learn: slow letter pairs, error-prone keys, a practice curve, "
+        "fatigue and day-to-day form (docs/metrics.md)",
+    )
+    parser.add_argument(
         "--to",
         choices=("http", "kafka", "stdout"),
         default="http",
@@ -73,7 +79,7 @@ def run_simulate(settings: Settings, args: argparse.Namespace) -> int:
     from devstack.produce import post_tests, produce_tests
     from devstack.simulate import simulate_tests
 
-    tests = simulate_tests(args.users, args.tests, seed=args.seed, first_user_id=args.first_user)
+    tests = simulate_tests(args.users, args.tests, seed=args.seed, first_user_id=args.first_user, traits=args.traits)
     if args.to == "http":
         codes = asyncio.run(post_tests(args.api or api_url(settings), tests, service_headers(settings)))
         accepted = sum(1 for c in codes if c == 202)

@@ -13,6 +13,17 @@ built-in English sentences press by press:
   characters and fixed with the right number of Backspaces, the rest stay in the text;
 - capitals and other shifted characters are typed with Shift held across the key.
 
+With `traits=True` (the data the models learn from) each typist also has the structure real typists show
+and the models must find; without it the output is exactly what it always was:
+
+- letter pairs that are persistently slow for this typist (`pair_factors`) and keys this typist gets wrong more
+  often than their overall slip rate says (`key_error_factors`);
+- a power-law practice curve (Newell & Rosenbloom, 1981: time per action falls as a power of the practice
+  count): each test's intervals are `floor + (1 - floor) · (n + 1)^-rate` of the first test's, so speed rises
+  quickly, then plateaus at `wpm / floor`; slower typists have more room to gain;
+- within-test fatigue: intervals stretch by `fatigue` per 100 characters typed;
+- day-to-day form: one log-normal factor per test on every interval.
+
 Everything comes from numpy Generators seeded per user, so the same seed gives the same submissions.
 """
 
@@ -109,6 +120,25 @@ CONFUSION_PROBABILITY = 0.2  # chance that a presented character in `confusions`
 # when the next one is coming, so only ROLLOVER_SCALE of the independent-log-normal share (calibrated on
 # the published mean), plus a personal habit.
 ROLLOVER_SCALE, ROLLOVER_NOISE_SD, ROLLOVER_RANGE = 0.72, 0.06, (0.0, 0.85)
+# --- Traits (traits=True): what makes one typist's tests predictable from their history ---
+SLOW_PAIRS_PER_USER = (4, 10)  # how many letter pairs are persistently slow for one typist
+SLOW_PAIR_FACTOR = (1.3, 2.2)  # how much slower (× the interval before the pair's second key)
+ERROR_PRONE_KEYS_PER_USER = (2, 6)
+ERROR_PRONE_FACTOR = (2.0, 5.0)  # × the typist's slip rate on that key
+# Practice: plateau WPM = wpm + headroom, headroom ~ U(range) × (WPM_MEAN / wpm)^0.5 (beginners gain more);
+# the power-law exponent of the curve.
+PRACTICE_HEADROOM_WPM = (4.0, 30.0)
+PRACTICE_RATE = (0.25, 0.6)
+FATIGUE_PER_100_CHARS = (0.0, 0.05)  # interval stretch per 100 characters typed in one test
+DAY_FORM_SIGMA = (0.03, 0.09)  # σ of the per-test log-normal speed factor
+# Common English letter pairs: where a typist's slow pairs come from (they must occur in real text).
+COMMON_PAIRS: tuple[str, ...] = (
+    "th", "he", "in", "er", "an", "re", "on", "at", "en", "nd", "ti", "es", "or", "te", "of", "ed", "is", "it",
+    "al", "ar", "st", "to", "nt", "ng", "se", "ha", "as", "ou", "io", "le", "ve", "co", "me", "de", "hi", "ri",
+    "ro", "ic", "ne", "ea", "ra", "ce", "li", "ch", "ll", "be", "ma", "si", "om", "ur",
+)
+ERROR_PRONE_CANDIDATES = "etaoinshrdlcumwfgypbvk"
+
 LAYOUT_SHARES = {"qwerty": 0.80, "qwertz": 0.07, "azerty": 0.06, "dvorak": 0.04, "colemak": 0.03}
 
 _MEAN_NOTICE_LAG = sum(lag * p for lag, p in enumerate(NOTICE_LAG_PROBABILITIES))
@@ -133,6 +163,24 @@ class TypistProfile:
     layout: str = "qwerty"
     slow_keys: dict[str, float] = field(default_factory=dict)  # key → multiplier on the IKI before it
     confusions: dict[str, str] = field(default_factory=dict)  # presented char → char typed instead
+    # Traits (module docstring); the defaults leave a typist without them.
+    pair_factors: dict[str, float] = field(default_factory=dict)  # "th" → multiplier on the IKI before the 'h'
+    key_error_factors: dict[str, float] = field(default_factory=dict)  # key → multiplier on the slip rate
+    practice_floor: float = 1.0  # the plateau's intervals as a share of the first test's (1 = no learning)
+    practice_rate: float = 0.0  # the power-law exponent of the practice curve
+    fatigue: float = 0.0  # interval stretch per 100 characters typed in one test
+    day_sigma: float = 0.0  # σ of the per-test log-normal speed factor
+
+    def practice_factor(self, test_index: int) -> float:
+        """The interval multiplier of the typist's test number `test_index` (0-based) on the practice curve."""
+        if self.practice_rate <= 0.0 or self.practice_floor >= 1.0:
+            return 1.0
+        return self.practice_floor + (1.0 - self.practice_floor) * (test_index + 1) ** -self.practice_rate
+
+    @property
+    def plateau_wpm(self) -> float:
+        """The speed the practice curve levels off at."""
+        return self.wpm / self.practice_floor
 
     def __post_init__(self) -> None:
         get_layout(self.layout)  # fail early on unknown layouts
@@ -141,6 +189,13 @@ class TypistProfile:
         for name in ("rollover", "error_rate", "correction_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
+        if not 0.0 < self.practice_floor <= 1.0:
+            raise ValueError("practice_floor must be in (0, 1]")
+        if self.practice_rate < 0.0 or self.fatigue < 0.0 or self.day_sigma < 0.0:
+            raise ValueError("practice_rate, fatigue and day_sigma must be ≥ 0")
+        for pair in self.pair_factors:
+            if len(pair) != 2:
+                raise ValueError(f"pair_factors keys are two characters, got {pair!r}")
 
 
 def _iki_median_ms(wpm: float, error_rate: float, correction_rate: float) -> float:
@@ -165,10 +220,31 @@ def _user_rng(seed: int, user_id: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([seed, user_id, stream])
 
 
-def make_profiles(n_users: int, seed: int, first_user_id: int = 1) -> list[TypistProfile]:
-    """Return `n_users` typist profiles drawn from the published population distributions.
+def _traits(wpm: float, rng: np.random.Generator) -> dict[str, Any]:
+    """Return one typist's traits (module docstring), drawn from their own stream."""
+    n_pairs = int(rng.integers(SLOW_PAIRS_PER_USER[0], SLOW_PAIRS_PER_USER[1] + 1))
+    pairs = rng.choice(len(COMMON_PAIRS), size=n_pairs, replace=False)
+    n_keys = int(rng.integers(ERROR_PRONE_KEYS_PER_USER[0], ERROR_PRONE_KEYS_PER_USER[1] + 1))
+    keys = rng.choice(len(ERROR_PRONE_CANDIDATES), size=n_keys, replace=False)
+    headroom = float(rng.uniform(*PRACTICE_HEADROOM_WPM)) * math.sqrt(WPM_MEAN / wpm)
+    return {
+        "pair_factors": {COMMON_PAIRS[int(i)]: round(float(rng.uniform(*SLOW_PAIR_FACTOR)), 3) for i in pairs},
+        "key_error_factors": {
+            ERROR_PRONE_CANDIDATES[int(i)]: round(float(rng.uniform(*ERROR_PRONE_FACTOR)), 3) for i in keys
+        },
+        "practice_floor": round(wpm / (wpm + headroom), 4),
+        "practice_rate": round(float(rng.uniform(*PRACTICE_RATE)), 4),
+        "fatigue": round(float(rng.uniform(*FATIGUE_PER_100_CHARS)), 4),
+        "day_sigma": round(float(rng.uniform(*DAY_FORM_SIGMA)), 4),
+    }
 
-    Each user's profile depends only on (seed, user_id), so adding users leaves earlier ones unchanged.
+
+def make_profiles(n_users: int, seed: int, first_user_id: int = 1, traits: bool = False) -> list[TypistProfile]:
+    """Return `n_users` typist profiles drawn from the published population distributions, with `traits` the
+    structure the models learn (module docstring).
+
+    Each user's profile depends only on (seed, user_id), so adding users leaves earlier ones unchanged; the traits
+    come from a stream of their own, so a typist's other habits are the same with or without them.
     """
     profiles = []
     layout_names = list(LAYOUT_SHARES)
@@ -194,6 +270,7 @@ def make_profiles(n_users: int, seed: int, first_user_id: int = 1) -> list[Typis
                 error_rate=round(error_rate, 5),
                 correction_rate=round(correction_rate, 4),
                 layout=layout,
+                **(_traits(wpm, _user_rng(seed, user_id, 2)) if traits else {}),
             )
         )
     return profiles
@@ -230,6 +307,7 @@ def _presses(
     lags = rng.choice(len(NOTICE_LAG_PROBABILITIES), size=n, p=NOTICE_LAG_PROBABILITIES)
     keys: list[str] = []
     kinds: list[int] = []
+    key_error = profile.key_error_factors
     i = 0
     while i < n:
         char = text[i]
@@ -237,7 +315,7 @@ def _presses(
         confused = _confusion(char, profile.confusions) if profile.confusions else None
         if confused is not None and slip_u[i] < CONFUSION_PROBABILITY:
             typed = confused
-        elif slip_u[i] < profile.error_rate:
+        elif slip_u[i] < profile.error_rate * key_error.get(char.lower(), 1.0):
             typed = _slip(char, layout, pick_u[i])
         if typed is None or typed == char:
             keys.append(char)
@@ -267,7 +345,7 @@ def _interval_factors(
     """Return each press's IKI factor relative to the user's pair-neutral median (first press: 1)."""
     factors = [1.0] * len(keys)
     hands = [layout.hand(key) if len(key) == 1 else None for key in keys]
-    slow_keys = profile.slow_keys
+    slow_keys, pair_factors = profile.slow_keys, profile.pair_factors
     for k in range(1, len(keys)):
         kind, key, previous = kinds[k], keys[k], keys[k - 1]
         if kind == _NOTICE:
@@ -286,6 +364,8 @@ def _interval_factors(
             factor = 1.0
         if slow_keys and len(key) == 1:
             factor *= slow_keys.get(key.lower(), slow_keys.get(key, 1.0))
+        if pair_factors and kind == _CHAR and len(key) == 1 and len(previous) == 1:
+            factor *= pair_factors.get(previous.lower() + key.lower(), 1.0)
         factors[k] = factor
     return factors
 
@@ -321,6 +401,10 @@ def simulate_test(
         rng.random(n) < PAUSE_PROBABILITY, PAUSE_MEDIAN_FACTOR * np.exp(PAUSE_SIGMA * rng.normal(size=n)), 1.0
     )
     iki = np.maximum(iki_median * factors * np.exp(IKI_SIGMA * rng.normal(size=n)) * pauses, MIN_IKI_MS)
+    if profile.day_sigma > 0.0 or profile.fatigue > 0.0 or profile.practice_rate > 0.0:
+        form = math.exp(profile.day_sigma * float(rng.normal()))  # today's form, one draw per test
+        stretch = 1.0 + profile.fatigue * np.arange(n) / 100.0
+        iki = np.maximum(iki * profile.practice_factor(test_index) * form * stretch, MIN_IKI_MS)
     hold = profile.hold_median_ms * np.exp(HOLD_SIGMA * rng.normal(size=n))
 
     # Shift goes down part-way through the interval before a shifted key and stays down across it.
@@ -397,15 +481,17 @@ def simulate_tests(
     seed: int = 0,
     first_user_id: int = 1,
     start: datetime | None = None,
+    traits: bool = False,
 ) -> list[dict[str, Any]]:
-    """Return `tests_per_user` simulated submissions for each of `n_users` users, grouped by user.
+    """Return `tests_per_user` simulated submissions for each of `n_users` users, grouped by user; with `traits`
+    the typists have the structure the models learn (module docstring).
 
     Test i of a user starts on day i after `start` (default 2026-11-01 UTC) at the user's usual hour plus
     a few minutes; test ids are f"sim-{seed}-{user_id}-{i}". The same arguments give the same output.
     """
     start = start if start is not None else datetime(2026, 11, 1, tzinfo=UTC)
     submissions = []
-    for profile in make_profiles(n_users, seed, first_user_id):
+    for profile in make_profiles(n_users, seed, first_user_id, traits=traits):
         rng = _user_rng(seed, profile.user_id, 1)
         usual_hour = rng.uniform(7.0, 20.0)
         for i in range(tests_per_user):
