@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -139,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(resolve(args.command_run)(settings, args))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`keyscope simulate --to stdout | head`): nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes stdout
+        return 0
     except Exception as exc:  # a CLI user wants the reason, not a traceback
         if args.verbose:
             raise

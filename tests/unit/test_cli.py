@@ -166,3 +166,17 @@ def test_token_prints_a_credential_the_api_accepts(monkeypatch, tmp_path, capsys
     assert main(["token", "--admin"]) == 0
     admin = authenticate(f"Bearer {capsys.readouterr().out.strip()}", AuthConfig.from_settings(Settings.from_env()))
     assert admin.user_id is None and admin != principal
+
+
+def test_a_reader_that_stops_early_is_no_error():
+    """`keyscope simulate --to stdout | head` ends quietly: no error line, exit 0."""
+    reader = subprocess.run(
+        f"{sys.executable} -m cli.main simulate --users 100 --tests 5 --to stdout | head -c 10",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        executable="/bin/bash",
+    )
+    assert reader.stdout == '{"user_id"'
+    assert "error" not in reader.stderr and "Traceback" not in reader.stderr
