@@ -27,7 +27,7 @@ import numpy as np
 
 from app.api_client import api_url, service_headers
 from app.config import Settings, child_environment
-from bench import fresh_user_id
+from bench import add_first_user_argument, first_user
 from devstack.simulate import simulate_tests
 
 # Each waiting test polls 5 times a second for its first 2 s, then twice a second: the polls' own load must not
@@ -293,13 +293,7 @@ def _percent(growth: float | None) -> str:
 def _add_load_arguments(parser: argparse.ArgumentParser, seconds: float) -> None:
     parser.add_argument("--rate", type=float, default=10.0, help="tests submitted a second (default 10)")
     parser.add_argument("--seconds", type=float, default=seconds, help=f"how long to load (default {seconds:g})")
-    parser.add_argument(
-        "--first-user",
-        type=int,
-        default=None,
-        help="id of the first simulated user (default: fresh ids from the clock, so no test of an earlier run is "
-        "already visible)",
-    )
+    add_first_user_argument(parser)
 
 
 def add_latency_arguments(parser: argparse.ArgumentParser) -> None:
@@ -316,17 +310,16 @@ def add_soak_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _first_user(args: argparse.Namespace, settings: Settings) -> int:
+def _stack_up(settings: Settings) -> None:
     from devstack.stack import LocalStack
 
     LocalStack(settings).up(progress=print)
-    return args.first_user if args.first_user is not None else fresh_user_id()
 
 
 def run_latency_command(settings: Settings, args: argparse.Namespace) -> int:
     """`keyscope bench latency`: brings the stack up; 1 if some test never became visible."""
-    first_user = _first_user(args, settings)
-    result = run_latency(settings, args.rate, args.seconds, first_user)
+    _stack_up(settings)
+    result = run_latency(settings, args.rate, args.seconds, first_user(args))
     print(f"POST /v1/tests → visible in /v1/users/{{id}}/tests, {args.rate:g} tests/s for {args.seconds:g} s:")
     print_latency(result, args.rate)
     return 0 if result.visible == result.submitted else 1
@@ -334,8 +327,8 @@ def run_latency_command(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_soak_command(settings: Settings, args: argparse.Namespace) -> int:
     """`keyscope bench soak`: brings the stack up; 1 if memory grew somewhere or some test never became visible."""
-    first_user = _first_user(args, settings)
-    result, series = run_soak(settings, args.rate, args.seconds, first_user, args.warm_up)
+    _stack_up(settings)
+    result, series = run_soak(settings, args.rate, args.seconds, first_user(args), args.warm_up)
     print(
         f"memory of every stack process, sampled every 10 s after {args.warm_up:g} s of warm-up, "
         f"{args.rate:g} tests/s for {args.seconds:g} s:"

@@ -20,7 +20,7 @@ from app.codec import encode_test
 from app.config import Settings
 from app.kafka import TestProducer
 from app.schemas import parse_submission
-from bench import fresh_user_id
+from bench import add_first_user_argument, first_user
 from devstack.simulate import simulate_tests
 
 
@@ -89,13 +89,7 @@ def print_table(timings: PassTimings) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tests", type=int, default=10, help="new tests per pass (default 10)")
     parser.add_argument("--repeats", type=int, default=5, help="rounds timed (default 5)")
-    parser.add_argument(
-        "--first-user",
-        type=int,
-        default=None,
-        help="id of the first simulated user (default: fresh ids from the clock, so no test of an earlier run is "
-        "already visible)",
-    )
+    add_first_user_argument(parser)
 
 
 def run_command(settings: Settings, args: argparse.Namespace) -> int:
@@ -103,8 +97,7 @@ def run_command(settings: Settings, args: argparse.Namespace) -> int:
     from devstack.stack import LocalStack
 
     LocalStack(settings).up(progress=print)
-    first_user = args.first_user if args.first_user is not None else fresh_user_id()
-    timings = run(settings, args.tests, args.repeats, first_user)
+    timings = run(settings, args.tests, args.repeats, first_user(args))
     print(f"one ingest pass over {args.tests} new tests, by how it reads ({args.repeats} rounds after a warm-up):")
     print_table(timings)
     return 0

@@ -58,6 +58,7 @@ from app.clickhouse.store import write_tables
 from app.config import Settings
 from app.schemas import TypingTest, parse_submission
 from app.tables import TestTables, build_tables
+from bench import add_clickhouse_dir_argument
 from devstack.simulate import simulate_tests
 from pipelines.migrate_mysql import parse_dsn
 
@@ -488,9 +489,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--tests", type=int, default=10, help="tests per typist (default 10)")
     parser.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
-    parser.add_argument(
-        "--clickhouse-dir", help="a fresh chDB directory to fill (default: a temporary one, removed after)"
-    )
+    add_clickhouse_dir_argument(parser)
     parser.add_argument(
         "--mariadb",
         default=DEFAULT_MARIADB_URL,

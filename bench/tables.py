@@ -28,6 +28,7 @@ from app.clickhouse.migrate import apply_migrations
 from app.clickhouse.store import STORED_TABLES
 from app.config import Settings
 from app.tables import TestTables
+from bench import add_clickhouse_dir_argument
 from bench.storage import fresh_chdb_directory, print_table, simulated_batches
 from pipelines.ingest.write import WRITE_MIN_KEYSTROKES
 
@@ -182,9 +183,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keystrokes to simulate, analyse and store (default 2,000,000)",
     )
     parser.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
-    parser.add_argument(
-        "--clickhouse-dir", help="a fresh chDB directory to fill (default: a temporary one, removed after)"
-    )
+    add_clickhouse_dir_argument(parser)
 
 
 def run_command(settings: Settings, args: argparse.Namespace) -> int:
