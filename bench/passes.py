@@ -16,11 +16,9 @@ import time
 from dataclasses import dataclass, field
 
 import pipelines.ingest as ingest
-from app.codec import encode_test
 from app.config import Settings
-from app.kafka import TestProducer
-from app.schemas import parse_submission
 from bench import add_first_user_argument, first_user
+from devstack.produce import produce_tests
 from devstack.simulate import simulate_tests
 
 
@@ -30,15 +28,6 @@ class PassTimings:
     dataset_s: list[float] = field(default_factory=list)
     readers_s: list[float] = field(default_factory=list)
     idle_s: list[float] = field(default_factory=list)
-
-
-async def _produce(settings: Settings, tests: list[dict]) -> None:
-    producer = TestProducer(settings)
-    try:
-        for test in tests:
-            await producer.send(test["user_id"], encode_test(parse_submission(test)))
-    finally:
-        await producer.close()
 
 
 def run(settings: Settings, tests_per_pass: int, repeats: int, first_user_id: int) -> PassTimings:
@@ -54,7 +43,7 @@ def run(settings: Settings, tests_per_pass: int, repeats: int, first_user_id: in
         user = first_user_id
         for round_ in range(repeats + 1):  # the first round warms Ray Data's workers and is not counted
             for kind in ("dataset", "readers"):
-                asyncio.run(_produce(settings, simulate_tests(tests_per_pass, 1, seed=user, first_user_id=user)))
+                asyncio.run(produce_tests(settings, simulate_tests(tests_per_pass, 1, seed=user, first_user_id=user)))
                 user += tests_per_pass
                 job.reader_max_messages = 0 if kind == "dataset" else share
                 started = time.perf_counter()
