@@ -93,6 +93,37 @@ def _r2(y: np.ndarray, fitted: np.ndarray) -> float | None:
     return 1.0 - float(((y - fitted) ** 2).sum()) / total
 
 
+def best_polynomial(series: np.ndarray) -> tuple[float, int, np.ndarray, float] | None:
+    """keybr's fit of a smoothed speed series: the degree 1–3 polynomial (over x = 0…m−1) with the best adjusted R²,
+    as (adjusted R², degree, coefficients, R²); None when the series is too short or flat to fit."""
+    m = series.size
+    x = np.arange(m, dtype=np.float64)
+    best: tuple[float, int, np.ndarray, float] | None = None
+    for degree in (1, 2, 3):
+        if m < degree + 2:
+            break
+        coefficients = np.polyfit(x, series, degree)
+        r2 = _r2(series, np.polyval(coefficients, x))
+        if r2 is None:
+            break  # a flat series: every degree fits it exactly and none says anything about the future
+        adjusted = 1.0 - (1.0 - r2) * (m - 1) / (m - degree - 1)
+        if best is None or adjusted > best[0] + _TIE:
+            best = (adjusted, degree, coefficients, r2)
+    return best
+
+
+def polynomial_projection(wpm: np.ndarray, ahead: int) -> float:
+    """keybr's forecast as a number: the smoothed speed `ahead` tests after the last of `wpm` (oldest first) on the
+    best polynomial fit of the last FORECAST_WINDOW smoothed values; the last smoothed value where none fits."""
+    smoothed = exponential_smoothing(np.asarray(wpm, dtype=np.float64))[-FORECAST_WINDOW:]
+    if smoothed.size == 0:
+        return float("nan")
+    best = best_polynomial(smoothed)
+    if best is None:
+        return float(smoothed[-1])
+    return float(np.polyval(best[2], smoothed.size - 1 + ahead))
+
+
 def polynomial_forecast(
     smoothed: np.ndarray,
     target_wpm: float,
@@ -122,18 +153,7 @@ def polynomial_forecast(
         return out
     at_target = series[-1] >= target_wpm
     m = series.size
-    x = np.arange(m, dtype=np.float64)
-    best: tuple[float, int, np.ndarray, float] | None = None  # (adjusted R², degree, coefficients, R²)
-    for degree in (1, 2, 3):
-        if m < degree + 2:
-            break
-        coefficients = np.polyfit(x, series, degree)
-        r2 = _r2(series, np.polyval(coefficients, x))
-        if r2 is None:
-            break  # a flat series: every degree fits it exactly and none says anything about the future
-        adjusted = 1.0 - (1.0 - r2) * (m - 1) / (m - degree - 1)
-        if best is None or adjusted > best[0] + _TIE:
-            best = (adjusted, degree, coefficients, r2)
+    best = best_polynomial(series)
     if best is not None:
         out["degree"], out["r2"] = best[1], best[3]
     if at_target:

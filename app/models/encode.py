@@ -1,0 +1,200 @@
+"""Model inputs, one definition for training and serving: a text's characters in context, with the typist's
+features (app/features/) at the prediction point, as arrays the networks take.
+
+Per character of a text:
+    cats      int64 [n, 4]: character id, previous id, the one before (START at the text's start), letter-pair id
+    numeric   float32 [n, NUMERIC]: the typist's history for this character and pair, the typist overall, the
+              layout (hand, finger, row, same hand / finger as the previous character) and the place in the text
+    base      float32 [n]: the typist's overall clean log time to type (population's without history); the pattern
+              network predicts the log time relative to it
+Everything is numpy over the whole text at once: encoding costs microseconds per character.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from app.analytics.layouts import FINGER_CODES as _FINGERS
+from app.analytics.layouts import HAND_CODES, get_layout
+from app.features.summary import UserFeatures
+from app.features.vocab import CHARACTERS, VOCAB_SIZE, codepoint_ids, pair_ids, text_codepoints
+
+START = VOCAB_SIZE  # the "previous character" before a text's first
+EMBEDDINGS = VOCAB_SIZE + 1
+LOG_REF = 5.3  # ln(200 ms): log times are centred on it
+POPULATION_LOG_MS = 5.25  # clean letter-pair time to type of a typist with no history (≈ 190 ms)
+POPULATION_ERROR_RATE = 0.05
+PRIOR_PRESSES = 30.0  # the analytics' Beta prior strength (app/analytics/weakness.py)
+RECENT_WINDOW = 5  # tests whose mean WPM is "current speed"
+_MS_PER_CHAR_AT_1_WPM = 12_000.0  # 60 000 ms / 5 characters per word
+_HANDS, _FINGER_SLOTS, _ROWS = 3, 10, 6
+
+_SCALAR_NAMES = (
+    "has_history", "tests", "user_log_ms", "key_log_ms", "key_timed", "pair_log_ms", "pair_timed",
+    "recent_log_ms", "recent_trend", "key_error_rate", "key_presses", "pair_error_rate", "user_error_rate",
+    "recent_accuracy", "position", "is_upper", "word_start", "is_space", "same_hand", "same_finger", "repeat",
+    "text_start",
+)  # fmt: skip
+NUMERIC = len(_SCALAR_NAMES) + _HANDS + _FINGER_SLOTS + _ROWS
+
+
+@dataclass(frozen=True)
+class Encoded:
+    cats: np.ndarray
+    numeric: np.ndarray
+    base: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.cats.shape[0])
+
+
+@lru_cache(maxsize=16)
+def _layout_tables(layout: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per vocabulary id on this layout: hand (0 left, 1 right, 2 none), finger (9 unknown), row (5 unknown)."""
+    model = get_layout(layout)
+    hand = np.full(EMBEDDINGS, 2, dtype=np.int64)
+    finger = np.full(EMBEDDINGS, 9, dtype=np.int64)
+    row = np.full(EMBEDDINGS, 5, dtype=np.int64)
+    for i, char in enumerate(CHARACTERS, start=1):
+        info = model.key_info(char)
+        if info is None:
+            continue
+        hand[i] = 2 if info.hand is None else HAND_CODES[info.hand]
+        finger[i] = _FINGERS[info.finger]
+        row[i] = info.row
+    return hand, finger, row
+
+
+@dataclass(frozen=True)
+class TypistView:
+    """The per-id rates and means the encoder reads from a typist's features (computed once per typist)."""
+
+    has_history: float
+    tests: float
+    user_log_ms: float  # absolute, ln ms
+    key_log_ms: np.ndarray  # relative to user_log_ms, 0 where untimed
+    key_timed: np.ndarray
+    pair_log_ms: np.ndarray
+    pair_timed: np.ndarray
+    recent_log_ms: float
+    key_error_rate: np.ndarray
+    key_presses: np.ndarray
+    pair_error_rate: np.ndarray
+    user_error_rate: float
+    recent_accuracy: float
+
+    @classmethod
+    def of(cls, features: UserFeatures | None) -> TypistView:
+        if features is None or features.tests == 0:
+            return _NO_HISTORY
+        key, pair = features.key.astype(np.float64), features.pair.astype(np.float64)
+        pair_timed = pair[:, 2]
+        total_timed = pair_timed.sum()
+        user_log = pair[:, 3].sum() / 1000.0 / total_timed if total_timed > 0 else POPULATION_LOG_MS
+        with np.errstate(divide="ignore", invalid="ignore"):
+            key_log = np.where(key[:, 2] > 0, key[:, 3] / 1000.0 / key[:, 2] - user_log, 0.0)
+            pair_log = np.where(pair_timed > 0, pair[:, 3] / 1000.0 / pair_timed - user_log, 0.0)
+        presses, errors = key[:, 0].sum(), key[:, 1].sum()
+        # The Beta prior of the analytics: p0 kept half a press inside (0, 1).
+        user_rate = float(np.clip((errors + 0.5) / (presses + 1.0), 1e-4, 1 - 1e-4))
+        prior_errors = PRIOR_PRESSES * user_rate
+        key_rate = (key[:, 1] + prior_errors) / (key[:, 0] + PRIOR_PRESSES)
+        pair_rate = (pair[:, 1] + prior_errors) / (pair[:, 0] + PRIOR_PRESSES)
+        wpm = features.recent_wpm()[-RECENT_WINDOW:]
+        wpm = wpm[wpm > 0]
+        recent_log = float(np.log(_MS_PER_CHAR_AT_1_WPM / wpm.mean())) if wpm.size else user_log
+        accuracies = [e[3] for e in features.recent[-RECENT_WINDOW:] if e[3] is not None]
+        return cls(
+            has_history=1.0,
+            tests=float(features.tests),
+            user_log_ms=float(user_log),
+            key_log_ms=key_log,
+            key_timed=key[:, 2],
+            pair_log_ms=pair_log,
+            pair_timed=pair_timed,
+            recent_log_ms=recent_log,
+            key_error_rate=key_rate,
+            key_presses=key[:, 0],
+            pair_error_rate=pair_rate,
+            user_error_rate=user_rate,
+            recent_accuracy=float(np.mean(accuracies)) if accuracies else 1.0 - user_rate,
+        )
+
+
+_ZERO_KEYS, _ZERO_PAIRS = np.zeros(VOCAB_SIZE), np.zeros(VOCAB_SIZE * VOCAB_SIZE)
+_NO_HISTORY = TypistView(
+    has_history=0.0, tests=0.0, user_log_ms=POPULATION_LOG_MS, key_log_ms=_ZERO_KEYS, key_timed=_ZERO_KEYS,
+    pair_log_ms=_ZERO_PAIRS, pair_timed=_ZERO_PAIRS, recent_log_ms=POPULATION_LOG_MS,
+    key_error_rate=np.full(VOCAB_SIZE, POPULATION_ERROR_RATE), key_presses=_ZERO_KEYS,
+    pair_error_rate=np.full(VOCAB_SIZE * VOCAB_SIZE, POPULATION_ERROR_RATE),
+    user_error_rate=POPULATION_ERROR_RATE, recent_accuracy=1.0 - POPULATION_ERROR_RATE,
+)  # fmt: skip
+
+
+def _shifted(values: np.ndarray, by: int, fill: int) -> np.ndarray:
+    out = np.full(values.shape, fill, dtype=values.dtype)
+    if by < values.shape[0]:
+        out[by:] = values[:-by] if by else values
+    return out
+
+
+def encode_text(text: str, layout: str, view: TypistView) -> Encoded:
+    """The model inputs for every character of `text` typed on `layout` by the typist in `view`."""
+    codepoints = text_codepoints(text)
+    n = codepoints.shape[0]
+    ids = codepoint_ids(codepoints).astype(np.int64)
+    prev = _shifted(ids, 1, START)
+    prev2 = _shifted(ids, 2, START)
+    pairs = pair_ids(np.where(prev == START, 0, prev), ids).astype(np.int64)
+    cats = np.stack([ids, prev, prev2, pairs], axis=1)
+
+    hand, finger, row = _layout_tables(layout)
+    upper = np.fromiter((c.isupper() for c in text), dtype=bool, count=n)
+    numeric = np.zeros((n, NUMERIC), dtype=np.float32)
+    log1p5 = lambda x: np.log1p(x) / 5.0  # noqa: E731 - counts on a scale near 1
+    columns = {
+        "has_history": view.has_history,
+        "tests": log1p5(view.tests),
+        "user_log_ms": view.user_log_ms - LOG_REF,
+        "key_log_ms": view.key_log_ms[ids],
+        "key_timed": log1p5(view.key_timed[ids]),
+        "pair_log_ms": view.pair_log_ms[pairs],
+        "pair_timed": log1p5(view.pair_timed[pairs]),
+        "recent_log_ms": view.recent_log_ms - LOG_REF,
+        "recent_trend": view.recent_log_ms - view.user_log_ms,
+        "key_error_rate": view.key_error_rate[ids] * 10.0,
+        "key_presses": log1p5(view.key_presses[ids]),
+        "pair_error_rate": view.pair_error_rate[pairs] * 10.0,
+        "user_error_rate": view.user_error_rate * 10.0,
+        "recent_accuracy": view.recent_accuracy,
+        "position": np.arange(n) / 100.0,
+        "is_upper": upper,
+        "word_start": prev == 1,  # id 1 is the space
+        "is_space": ids == 1,
+        "same_hand": (hand[ids] == hand[prev]) & (hand[ids] < 2),
+        "same_finger": (finger[ids] == finger[prev]) & (finger[ids] < 9),
+        "repeat": ids == prev,
+        "text_start": prev == START,
+    }
+    for j, name in enumerate(_SCALAR_NAMES):
+        numeric[:, j] = columns[name]
+    at = len(_SCALAR_NAMES)
+    rows = np.arange(n)
+    numeric[rows, at + hand[ids]] = 1.0
+    numeric[rows, at + _HANDS + finger[ids]] = 1.0
+    numeric[rows, at + _HANDS + _FINGER_SLOTS + row[ids]] = 1.0
+    base = np.full(n, view.user_log_ms, dtype=np.float32)
+    return Encoded(cats, numeric, base)
+
+
+def concat(parts: list[Encoded]) -> Encoded:
+    if not parts:
+        return Encoded(np.zeros((0, 4), np.int64), np.zeros((0, NUMERIC), np.float32), np.zeros(0, np.float32))
+    return Encoded(
+        np.concatenate([p.cats for p in parts]),
+        np.concatenate([p.numeric for p in parts]),
+        np.concatenate([p.base for p in parts]),
+    )

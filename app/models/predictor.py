@@ -1,0 +1,130 @@
+"""Predictions from loaded model versions, for the serving deployment and the ingest job's drift check.
+
+`TypingPredictor` holds the networks of one version per model (any of them may be missing) and answers, for many
+requests at once (one forward pass per model over all their characters):
+
+    predict_typing([(features | None, text, layout), …]) → per request: time_ms and error_prob per character,
+        predicted_wpm and predicted_accuracy
+    trajectory(features | None, tests) → the predicted WPM after each of the next `tests` tests with an 80 % interval
+
+A typist without features is predicted from the population (their inputs say "no history"): never an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from app.features.summary import UserFeatures
+from app.models.encode import Encoded, TypistView, concat, encode_text
+from app.models.history import HORIZONS, QUANTILES, current_speed, encode_history
+from app.models.nets import load_artifact
+
+_MS_PER_CHAR_AT_1_WPM = 12_000.0
+_MEDIAN = QUANTILES.index(0.5)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    kind: str
+    version: str
+    net: torch.nn.Module
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, folder: Path, version: str) -> LoadedModel:
+        kind, net, meta = load_artifact(folder)
+        return cls(kind, version, net, meta)
+
+
+def _forward(model: LoadedModel, encoded: Encoded) -> np.ndarray:
+    with torch.inference_mode():
+        out = model.net(torch.from_numpy(encoded.cats), torch.from_numpy(encoded.numeric))
+    return out.numpy()
+
+
+class TypingPredictor:
+    """The loaded versions of the three models (module docstring)."""
+
+    def __init__(self, models: dict[str, LoadedModel]) -> None:
+        self.models = dict(models)
+
+    def versions(self) -> dict[str, str]:
+        return {kind: model.version for kind, model in self.models.items()}
+
+    def predict_typing(self, requests: list[tuple[UserFeatures | None, str, str]]) -> list[dict[str, Any]]:
+        """Per request: chars [{char, time_ms, error_prob}], predicted_wpm, predicted_accuracy, model_version."""
+        pattern, error = self.models.get("pattern"), self.models.get("error")
+        if pattern is None or error is None:
+            raise LookupError("no promoted pattern and error models to predict with")
+        views: dict[int, TypistView] = {}
+        parts = []
+        for features, text, layout in requests:
+            key = id(features)
+            if key not in views:
+                views[key] = TypistView.of(features)
+            parts.append(encode_text(text, layout, views[key]))
+        encoded = concat(parts)
+        times = np.exp(_forward(pattern, encoded) + encoded.base)
+        errors = 1.0 / (1.0 + np.exp(-_forward(error, encoded)))
+        answers = []
+        at = 0
+        version = f"pattern:{pattern.version},error:{error.version}"
+        for (_, text, _), part in zip(requests, parts, strict=True):
+            t, e = times[at : at + len(part)], errors[at : at + len(part)]
+            at += len(part)
+            # WPM of the text: (characters − 1) / 5 per minute over the time from the first press to the last.
+            seconds = float(t[1:].sum()) / 1000.0 if len(part) > 1 else 0.0
+            wpm = (len(part) - 1) / 5.0 / (seconds / 60.0) if seconds > 0 else None
+            answers.append(
+                {
+                    "model_version": version,
+                    "chars": [
+                        {"char": c, "time_ms": round(float(a), 1), "error_prob": round(float(b), 4)}
+                        for c, a, b in zip(text, t, e, strict=True)
+                    ],
+                    "predicted_wpm": None if wpm is None else round(wpm, 2),
+                    "predicted_accuracy": round(float(1.0 - e.mean()), 4) if len(part) else None,
+                }
+            )
+        return answers
+
+    def pattern_times(self, features: UserFeatures | None, text: str, layout: str) -> np.ndarray:
+        """The pattern model's time to type (ms) of each character of `text` (the drift check's prediction)."""
+        pattern = self.models.get("pattern")
+        if pattern is None:
+            raise LookupError("no promoted pattern model")
+        encoded = encode_text(text, layout, TypistView.of(features))
+        return np.exp(_forward(pattern, encoded) + encoded.base)
+
+    def trajectory(self, features: UserFeatures | None, tests: int) -> dict[str, Any]:
+        """The predicted WPM after each of the next `tests` tests: [{test, wpm, low, high}] (80 % interval),
+        interpolated in log space between the model's horizons (1, 5, 20) and held flat beyond the last."""
+        model = self.models.get("trajectory")
+        if model is None:
+            raise LookupError("no promoted trajectory model")
+        wpm = features.recent_wpm() if features is not None else np.zeros(0)
+        count = features.tests if features is not None else 0
+        ref = current_speed(wpm)
+        if not np.isfinite(ref):
+            return {"model_version": model.version, "current_wpm": None, "points": [], "reason": "no tests yet"}
+        x = np.stack([encode_history(wpm, count, h)[0] for h in HORIZONS])
+        with torch.inference_mode():
+            quantiles = model.net(torch.from_numpy(x)).numpy()  # [horizons, quantiles] of ln(wpm / ref)
+        steps = np.arange(1, tests + 1)
+        horizons = np.array(HORIZONS, dtype=np.float64)
+        curve = [np.interp(steps, horizons, quantiles[:, q]) for q in range(len(QUANTILES))]
+        points = [
+            {
+                "test": int(step),
+                "wpm": round(float(ref * np.exp(curve[_MEDIAN][i])), 2),
+                "low": round(float(ref * np.exp(curve[0][i])), 2),
+                "high": round(float(ref * np.exp(curve[-1][i])), 2),
+            }
+            for i, step in enumerate(steps)
+        ]
+        return {"model_version": model.version, "current_wpm": round(ref, 2), "interval": 0.8, "points": points}
