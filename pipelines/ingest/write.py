@@ -152,6 +152,7 @@ class BatchWriter:
             if pending.results.num_rows:
                 self._insert_concurrently(details)
                 self._fold_features(pending)
+                failpoint(self._settings, "after_features")
                 client.insert_arrow("test_results", pending.results)  # last: a stored result is a complete test
             return pending
 
