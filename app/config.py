@@ -34,6 +34,13 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ValueError(f"environment variable {name} must be a number, got {raw!r}") from exc
 
 
+def _share(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"environment variable {name} must be a share from 0 to 1, got {env.get(name)!r}")
+    return value
+
+
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     value = _float(env, name, default)
     if value < 0:
@@ -136,6 +143,9 @@ class Settings:
     # Root of the model registry's artifact folders (app/models/registry.py): <models_dir>/<model>/<version>/;
     # empty = <data_dir>/models. Training writes here and serving reads here, so in a cluster it is shared storage.
     models_dir: str = ""
+    # The ingest job's drift check (pipelines/ingest/drift.py): this share of the stored tests is predicted with the
+    # promoted pattern model and compared with how they were typed (the live MAE). 0 = no drift check.
+    drift_sample_share: float = 0.1
     # Fault injection for the crash tests: the ingest job SIGKILLs itself at this point ("after_read": data
     # read, nothing written; "mid_write": a batch's raw keystrokes written, its other tables not; "after_features":
     # a batch folded into the online features, its result rows not stored; "after_write": data written, offsets not
@@ -209,6 +219,7 @@ class Settings:
             topic_trim_interval_s=_seconds(env, "KEYSCOPE_TOPIC_TRIM_INTERVAL_S", base.topic_trim_interval_s),
             warehouse_uri=env.get("KEYSCOPE_WAREHOUSE_URI", base.warehouse_uri),
             models_dir=env.get("KEYSCOPE_MODELS_DIR", base.models_dir),
+            drift_sample_share=_share(env, "KEYSCOPE_DRIFT_SAMPLE_SHARE", base.drift_sample_share),
             max_message_bytes=_int(env, "KEYSCOPE_MAX_MESSAGE_BYTES", base.max_message_bytes),
             write_retry_s=_float(env, "KEYSCOPE_WRITE_RETRY_S", base.write_retry_s),
             cold_uri=env.get("KEYSCOPE_COLD_URI", base.cold_uri),
@@ -260,6 +271,7 @@ class Settings:
             "KEYSCOPE_TOPIC_TRIM_INTERVAL_S": str(self.topic_trim_interval_s),
             "KEYSCOPE_WAREHOUSE_URI": self.warehouse_uri,
             "KEYSCOPE_MODELS_DIR": self.models_dir,
+            "KEYSCOPE_DRIFT_SAMPLE_SHARE": str(self.drift_sample_share),
             "KEYSCOPE_MAX_MESSAGE_BYTES": str(self.max_message_bytes),
             "KEYSCOPE_WRITE_RETRY_S": str(int(self.write_retry_s)),
             "KEYSCOPE_COLD_URI": self.cold_uri,

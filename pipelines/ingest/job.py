@@ -43,7 +43,8 @@ from app.config import Settings
 from app.faults import failpoint
 from app.kafka import end_offsets
 from pipelines.ingest.deletions import load_pass_tombstones, recheck_deletions
-from pipelines.ingest.metrics import IngestMetrics
+from pipelines.ingest.drift import DriftSnapshot
+from pipelines.ingest.metrics import DriftMetrics, IngestMetrics
 from pipelines.ingest.offsets import TopicTrimmer, commit_offsets
 from pipelines.ingest.plan import load_stored, mark_writes, plan_pass
 from pipelines.ingest.read import FOLLOW_READER_MAX_MESSAGES, read
@@ -90,6 +91,10 @@ class Ingestor:
         if self._readers is not None:
             self._readers.close()
         self._client.close()
+
+    def drift(self) -> DriftSnapshot | None:
+        """The drift check so far (pipelines/ingest/drift.py); None when it is off (drift_sample_share 0)."""
+        return self._writer.drift.snapshot() if self._writer.drift is not None else None
 
     def run_pass(self, *, max_messages_per_partition: int | None = None) -> IngestReport:
         """One bounded pass over everything between the stored offsets and the topic's end offsets now."""
@@ -177,11 +182,14 @@ def run_ingest(
     cap = settings.ingest_max_messages or None
     stop = stop or StopRequest()
     metrics = IngestMetrics(settings.keystroke_topic)
+    drift_metrics = DriftMetrics()
     total = IngestReport()
     with Ingestor(settings, readers=settings.ingest_readers if follow else 0) as job:
         while not stop.event.is_set():
             report = job.run_pass(max_messages_per_partition=cap)
             metrics.record_pass(report.lag, report.oldest_message_ms, report.tests_written, report.dead_lettered)
+            if (drift := job.drift()) is not None:
+                drift_metrics.record(drift)
             refresh_in_background(settings, sorted(report.users))
             total.add(report)
             if max_passes is not None and total.passes >= max_passes:

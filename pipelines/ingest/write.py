@@ -2,7 +2,8 @@
 `WRITE_MIN_KEYSTROKES`, written to ClickHouse a few at a time with bounded back-pressure, each batch's tables at once
 and its result rows last (app/clickhouse/store.py `pending_tests`), with retries; then the dead letters, with their
 reasons, to the dead-letter topic. Each batch's tests are folded into their typists' online features
-(app/features/online.py) just before its result rows go in, so a stored result means the features hold the test."""
+(app/features/online.py) just before its result rows go in, so a stored result means the features hold the test.
+The drift check (drift.py) reads its sampled typists' features before that fold and checks the tests once stored."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from app.features.online import FeatureStore
 from app.kafka import DeadLetter, produce_dead_letters
 from app.tables import TestTables, test_keys
 from pipelines.ingest.analyse import unpack
+from pipelines.ingest.drift import DriftMonitor
 from pipelines.ingest.report import IngestReport
 from pipelines.ingest.retry import with_retry
 
@@ -66,6 +68,7 @@ class BatchWriter:
         self._features = FeatureStore(settings, client=self._redis)
         # An update reads, folds and writes each typist: two batches of one typist must not interleave.
         self._features_lock = threading.Lock()
+        self.drift = DriftMonitor(settings, self._redis) if settings.drift_sample_share > 0 else None
 
     def write(self, batches: Iterable[pa.Table], partial_possible: bool, report: IngestReport) -> list[DeadLetter]:
         """Write every analysed batch's first copies of tests and count them in `report` (messages, tests and
@@ -131,6 +134,8 @@ class BatchWriter:
         self._table_pool.shutdown(wait=True)
         for client in self._clients:
             client.close()
+        if self.drift is not None:
+            self.drift.close()
         self._redis.close()
 
     def _client(self) -> Client:
@@ -143,6 +148,8 @@ class BatchWriter:
     def _write(self, tables: TestTables, partial_possible: bool) -> TestTables:
         client = self._client()
         attempts = 0
+        # The features the drift check predicts with are the typists' before this batch: read before the fold.
+        drift_sample = self.drift.before_write(tables) if self.drift is not None else None
 
         def attempt() -> TestTables:
             nonlocal attempts
@@ -158,6 +165,8 @@ class BatchWriter:
 
         written = with_retry(attempt, "writing to ClickHouse", self._settings)
         invalidate_users(self._settings, written.results.column("user_id").to_pylist(), self._redis)
+        if self.drift is not None:
+            self.drift.after_write(drift_sample, written)  # never raises: a failed check is logged and counted
         return written
 
     def _fold_features(self, tables: TestTables) -> None:
