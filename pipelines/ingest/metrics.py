@@ -58,8 +58,8 @@ class IngestMetrics:
 def drift_gauges(snapshot: DriftSnapshot, retired: list[str]) -> list[tuple[str, dict[str, str], float]]:
     """(gauge, tags, value) to set for the drift check's state: the live and training MAE of the version checked
     now (each once it is known), and NaN for each version checked before it in this job. A gauge keeps its last
-    value per tag set for the process's life: NaN is what stops a replaced version's series from still comparing
-    (and alerting) as if it were serving."""
+    value per tag set for the process's life, and Ray offers no way to remove one; a NaN value Ray's exporter drops,
+    so a replaced version's series leave the export instead of still comparing (and alerting) as if it served."""
     points: list[tuple[str, dict[str, str], float]] = []
     for version in retired:
         tags = {"model": snapshot.model, "version": version}

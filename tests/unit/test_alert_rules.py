@@ -38,3 +38,13 @@ def test_the_api_thresholds_are_there():
     assert by_name["KeyscopeInsightsLatencyCritical"]["expr"].endswith("> 200")
     assert by_name["KeyscopeInsightsLatencyWarning"]["expr"].endswith("> 500")
     assert "0.0001" in by_name["KeyscopeApiServerErrors"]["expr"]
+
+
+def test_the_pattern_drift_rule_is_the_seeds_five_percent_for_half_an_hour():
+    rule = {rule["alert"]: rule for rule in rules()}["KeyscopePatternModelDrift"]
+    assert rule["for"] == "30m" and rule["labels"]["severity"] == "warning"
+    assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+    live, _, training = rule["expr"].partition(" > ")
+    # Each side per (model, version): a version's live MAE is compared with its own training MAE, never another's.
+    assert live == 'max by (model, version) (ray_keyscope_model_live_mae_ms{model="pattern"})'
+    assert training == '1.05 * max by (model, version) (ray_keyscope_model_training_mae_ms{model="pattern"})'
