@@ -29,17 +29,18 @@ def _window(since: datetime | None) -> str:
     return " AND started_at >= {since:DateTime64(3, 'UTC')}" if since is not None else ""
 
 
-def typists(settings: Settings, since: datetime | None = None) -> list[int]:
-    """The typists with at least one stored test in the window, in id order."""
+def typists(settings: Settings, since: datetime | None = None) -> tuple[list[int], int]:
+    """The typists with at least one stored test in the window, in id order, and how many tests they have."""
     client = clickhouse_client(settings.clickhouse_url)
     try:
         rows = client.query(
-            f"SELECT DISTINCT user_id FROM test_results WHERE 1 {_window(since)} ORDER BY user_id",
+            f"SELECT user_id, count() FROM test_results FINAL WHERE 1 {_window(since)} "
+            "GROUP BY user_id ORDER BY user_id",
             parameters={"since": since},
         ).result_rows
     finally:
         client.close()
-    return [int(r[0]) for r in rows]
+    return [int(r[0]) for r in rows], sum(int(r[1]) for r in rows)
 
 
 def fetch_group(settings: Settings, lo: int, hi: int, since: datetime | None = None) -> StoredTests:
@@ -75,9 +76,12 @@ def _build(groups: dict[str, np.ndarray], settings: Settings, kind: str, since: 
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
-def sample_dataset(settings: Settings, kind: str, since: datetime | None = None) -> tuple[ray.data.Dataset, int]:
-    """(every sample of the window for model `kind`, how many typists), built in Ray tasks group by group."""
-    users = typists(settings, since)
+def sample_dataset(
+    settings: Settings, kind: str, since: datetime | None = None
+) -> tuple[ray.data.Dataset, int, int]:
+    """(every sample of the window for model `kind`, how many typists, how many tests), built in Ray tasks group by
+    group."""
+    users, tests = typists(settings, since)
     if not users:
         raise ValueError("no stored tests in the data window: nothing to train on")
     groups = [
@@ -86,4 +90,4 @@ def sample_dataset(settings: Settings, kind: str, since: datetime | None = None)
     dataset = ray.data.from_items(groups, override_num_blocks=len(groups)).map_batches(
         _build, batch_size=1, fn_kwargs={"settings": settings, "kind": kind, "since": since}
     )
-    return dataset, len(users)
+    return dataset, len(users), tests

@@ -159,14 +159,22 @@ def trajectory_metrics(net: torch.nn.Module | None, held: dict[str, np.ndarray])
 
 
 def registry_metrics(kind: str, candidate: dict[str, Any], promoted: dict[str, Any] | None) -> dict[str, Any]:
-    """The registry's record: candidate, baseline and promoted metrics on the held-out set (both splits together),
-    and every split's full table."""
+    """The registry's record: candidate, baseline and promoted metrics on the held-out set (both held-out splits
+    together) under the promotion metrics' names, and every split's figures as `<split>.<metric>`."""
     names = {"pattern": ["mae_ms"], "error": ["log_loss", "roc_auc"], "trajectory": ["mae_wpm"]}[kind]
+
+    def finite(values: dict[str, float]) -> dict[str, float]:
+        return {k: float(v) for k, v in values.items() if isinstance(v, int | float) and np.isfinite(v)}
+
     held = candidate["held_out"]
+    model_figures = {n: held[n] for n in names}
+    baseline_figures = {n: held[f"baseline_{n}"] for n in names}
+    for split, figures in candidate.items():
+        for name, value in figures.items():
+            target = baseline_figures if name.startswith("baseline_") else model_figures
+            target[f"{split}.{name}"] = value
     return {
-        "held_out_set": "later tests of training typists + later tests of unseen typists",
-        "candidate": {n: held[n] for n in names},
-        "baseline": {n: held[f"baseline_{n}"] for n in names},
-        "promoted": {n: promoted["held_out"][n] for n in names} if promoted is not None else None,
-        "by_split": candidate,
+        "candidate": finite(model_figures),
+        "baseline": finite(baseline_figures),
+        "promoted": finite({n: promoted["held_out"][n] for n in names}) if promoted is not None else None,
     }

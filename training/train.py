@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 import ray
-from app.models.registry import ModelRegistry
 from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from app.config import Settings
 from app.models.nets import KINDS, save_artifact
 from app.models.predictor import LoadedModel
+from app.models.registry import ModelRegistry
 from training.data import sample_dataset
 from training.evaluate import (
     HELD_OUT,
@@ -138,7 +138,7 @@ def train_model(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         log.warning("--use-gpu: the cluster has no GPU; training on CPUs")
 
     log.info("building %s samples from ClickHouse%s", kind, f" since {since:%Y-%m-%d}" if since else "")
-    samples, typists = sample_dataset(settings, kind, since)
+    samples, typists, tests = sample_dataset(settings, kind, since)
     samples = samples.materialize()
     train_rows = samples.map_batches(_training_rows, fn_kwargs={"kind": kind}, batch_format="numpy").materialize()
     held = _gather(samples.map_batches(_held_out_rows, batch_format="numpy"))
@@ -176,7 +176,8 @@ def train_model(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     window = {
         "since": since.isoformat() if since else None,
         "until": datetime.now(UTC).isoformat(),
-        "typists": typists,
+        "users": typists,
+        "tests": int(tests),
         "training_rows": train_rows.count(),
         "held_out_rows": int(len(held["split"])),
     }
@@ -184,7 +185,8 @@ def train_model(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
               "use_gpu": use_gpu, "run": run_name, "storage": storage,
               "samples_per_s": result.metrics.get("samples_per_s")}  # fmt: skip
     with tempfile.TemporaryDirectory() as folder:
-        save_artifact(Path(folder), kind, net, {}, {"metrics": record, "data_window": window, "params": params})
+        meta = {"metrics": record, "by_split": candidate, "data_window": window, "params": params}
+        save_artifact(Path(folder), kind, net, {}, meta)
         version = registry.register(kind, Path(folder), record, window, code_version(), params)
     promote, reason = registry.decide(kind, record)
     if promote and not args.no_promote:
@@ -195,6 +197,7 @@ def train_model(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         "promoted": bool(promote and not args.no_promote),
         "reason": reason if not args.no_promote else "--no-promote",
         "metrics": record,
+        "by_split": candidate,
     }
     return summary
 
@@ -202,7 +205,7 @@ def train_model(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
 def _table(summary: dict[str, Any]) -> str:
     lines = [f"{summary['model']} {summary['version']}: {'PROMOTED' if summary['promoted'] else 'not promoted'}"
              f" ({summary['reason']})"]  # fmt: skip
-    by_split = summary["metrics"]["by_split"]
+    by_split = summary["by_split"]
     names = sorted({k for m in by_split.values() for k in m})
     lines.append(f"{'metric':<32}" + "".join(f"{s:>14}" for s in by_split))
     for name in names:
