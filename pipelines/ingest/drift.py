@@ -35,6 +35,7 @@ import redis
 from app.config import Settings
 from app.features import TestDelta, UserFeatures, test_deltas
 from app.features.online import FeatureStore
+from app.models.encode import TypistView
 from app.models.registry import ModelRegistry
 from app.schemas import TypingTest
 from app.tables import TestTables, test_keys
@@ -278,7 +279,8 @@ def compare(
         return np.zeros(0), 0, 0
     typed = dict(zip((names[i] for i in rows), _typed_tests(written, rows), strict=True))
     outcomes = dict(zip(typed, char_outcomes(list(typed.values())), strict=True))
-    errors: list[np.ndarray] = []
+    requests: list[tuple[TypistView, str, str]] = []
+    real: list[np.ndarray] = []
     skipped = 0
     for user_id, deltas in _batch_deltas(written, {t.user_id for t in typed.values()}).items():
         folded = features.get(user_id) or UserFeatures(user_id)
@@ -288,12 +290,16 @@ def compare(
                 if _holds_later(folded, delta):
                     skipped += 1
                 else:
-                    test, times = typed[name], outcomes[name][0]
-                    predicted = predictor.pattern_times(folded, test.text, test.layout)
-                    timed = np.isfinite(times)
-                    errors.append(np.abs(predicted[timed] - times[timed]))
+                    test = typed[name]
+                    requests.append((TypistView.of(folded), test.text, test.layout))
+                    real.append(outcomes[name][0])
             folded.add(delta)
-    return (np.concatenate(errors) if errors else np.zeros(0)), len(errors), skipped
+    if not requests:
+        return np.zeros(0), 0, skipped
+    predicted = np.concatenate(predictor.pattern_times_many(requests))
+    times = np.concatenate(real)
+    timed = np.isfinite(times)
+    return np.abs(predicted[timed] - times[timed]), len(requests), skipped
 
 
 def _holds_later(features: UserFeatures, delta: TestDelta) -> bool:
