@@ -198,6 +198,8 @@ def train_model(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         "reason": reason if not args.no_promote else "--no-promote",
         "metrics": record,
         "by_split": candidate,
+        "params": params,
+        "training_rows": window["training_rows"],
     }
     return summary
 
