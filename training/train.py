@@ -48,7 +48,7 @@ DESCRIPTION = (
     "WPM after more tests) with Ray Train on the tests stored in ClickHouse, evaluate it on held-out typists and "
     "later tests against its baselines and the promoted version, register it, and promote it if it beats both."
 )
-EPOCHS = {"pattern": 6, "error": 6, "trajectory": 60}
+EPOCHS = {"pattern": 6, "error": 8, "trajectory": 60}
 BATCH = {"pattern": 2048, "error": 2048, "trajectory": 256}
 
 
@@ -198,6 +198,8 @@ def train_model(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         "reason": reason if not args.no_promote else "--no-promote",
         "metrics": record,
         "by_split": candidate,
+        "params": params,
+        "training_rows": window["training_rows"],
     }
     return summary
 
