@@ -134,8 +134,9 @@ class Settings:
     # empty = <data_dir>/warehouse.
     warehouse_uri: str = ""
     # Fault injection for the crash tests: the ingest job SIGKILLs itself at this point ("after_read": data
-    # read, nothing written; "mid_write": a batch's raw keystrokes written, its other tables not; "after_write":
-    # data written, offsets not stored). Empty in normal operation.
+    # read, nothing written; "mid_write": a batch's raw keystrokes written, its other tables not; "after_features":
+    # a batch folded into the online features, its result rows not stored; "after_write": data written, offsets not
+    # stored). Empty in normal operation.
     fault_injection: str = ""
     # Bearer credentials (app/auth.py). Secrets sign and verify user/admin tokens; the first signs, the rest still
     # verify (rotation). Service keys are "name:ksk_…" (or a bare "ksk_…"). repr=False: they never reach logs.

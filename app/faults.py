@@ -8,8 +8,9 @@ or the job was started with `KEYSCOPE_FAULT_INJECTION=<point>` and is SIGKILLed 
 on is this module's business alone.
 
 Points: the ingest job's `after_read` (a batch read and analysed, nothing written), `mid_write` (a batch's raw
-keystrokes in, its result rows not; also `write_tables`, so the MySQL migration stops there), `after_write`
-(everything written, the offsets not stored); the migration's `migrate_after_batch`; the archive job's points
+keystrokes in, its result rows not; also `write_tables`, so the MySQL migration stops there), `after_features`
+(a batch's tests folded into the online features, its result rows not stored), `after_write` (everything written,
+the offsets not stored); the migration's `migrate_after_batch`; the archive job's points
 (pipelines/archive.py: `archive_after_move`, … `anonymize_after_delete`) and the cold store's `cold_after_stage`
 (a file staged and verified, not yet renamed); the warehouse erasure sweep's `erasure_after_parts` (a day's parts
 rewritten, its manifest not yet).

@@ -1,10 +1,12 @@
 """The online feature store: each typist's UserFeatures in Redis (`keyscope:features:{user_id}`, the byte form of
 summary.py), folded forward by the ingest job for every test it stores and read by the predictor.
 
-The ingest job is the only writer (one per deployment; its passes never overlap), so an update is a read, a fold
-and a write of each touched typist, two round trips per batch. It runs after a batch is stored and before the pass
-rechecks deletions, so a typist deleted meanwhile loses these keys too. No TTL: a typist's features are kept as
-long as their tests are, and `keyscope users delete` removes them (registered in app/user_data.py).
+The ingest job is the only writer (one per deployment; its passes never overlap, and its writer threads take turns
+here), so an update is a read, a fold and a write of each touched typist, two round trips per batch. It runs just
+before a batch's result rows are stored (a pass that stops in between rewrites the tests, and a test folded twice
+counts once) and before the pass rechecks deletions, so a typist deleted meanwhile loses these keys too. No TTL: a
+typist's features are kept as long as their tests are, and `keyscope users delete` removes them (registered in
+app/user_data.py).
 """
 
 from __future__ import annotations

@@ -104,10 +104,12 @@ class UserFeatures:
         parts = []
         at = 0
         while at < len(data):
-            (size,) = struct.unpack_from("<I", data, at)
+            size = struct.unpack_from("<I", data, at)[0] if at + 4 <= len(data) else -1
+            if size < 0 or at + 4 + size > len(data):
+                raise ValueError("not a UserFeatures record: a part runs past the end")
             parts.append(data[at + 4 : at + 4 + size])
             at += 4 + size
-        if len(parts) != 3:
+        if len(parts) != 3 or any(len(part) % (4 + 8 * _N) for part in parts[1:]):
             raise ValueError("not a UserFeatures record")
         header = json.loads(parts[0])
         if header.get("v") != FORMAT_VERSION:

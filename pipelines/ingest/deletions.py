@@ -4,8 +4,8 @@ recheck that deletes again each user whose deletion raced the pass.
 A pass loads the tombstones once, after snapshotting the end offsets, and the workers drop every message of a deleted
 user timestamped (Kafka time) at or before the end of the deletion. A deletion recorded after that load can finish
 before the pass's writes land: so after writing, before storing its offsets, the pass reloads the tombstones of the
-users it wrote and deletes again (ClickHouse and Redis) each user whose deletion appeared meanwhile — everything it
-wrote for them predates the deletion."""
+users it wrote and deletes again (ClickHouse, the online features, Redis) each user whose deletion appeared
+meanwhile — everything it wrote for them predates the deletion."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from pipelines.ingest.retry import with_retry
 log = logging.getLogger("keyscope.ingest")
 
 # The stores a pass writes to: what a user whose deletion raced a pass is deleted from again.
-WRITTEN_STORES = ("clickhouse", "redis")
+WRITTEN_STORES = ("clickhouse", "features", "redis")
 
 
 def load_pass_tombstones(settings: Settings, client: Client) -> dict[int, int]:

@@ -1,7 +1,8 @@
 """Step 4 of a pass, the write: each analysed batch's first copies of tests, gathered into inserts of at least
 `WRITE_MIN_KEYSTROKES`, written to ClickHouse a few at a time with bounded back-pressure, each batch's tables at once
 and its result rows last (app/clickhouse/store.py `pending_tests`), with retries; then the dead letters, with their
-reasons, to the dead-letter topic."""
+reasons, to the dead-letter topic. Each batch's tests are folded into their typists' online features
+(app/features/online.py) just before its result rows go in, so a stored result means the features hold the test."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from app.clickhouse.client import clickhouse_client
 from app.clickhouse.store import pending_tests
 from app.config import Settings
 from app.faults import failpoint
+from app.features import test_deltas
+from app.features.online import FeatureStore
 from app.kafka import DeadLetter, produce_dead_letters
 from app.tables import TestTables, test_keys
 from pipelines.ingest.analyse import unpack
@@ -60,6 +63,9 @@ class BatchWriter:
         self._futures: list[Future[TestTables]] = []
         # One Redis connection for the job's life: every write drops its users' cached reads.
         self._redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        self._features = FeatureStore(settings, client=self._redis)
+        # An update reads, folds and writes each typist: two batches of one typist must not interleave.
+        self._features_lock = threading.Lock()
 
     def write(self, batches: Iterable[pa.Table], partial_possible: bool, report: IngestReport) -> list[DeadLetter]:
         """Write every analysed batch's first copies of tests and count them in `report` (messages, tests and
@@ -145,12 +151,23 @@ class BatchWriter:
             pending, details = pending_tests(client, tables, partial_possible=partial_possible or attempts > 1)
             if pending.results.num_rows:
                 self._insert_concurrently(details)
+                self._fold_features(pending)
+                failpoint(self._settings, "after_features")
                 client.insert_arrow("test_results", pending.results)  # last: a stored result is a complete test
             return pending
 
         written = with_retry(attempt, "writing to ClickHouse", self._settings)
         invalidate_users(self._settings, written.results.column("user_id").to_pylist(), self._redis)
         return written
+
+    def _fold_features(self, tables: TestTables) -> None:
+        """Fold the tests into their typists' online features. Before the result rows: a pass that stops in
+        between rewrites these tests next time and folding one again changes nothing (UserFeatures.add), whereas
+        after them a stop would leave stored tests the next pass skips and the features never hold. Redis errors
+        raise, as the cache invalidation's do: the pass fails and the next one redoes it."""
+        deltas = test_deltas(tables.keys, tables.pairs, tables.results)
+        with self._features_lock:
+            self._features.update(deltas)
 
     def _insert_concurrently(self, rows_by_table: list[tuple[str, pa.Table]]) -> None:
         """Each table's rows on a connection of its own, at once; returns once all are in (the first failure raised
