@@ -140,6 +140,9 @@ class Settings:
     # Root of the warehouse export (pipelines/warehouse.py): a directory or a pyarrow filesystem URI (s3://…);
     # empty = <data_dir>/warehouse.
     warehouse_uri: str = ""
+    # Root of the model registry's artifact folders (app/models/registry.py): <models_dir>/<model>/<version>/;
+    # empty = <data_dir>/models. Training writes here and serving reads here, so in a cluster it is shared storage.
+    models_dir: str = ""
     # Fault injection for the crash tests: the ingest job SIGKILLs itself at this point ("after_read": data
     # read, nothing written; "mid_write": a batch's raw keystrokes written, its other tables not; "after_features":
     # a batch folded into the online features, its result rows not stored; "after_write": data written, offsets not
@@ -215,6 +218,7 @@ class Settings:
             ingest_max_messages=_int(env, "KEYSCOPE_INGEST_MAX_MESSAGES", base.ingest_max_messages),
             topic_trim_interval_s=_seconds(env, "KEYSCOPE_TOPIC_TRIM_INTERVAL_S", base.topic_trim_interval_s),
             warehouse_uri=env.get("KEYSCOPE_WAREHOUSE_URI", base.warehouse_uri),
+            models_dir=env.get("KEYSCOPE_MODELS_DIR", base.models_dir),
             max_message_bytes=_int(env, "KEYSCOPE_MAX_MESSAGE_BYTES", base.max_message_bytes),
             write_retry_s=_float(env, "KEYSCOPE_WRITE_RETRY_S", base.write_retry_s),
             cold_uri=env.get("KEYSCOPE_COLD_URI", base.cold_uri),
@@ -266,6 +270,7 @@ class Settings:
             "KEYSCOPE_INGEST_MAX_MESSAGES": str(self.ingest_max_messages),
             "KEYSCOPE_TOPIC_TRIM_INTERVAL_S": str(self.topic_trim_interval_s),
             "KEYSCOPE_WAREHOUSE_URI": self.warehouse_uri,
+            "KEYSCOPE_MODELS_DIR": self.models_dir,
             "KEYSCOPE_MAX_MESSAGE_BYTES": str(self.max_message_bytes),
             "KEYSCOPE_WRITE_RETRY_S": str(int(self.write_retry_s)),
             "KEYSCOPE_COLD_URI": self.cold_uri,

@@ -98,6 +98,32 @@ COMMANDS: tuple[Command, ...] = (
         ),
     ),
     Command(
+        "models",
+        "the model registry: trained versions, their held-out metrics, which one serves",
+        children=(
+            Command(
+                "list",
+                "list the registered versions, newest first, marking the promoted one",
+                **defined_in("cli.models", "list"),
+            ),
+            Command(
+                "show",
+                "a version's held-out metrics, data window, parameters and artifact folder (default: the promoted one)",
+                **defined_in("cli.models", "show"),
+            ),
+            Command(
+                "promote",
+                "serve this version (by hand: no metric check; training promotes by the rule itself)",
+                **defined_in("cli.models", "promote"),
+            ),
+            Command(
+                "rollback",
+                "serve again the version promoted before the current one",
+                **defined_in("cli.models", "rollback"),
+            ),
+        ),
+    ),
+    Command(
         "cold",
         "read the cold store (Parquet) with ClickHouse SQL",
         children=(

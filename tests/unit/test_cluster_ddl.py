@@ -62,3 +62,14 @@ def test_column_changes_reach_the_distributed_table_and_data_changes_do_not():
         "ALTER TABLE keystrokes ON CLUSTER '{cluster}'\n    DROP COLUMN IF EXISTS a,\n    COMMENT COLUMN c 'why'",
         "ALTER TABLE keystrokes_local ON CLUSTER '{cluster}' UPDATE c = 1 WHERE d = 0 SETTINGS mutations_sync = 2",
     ]
+
+
+def test_the_model_registry_tables_are_replicated_and_sharded_by_their_key():
+    # No user_id (no user data): sharded by their sorting keys; the registry reads them through the Distributed
+    # tables, which gather every shard.
+    text = render(next(m for m in load_migrations() if m.name == "model_registry"))
+    assert "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/model_versions_local'" in text
+    assert "Distributed('{cluster}', currentDatabase(), model_versions_local, cityHash64(model, version))" in text
+    assert "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/model_promotions_local'" in text
+    assert "Distributed('{cluster}', currentDatabase(), model_promotions_local, cityHash64(model, promoted_at))" in text
+    assert "user_id" not in text
