@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,10 +51,17 @@ class PredictionService:
     """One TypingPredictor of the promoted versions, replaced whole when a version changes (never mutated), so a
     batch that took it finishes on it while the next batch gets the new one."""
 
-    def __init__(self, registry: PromotedModels, features: FeatureSource, poll_s: float) -> None:
+    def __init__(
+        self,
+        registry: PromotedModels,
+        features: FeatureSource,
+        poll_s: float,
+        on_swap: Callable[[list[str]], None] | None = None,
+    ) -> None:
         self.registry = registry
         self.features = features
         self.poll_s = poll_s
+        self.on_swap = on_swap  # told "model version" of each change swapped in (the deployment's metrics)
         self._predictor: TypingPredictor | None = None
         self._refreshing = threading.Lock()  # the poll and a caller's refresh never load the same version twice
 
@@ -96,6 +103,8 @@ class PredictionService:
             if changed:
                 self._predictor = TypingPredictor(models)  # built fully, then one reference assignment
                 log.info("serving %s", ", ".join(changed))
+                if self.on_swap is not None:
+                    self.on_swap(changed)
             return changed
 
     async def poll(self) -> None:
@@ -143,10 +152,11 @@ class PredictionService:
             close()
 
 
-def open_service(settings: Settings) -> PredictionService:
+def open_service(settings: Settings, on_swap: Callable[[list[str]], None] | None = None) -> PredictionService:
     """The service on the settings' registry (read only: replicas never migrate) and feature store, with whatever
     is promoted loaded; a registry that does not answer yet is only logged (the poll retries)."""
-    service = PredictionService(ModelRegistry(settings, migrate=False), FeatureStore(settings), settings.model_poll_s)
+    registry = ModelRegistry(settings, migrate=False)
+    service = PredictionService(registry, FeatureStore(settings), settings.model_poll_s, on_swap)
     try:
         service.refresh()
     except Exception as exc:

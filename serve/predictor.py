@@ -15,6 +15,7 @@ from ray.serve.handle import DeploymentHandle
 
 from app.cache import encode_read
 from app.config import Settings
+from serve.metrics import PredictorMetrics
 from serve.prediction_request import TypingRequest
 
 # A batch of 64 texts of 60 characters is 3,840 rows through two small MLPs: milliseconds of CPU. Waiting 2 ms
@@ -31,11 +32,13 @@ class PredictorDeployment:
         # Imported here: every replica imports serve.app, and only this one needs torch.
         from serve.predictions import open_service
 
-        self.service = await asyncio.to_thread(open_service, Settings.from_env())
+        self.metrics = PredictorMetrics()
+        self.service = await asyncio.to_thread(open_service, Settings.from_env(), self.metrics.swapped)
         self._poller = asyncio.get_running_loop().create_task(self.service.poll())
 
     @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=BATCH_WAIT_S)
     async def predict_typing(self, requests: list[TypingRequest]) -> list[bytes | None]:
+        self.metrics.batch(len(requests))
         # In a worker thread: the event loop keeps collecting the next batch meanwhile.
         answers = await asyncio.to_thread(self.service.predict_typing, requests)
         return [None if answer is None else encode_read(answer) for answer in answers]
@@ -43,9 +46,6 @@ class PredictorDeployment:
     async def trajectory(self, user_id: int, tests: int) -> bytes | None:
         answer = await asyncio.to_thread(self.service.trajectory, user_id, tests)
         return None if answer is None else encode_read(answer)
-
-    async def versions(self) -> dict[str, str]:
-        return self.service.versions()
 
     async def __del__(self) -> None:  # Serve awaits it when the replica shuts down
         self._poller.cancel()

@@ -200,3 +200,21 @@ def test_a_new_promotion_is_picked_up_while_requests_keep_being_answered(promote
     assert len(seen) > 50 and set(statuses) == {200}, [s for s in seen if s[0] != 200][:5]
     versions = [version for _, version in seen]
     assert versions[0] == old and versions[-1] == new and set(versions) == {old, new}
+
+
+def test_predictor_metrics_reach_prometheus(promoted, api_url, stack_settings):
+    # Ray's metrics agent listens on the GCS port + 4 (devstack/stack.py) and exports with a `ray_` prefix.
+    port = int(stack_settings.ray_address.rsplit(":", 1)[1]) + 4
+    api_post(f"{api_url}/v1/predict/typing", json={"user_id": NEWCOMER, "text": TEXT})
+    wanted = {"ray_keyscope_predictor_batch_requests_bucket", "ray_keyscope_predictor_version_swaps"}
+    route = 'route="/v1/predict/typing"'
+    deadline, found, text = time.monotonic() + 60, set(), ""
+    while time.monotonic() < deadline:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        found = {name for name in wanted if any(line.startswith(name) for line in text.splitlines())}
+        if found == wanted and route in text:
+            break
+        time.sleep(2)
+    assert found == wanted and route in text
+    swaps = [line for line in text.splitlines() if line.startswith("ray_keyscope_predictor_version_swaps")]
+    assert any('model="pattern"' in line for line in swaps)

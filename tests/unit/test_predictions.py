@@ -171,8 +171,11 @@ def test_a_promotion_swaps_a_whole_new_predictor_and_leaves_the_old_one_intact(s
     service.refresh()
     old = service.predictor
     before = service.predict_typing([TypingRequest(TYPIST, TEXT)])[0]
+    swaps: list[list[str]] = []
+    service.on_swap = swaps.append
     newer = promote(registry, tmp_path, "pattern", seed=1)
     assert service.refresh() == [f"pattern {newer}"]
+    assert swaps == [[f"pattern {newer}"]]  # what the deployment's metrics count
     assert service.predictor is not old
     # A batch that took the old predictor finishes on it, unchanged; the new one shares the unchanged models.
     assert old.versions() == first
@@ -182,7 +185,7 @@ def test_a_promotion_swaps_a_whole_new_predictor_and_leaves_the_old_one_intact(s
     assert after["model_version"] == f"pattern:{newer},error:{first['error']}"
     assert [c["time_ms"] for c in after["chars"]] != [c["time_ms"] for c in before["chars"]]
     assert [c["error_prob"] for c in after["chars"]] == [c["error_prob"] for c in before["chars"]]
-    assert service.refresh() == []  # nothing new: nothing reloaded
+    assert service.refresh() == [] and len(swaps) == 1  # nothing new: nothing reloaded, nothing counted
     registry.rollback("pattern", "test")
     assert service.refresh() == [f"pattern {first['pattern']}"]
 
