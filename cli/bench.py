@@ -40,6 +40,19 @@ BENCHMARKS: tuple[Command, ...] = (
         "one small ingest pass through a Ray Data Dataset against the follow mode's long-lived readers (starts the "
         "stack)",
     ),
+    _bench(
+        "pattern-bound",
+        "how far below its baselines any pattern model could get: an oracle of each interval's noiseless time "
+        "against the baselines, on simulated typists (no stack)",
+        module="models",
+        kind="bound",
+    ),
+    _bench(
+        "train",
+        "samples/s per Ray Train worker for each model on the stack's stored tests (--use-gpu on a GPU cluster)",
+        module="models",
+        kind="train",
+    ),
     _bench("serve", "req/s and p50/p95/p99 of each API route, Ray Serve next to the same app under plain uvicorn"),
     _bench(
         "predict",

@@ -40,6 +40,12 @@ COMMANDS: tuple[Command, ...] = (
         "Redis); hourly in a cluster",
         **defined_in("pipelines.insights"),
     ),
+    Command(
+        "train",
+        "train a model (pattern, error, trajectory) with Ray Train, judge it against its baselines on held-out "
+        "typists, register it and promote it if it wins",
+        **defined_in("training.train"),
+    ),
     Command("dlq", "list the dead-letter topic, or replay it after a fix", **defined_in("cli.dlq")),
     Command("bench", "run a benchmark and print its table", children=BENCHMARKS, metavar="BENCHMARK"),
     Command(

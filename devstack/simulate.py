@@ -384,10 +384,13 @@ def simulate_test(
     started_at: datetime,
     test_index: int,
     test_id: str | None = None,
+    noiseless: bool = False,
 ) -> dict[str, Any]:
     """Return one simulated typing-test submission (JSON-ready dict) typed by `profile`.
 
-    `test_id` defaults to f"sim-{user_id}-{test_index}".
+    `test_id` defaults to f"sim-{user_id}-{test_index}". With `noiseless` every interval is its median (no
+    log-normal spread, no pauses) and everything else is as without it: the best any predictor of the intervals
+    could do, for measuring how close a model gets.
     """
     layout = get_layout(profile.layout)
     chosen = rng.choice(len(SENTENCES), size=int(rng.integers(1, 4)), replace=False)
@@ -400,7 +403,10 @@ def simulate_test(
     pauses = np.where(
         rng.random(n) < PAUSE_PROBABILITY, PAUSE_MEDIAN_FACTOR * np.exp(PAUSE_SIGMA * rng.normal(size=n)), 1.0
     )
-    iki = np.maximum(iki_median * factors * np.exp(IKI_SIGMA * rng.normal(size=n)) * pauses, MIN_IKI_MS)
+    noise = np.exp(IKI_SIGMA * rng.normal(size=n))
+    if noiseless:  # the same draws, so the same presses, at each interval's median
+        pauses, noise = np.ones(n), np.ones(n)
+    iki = np.maximum(iki_median * factors * noise * pauses, MIN_IKI_MS)
     if profile.day_sigma > 0.0 or profile.fatigue > 0.0 or profile.practice_rate > 0.0:
         form = math.exp(profile.day_sigma * float(rng.normal()))  # today's form, one draw per test
         stretch = 1.0 + profile.fatigue * np.arange(n) / 100.0
@@ -482,6 +488,7 @@ def simulate_tests(
     first_user_id: int = 1,
     start: datetime | None = None,
     traits: bool = False,
+    noiseless: bool = False,
 ) -> list[dict[str, Any]]:
     """Return `tests_per_user` simulated submissions for each of `n_users` users, grouped by user; with `traits`
     the typists have the structure the models learn (module docstring).
@@ -497,6 +504,8 @@ def simulate_tests(
         for i in range(tests_per_user):
             started_at = start + timedelta(days=i, hours=usual_hour, minutes=float(rng.uniform(0.0, 180.0)))
             submissions.append(
-                simulate_test(profile, rng, started_at, i, test_id=f"sim-{seed}-{profile.user_id}-{i}")
+                simulate_test(
+                    profile, rng, started_at, i, test_id=f"sim-{seed}-{profile.user_id}-{i}", noiseless=noiseless
+                )
             )
     return submissions

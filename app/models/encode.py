@@ -134,6 +134,12 @@ _NO_HISTORY = TypistView(
 )  # fmt: skip
 
 
+def _logit(rate: np.ndarray) -> np.ndarray:
+    """Error rates as log-odds: the scale a logistic output adds them on."""
+    rate = np.clip(rate, 1e-4, 1 - 1e-4)
+    return np.log(rate / (1 - rate))
+
+
 def _shifted(values: np.ndarray, by: int, fill: int) -> np.ndarray:
     out = np.full(values.shape, fill, dtype=values.dtype)
     if by < values.shape[0]:
@@ -165,10 +171,10 @@ def encode_text(text: str, layout: str, view: TypistView) -> Encoded:
         "pair_timed": log1p5(view.pair_timed[pairs]),
         "recent_log_ms": view.recent_log_ms - LOG_REF,
         "recent_trend": view.recent_log_ms - view.user_log_ms,
-        "key_error_rate": view.key_error_rate[ids] * 10.0,
+        "key_error_rate": _logit(view.key_error_rate[ids]),
         "key_presses": log1p5(view.key_presses[ids]),
-        "pair_error_rate": view.pair_error_rate[pairs] * 10.0,
-        "user_error_rate": view.user_error_rate * 10.0,
+        "pair_error_rate": _logit(view.pair_error_rate[pairs]),
+        "user_error_rate": _logit(np.float64(view.user_error_rate)),
         "recent_accuracy": view.recent_accuracy,
         "position": np.arange(n) / 100.0,
         "is_upper": upper,
