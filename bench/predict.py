@@ -326,7 +326,9 @@ def serving_predictor(settings):  # noqa: ANN001, ANN201 - Settings → TypingPr
         for kind in ("pattern", "error"):
             entry = registry.promoted(kind)
             if entry is None:
-                raise SystemExit(f"no {kind} version is promoted: train one, or rerun with --promote-untrained")
+                raise SystemExit(
+                    f"no {kind} version is promoted: train one (keyscope train), or rerun with --promote-untrained"
+                )
             models[kind] = LoadedModel.load(registry.artifact_path(entry), entry.version)
     return TypingPredictor(models)
 
@@ -350,7 +352,9 @@ def ensure_promoted(settings, promote_untrained: bool, progress=print) -> dict[s
                 versions[kind] = entry.version
     missing = [k for k in ("pattern", "error") if k not in versions]
     if missing:
-        raise SystemExit(f"no promoted {' and '.join(missing)} version: train one, or rerun with --promote-untrained")
+        raise SystemExit(
+            f"no promoted {' and '.join(missing)} version: train one (keyscope train) or rerun with --promote-untrained"
+        )
     return versions
 
 

@@ -1,7 +1,8 @@
-"""The prediction routes on the real stack: the predictor deployment starts with no model promoted (503 no_model),
-picks up versions promoted in the stack's registry (artifacts of untrained networks), predicts one entry per
-character for typists with features in Redis (stored by the ingest job) and without, keeps the API's auth and
-error contract, and swaps in a newly promoted version while a stream of requests keeps getting answers."""
+"""The prediction routes on the real stack: with no version promoted they answer 503 no_model; the predictor
+deployment (started with the stack, before any promotion) picks up versions promoted in the stack's registry
+(artifacts of untrained networks), predicts one entry per character for typists with features in Redis (stored by
+the ingest job) and without, keeps the API's auth and error contract, and swaps in a newly promoted version while a
+stream of requests keeps getting answers."""
 
 from __future__ import annotations
 
@@ -97,14 +98,33 @@ def promoted(registry, api_url, tmp_path_factory) -> dict[str, str]:
     return versions
 
 
-def test_before_any_promotion_predictions_are_503_no_model(stack, api_url, registry):
-    assert all(registry.promoted(kind) is None for kind in ("pattern", "error", "trajectory"))
-    for response in (
-        api_post(f"{api_url}/v1/predict/typing", json={"user_id": NEWCOMER, "text": TEXT}),
-        api_get(f"{api_url}/v1/users/{NEWCOMER}/trajectory"),
-    ):
-        error = assert_error(response, 503, "no_model")
-        assert "no promoted model yet" in error["message"] and response.headers["Retry-After"]
+def test_with_no_version_promoted_predictions_are_503_no_model(stack, tmp_path):
+    """The gateway and the predictor's service on a registry where nothing was ever promoted: the stack's own
+    registry may already serve versions another test trained (tests/e2e/test_models_e2e.py), so this runs the same
+    app without Ray (serve/standalone.py) on the stack's Kafka and Redis and a ClickHouse database of its own."""
+    from starlette.testclient import TestClient
+
+    from app.clickhouse.client import clickhouse_client
+    from serve.standalone import create_app
+
+    admin = clickhouse_client(stack.settings.clickhouse_url)
+    try:
+        admin.command("CREATE DATABASE IF NOT EXISTS predict_no_model")
+    finally:
+        admin.close()
+    base = stack.settings.clickhouse_url.rsplit("/", 1)[0]
+    settings = stack.settings.with_overrides(clickhouse_url=f"{base}/predict_no_model", models_dir=str(tmp_path))
+    with ModelRegistry(settings) as empty:  # migrations applied: the tables exist, with no version in them
+        assert all(empty.promoted(kind) is None for kind in ("pattern", "error", "trajectory"))
+    with TestClient(create_app(settings), headers=SERVICE_HEADERS) as client:
+        for response in (
+            client.post("/v1/predict/typing", json={"user_id": NEWCOMER, "text": TEXT}),
+            client.get(f"/v1/users/{NEWCOMER}/trajectory"),
+        ):
+            error = assert_error(response, 503, "no_model")
+            assert "no promoted model yet" in error["message"] and response.headers["Retry-After"]
+        # Validation and auth come first, as on the Serve app.
+        assert_error(client.post("/v1/predict/typing", json={"user_id": NEWCOMER}), 422, "invalid_request", "text")
 
 
 def test_one_entry_per_character_with_history_and_from_cold(typist, promoted, api_url):
