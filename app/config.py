@@ -48,6 +48,13 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _positive_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if not value > 0:
+        raise ValueError(f"environment variable {name} must be a positive number of seconds, got {env.get(name)!r}")
+    return value
+
+
 # Ray settings for a local cluster: no token auth, no usage reporting, and the node IP kept on loopback.
 # They must be in the environment before `import ray` (Ray reads some at import time).
 LOCAL_RAY_ENV: dict[str, str] = {
@@ -181,6 +188,9 @@ class Settings:
     mysql_password: str = field(default="", repr=False)
     # The local ClickHouse endpoint's query log (devstack): statements slower than this, in ms (0 = every one).
     clickhouse_slow_query_ms: int = 1000
+    # How often each predictor replica (serve/predictor.py) asks the model registry for newly promoted versions;
+    # a promotion serves within this many seconds, without a redeploy.
+    model_poll_s: float = 10.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -243,6 +253,7 @@ class Settings:
             mysql_dsn=env.get(MYSQL_DSN_ENV, base.mysql_dsn),
             mysql_password=env.get("MYSQL_PWD", base.mysql_password),
             clickhouse_slow_query_ms=_int(env, "KEYSCOPE_CLICKHOUSE_SLOW_QUERY_MS", base.clickhouse_slow_query_ms),
+            model_poll_s=_positive_seconds(env, "KEYSCOPE_MODEL_POLL_S", base.model_poll_s),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -294,6 +305,7 @@ class Settings:
             MYSQL_DSN_ENV: self.mysql_dsn,
             "MYSQL_PWD": self.mysql_password,
             "KEYSCOPE_CLICKHOUSE_SLOW_QUERY_MS": str(self.clickhouse_slow_query_ms),
+            "KEYSCOPE_MODEL_POLL_S": str(self.model_poll_s),
         }
 
     def describe(self) -> dict[str, str]:

@@ -55,6 +55,11 @@ BENCHMARKS: tuple[Command, ...] = (
     ),
     _bench("serve", "req/s and p50/p95/p99 of each API route, Ray Serve next to the same app under plain uvicorn"),
     _bench(
+        "predict",
+        "POST /v1/predict/typing at offered loads (achieved req/s, p50/p95/p99, errors) and the predictor's batch "
+        "path in characters per CPU ms (starts the stack)",
+    ),
+    _bench(
         "insights",
         "insights reads cached / from the precomputed row / computed, with --users-stored typists stored (starts the "
         "stack)",

@@ -176,7 +176,7 @@ def serve_ingress_env(ray_port: int, haproxy: str | None) -> dict[str, str]:
 
 
 LOOPBACK_DIR = Path(__file__).resolve().parent / "loopback"
-LOGICAL_CPUS = max(4, 2 * (os.cpu_count() or 2))
+LOGICAL_CPUS = max(6, 3 * (os.cpu_count() or 2))
 
 
 def ray_temp_dir(settings: Settings) -> Path:
@@ -368,10 +368,11 @@ class LocalStack:
             f"--dashboard-port={self.settings.ray_dashboard_port}",
             "--include-dashboard=true",
             f"--temp-dir={ray_temp_dir(self.settings)}",
-            # Logical CPUs, twice the cores: autoscaled Serve replicas reserve up to 2 CPUs (ingress 4 × 0.25,
-            # insights 8 × 0.25) on this one node, and the ingest job's Ray Data tasks need 1 each. With 2, a
-            # 10-minute soak saw Serve scale up under polling and starve one ingest pass for 612 s (until Serve
-            # scaled down). In a cluster, Serve and the batch jobs run on separate RayClusters.
+            # Logical CPUs, three times the cores: autoscaled Serve replicas reserve up to 3 CPUs (ingress 4 × 0.25,
+            # insights 8 × 0.25, predictor 4 × 0.25) on this one node, and the ingest job's Ray Data tasks need 1
+            # each (its readers 0.25). With 2, a 10-minute soak saw Serve scale up under polling and starve one
+            # ingest pass for 612 s (until Serve scaled down). In a cluster, Serve and the batch jobs run on separate
+            # RayClusters.
             f"--num-cpus={LOGICAL_CPUS}",
             "--disable-usage-stats",
             # Fixed ports beside the GCS port, so two stacks (a developer's and the tests') never collide on

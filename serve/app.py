@@ -4,8 +4,10 @@
   Redis cache. Cheap per request, so a few replicas carry the traffic.
 - `insights`: computes a read from ClickHouse aggregates on a cache miss and back-fills the cache; CPU-heavy
   and bursty, so it scales on its own.
-The predictor and the practice-text model join as deployments of their own, bound into the ingress the
-same way. `serve/config.yaml` sets each deployment's replicas, autoscaling and resources.
+- `predictor` (serve/predictor.py): the promoted model versions, batched typing predictions and trajectories;
+  it holds the networks and a cluster with GPUs gives it one, so it too scales on its own.
+The practice-text model will join as a deployment of its own, bound into the ingress the same way.
+`serve/config.yaml` sets each deployment's replicas, autoscaling and resources.
 
 Deploy with `keyscope up`, or `serve run serve/config.yaml`.
 """
@@ -20,6 +22,7 @@ from ray.serve.handle import DeploymentHandle
 from app.config import Settings
 from serve.gateway import Gateway
 from serve.metrics import ServeMetrics
+from serve.predictor import HandlePredictions, PredictorDeployment
 from serve.reads import UserReads
 from serve.routes import build_app, set_gateway
 
@@ -67,12 +70,14 @@ class HandleReader:
 class Ingress:
     """The HTTP entry point; its routes live in serve/routes.py."""
 
-    def __init__(self, insights: DeploymentHandle) -> None:
-        self.gateway = Gateway(Settings.from_env(), HandleReader(insights), ServeMetrics())
+    def __init__(self, insights: DeploymentHandle, predictor: DeploymentHandle) -> None:
+        self.gateway = Gateway(
+            Settings.from_env(), HandleReader(insights), ServeMetrics(), HandlePredictions(predictor)
+        )
         set_gateway(self.gateway)
 
     async def __del__(self) -> None:
         await self.gateway.close()
 
 
-app = Ingress.bind(InsightsDeployment.bind())
+app = Ingress.bind(InsightsDeployment.bind(), PredictorDeployment.bind())

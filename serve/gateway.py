@@ -31,6 +31,7 @@ from app.config import Settings
 from app.kafka import BrokerUnavailable, TestProducer
 from app.ratelimit import RateLimiter
 from app.schemas import SubmissionError, parse_submission
+from serve.prediction_request import InvalidRequest, TypingRequest, parse_typing_request
 
 log = logging.getLogger("keyscope.api")
 
@@ -51,6 +52,14 @@ class Reader(Protocol):
     async def practice(self, user_id: int, length: int, seed: int | None) -> bytes | None: ...
 
     async def ping(self) -> None: ...
+
+
+class Predictions(Protocol):
+    """The prediction routes' answers as JSON bytes (None: no model version promoted for it yet)."""
+
+    async def predict_typing(self, request: TypingRequest) -> bytes | None: ...
+
+    async def trajectory(self, user_id: int, tests: int) -> bytes | None: ...
 
 
 class ApiMetrics(Protocol):
@@ -102,9 +111,16 @@ class Caller:
 class Gateway:
     """The API's state (clients) and request logic; one per ingress replica or uvicorn worker."""
 
-    def __init__(self, settings: Settings, reader: Reader, metrics: ApiMetrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        reader: Reader,
+        metrics: ApiMetrics | None = None,
+        predictions: Predictions | None = None,
+    ) -> None:
         self.settings = settings
         self.reader = reader
+        self.predictions = predictions
         self.metrics = metrics or NoMetrics()
         self.producer = TestProducer(settings)
         self.cache = InsightsCache(settings)
@@ -227,6 +243,68 @@ class Gateway:
                 503, "store_unavailable", "practice text is unavailable; retry later", None, **{"Retry-After": "5"}
             )
         return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+    # -- predictions (serve/predictor.py) ---------------------------------------------------------------------
+
+    async def predict_typing(self, request: Request) -> Response:
+        """How the user would type a text: auth, the body checked field by field, then the predictor."""
+        caller = await self.caller(request)
+        if caller.refusal is not None:
+            return caller.refusal
+        # The submissions' body limit, not one sized to 500 characters: a longer text gets the error naming its limit.
+        body = await self._json_body(request, self.settings.max_body_bytes)
+        if isinstance(body, Response):
+            return body
+        try:
+            typing_request = parse_typing_request(body)
+        except InvalidRequest as exc:
+            return error_response(422, "invalid_request", exc.message, exc.field)
+        try:
+            authorize_user(caller.principal, typing_request.user_id)  # a user token predicts only for its user
+        except AuthError as exc:
+            return auth_error_response(exc)
+        return await self._predicted(
+            lambda p: p.predict_typing(typing_request), f"typing of user {typing_request.user_id}"
+        )
+
+    async def trajectory(self, request: Request, user_id: int, tests: int) -> Response:
+        caller = await self.caller(request, user_id)
+        if caller.refusal is not None:
+            return caller.refusal
+        return await self._predicted(lambda p: p.trajectory(user_id, tests), f"trajectory of user {user_id}")
+
+    async def _predicted(self, call: Callable[[Predictions], Awaitable[bytes | None]], what: str) -> Response:
+        if self.predictions is None:
+            return error_response(503, "predictor_unavailable", "predictions are not served here", None)
+        try:
+            body = await call(self.predictions)
+        except Exception as exc:  # the predictor deployment or the feature store is down
+            log.warning("prediction of %s failed: %r", what, exc)
+            return error_response(
+                503, "predictor_unavailable", "predictions are unavailable; retry later", None, **{"Retry-After": "5"}
+            )
+        if body is None:
+            return error_response(
+                503, "no_model", "no promoted model yet: train and promote one (keyscope models)", None,
+                **{"Retry-After": "30"},
+            )
+        return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+    @staticmethod
+    async def _json_body(request: Request, limit: int) -> Any:
+        """The request's JSON body, or the error response refusing it (too large, not JSON)."""
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return error_response(413, "body_too_large", f"request body exceeds {limit} bytes", "body")
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw.extend(chunk)
+            if len(raw) > limit:
+                return error_response(413, "body_too_large", f"request body exceeds {limit} bytes", "body")
+        try:
+            return json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return error_response(400, "invalid_json", f"body is not valid JSON: {exc}", "body")
 
     # -- privacy (app/user_data.py) --------------------------------------------------------------------------
 

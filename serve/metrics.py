@@ -11,10 +11,14 @@ from ray.serve.metrics import Counter, Histogram
 REQUEST_LATENCY = "keyscope_api_request_latency_ms"
 CACHE_LOOKUPS = "keyscope_api_cache_lookups"
 PRODUCE_ERRORS = "keyscope_api_produce_errors"
+PREDICTOR_BATCH = "keyscope_predictor_batch_requests"
+PREDICTOR_SWAPS = "keyscope_predictor_version_swaps"
 EXPORTED_NAMES = (
     *(f"ray_{REQUEST_LATENCY}{suffix}" for suffix in ("_bucket", "_count", "_sum")),
     f"ray_{CACHE_LOOKUPS}",
     f"ray_{PRODUCE_ERRORS}",
+    *(f"ray_{PREDICTOR_BATCH}{suffix}" for suffix in ("_bucket", "_count", "_sum")),
+    f"ray_{PREDICTOR_SWAPS}",
 )
 
 # Milliseconds; the seed's targets are 100 ms (predictions), 200 ms (insights) and 500 ms (practice text).
@@ -48,3 +52,24 @@ class ServeMetrics:
 
     def produce_error(self) -> None:
         self._produce_errors.inc()
+
+
+class PredictorMetrics:
+    """The predictor deployment's own: how full its batches run, and each promoted version it swaps in."""
+
+    def __init__(self) -> None:
+        self._batch = Histogram(
+            PREDICTOR_BATCH,
+            description="Typing-prediction requests answered per batch (one forward pass per model)",
+            boundaries=[1, 2, 4, 8, 16, 32, 64],
+        )
+        self._swaps = Counter(
+            PREDICTOR_SWAPS, description="Promoted model versions a predictor replica swapped in", tag_keys=("model",)
+        )
+
+    def batch(self, requests: int) -> None:
+        self._batch.observe(requests)
+
+    def swapped(self, changes: list[str]) -> None:
+        for change in changes:  # "model version"
+            self._swaps.inc(tags={"model": change.split(" ", 1)[0]})

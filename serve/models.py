@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from app.schemas import LAYOUTS
+from serve.prediction_request import DEFAULT_LAYOUT, MAX_PREDICT_CHARS
 
 M = "Null where undefined for the test."
 
@@ -203,6 +204,51 @@ class Progress(BaseModel):
     streaks: dict[str, Any]
     trend: dict[str, Any]
     forecast: dict[str, Any]
+
+
+class CharPrediction(BaseModel):
+    char: str = Field(description="The character of the text")
+    time_ms: float | None = Field(description="Predicted time to type it: ms since the previous character's press")
+    error_prob: float | None = Field(description="Predicted probability that its first press is wrong")
+
+
+class TypingPrediction(BaseModel):
+    user_id: int
+    text: str
+    model_version: str = Field(description="The versions that answered: pattern:<version>,error:<version>")
+    chars: list[CharPrediction] = Field(description="One entry per character of the text, in order")
+    predicted_wpm: float | None = Field(description="(characters − 1) / 5 per minute over the predicted times")
+    predicted_accuracy: float | None = Field(description="1 − the mean error probability")
+
+
+class TrajectoryPoint(BaseModel):
+    test: int = Field(description="1 = the user's next test")
+    wpm: float = Field(description="Predicted WPM (median)")
+    low: float = Field(description="Lower end of the interval")
+    high: float = Field(description="Upper end of the interval")
+
+
+class Trajectory(BaseModel):
+    user_id: int
+    model_version: str
+    current_wpm: float | None = Field(description="Mean WPM of the user's latest tests; null without tests")
+    interval: float = Field(description="Probability that a test's WPM falls between low and high")
+    points: list[TrajectoryPoint] = Field(description="One per coming test; empty for a user without tests")
+    reason: str | None = Field(None, description="Why there are no points")
+
+
+# The request body of POST /v1/predict/typing; the handler validates the raw body itself (serve/prediction_request.py),
+# after authenticating, so a refused credential never learns what its body got wrong.
+PREDICT_TYPING_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["user_id", "text"],
+    "properties": {
+        "user_id": {"type": "integer", "minimum": 1, "description": "The typist's id on the platform"},
+        "text": {"type": "string", "minLength": 1, "maxLength": MAX_PREDICT_CHARS, "description": "The text to type"},
+        "layout": {"type": "string", "enum": list(LAYOUTS), "default": DEFAULT_LAYOUT},
+    },
+    "additionalProperties": False,
+}
 
 
 # The request body of POST /v1/tests, as a plain JSON schema: the handler validates the raw body itself

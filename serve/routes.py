@@ -19,8 +19,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.schemas import MAX_USER_ID
 from serve.gateway import Gateway, error_response
-from serve.models import SUBMISSION_SCHEMA, Insights, KeyTable, Practice, Progress, Queued, TestList
+from serve.models import (
+    PREDICT_TYPING_SCHEMA,
+    SUBMISSION_SCHEMA,
+    Insights,
+    KeyTable,
+    Practice,
+    Progress,
+    Queued,
+    TestList,
+    Trajectory,
+    TypingPrediction,
+)
 from serve.pagination import decode_cursor
+from serve.prediction_request import TRAJECTORY_DEFAULT_TESTS, TRAJECTORY_MAX_TESTS
 
 STATIC_DIR = FilePath(__file__).with_name("static")
 SUBMISSION_BODY = {"schema": SUBMISSION_SCHEMA}
@@ -74,6 +86,11 @@ READ_ERRORS = {
     429: {"description": "Rate limit exceeded; see Retry-After"},
     503: {"description": "A store is unavailable; see Retry-After"},
 }
+PREDICT_ERRORS = {
+    **{code: READ_ERRORS[code] for code in (401, 403, 429)},
+    503: {"description": "No model version promoted yet (code no_model), or the predictor is unavailable; see "
+          "Retry-After"},
+}  # fmt: skip
 
 
 def build_app() -> FastAPI:
@@ -156,6 +173,31 @@ def build_app() -> FastAPI:
         seed: int | None = Query(None, ge=0, le=2**31 - 1, description="Same seed, same passage"),
     ) -> Any:
         return await gateway().practice(request, user_id, length, seed)
+
+    @app.post(
+        "/v1/predict/typing", response_model=TypingPrediction, tags=["predictions"],
+        summary="How a user would type a text: time and error probability per character, WPM and accuracy",
+        description="From the promoted pattern and error models and the user's features; a user without tests is "
+        "predicted from the population.",
+        responses={400: {"description": "The body is not JSON"}, 413: {}, 422: {"description": "A field is wrong"},
+                   **PREDICT_ERRORS},
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+            "schema": PREDICT_TYPING_SCHEMA}}}},
+    )  # fmt: skip
+    async def predict_typing(request: Request) -> Response:
+        return await gateway().predict_typing(request)
+
+    @app.get("/v1/users/{user_id}/trajectory", response_model=Trajectory, tags=["predictions"],
+             summary="A user's predicted WPM over their next tests, with an 80 % interval",
+             responses={422: {"description": "A parameter is out of range"}, **PREDICT_ERRORS})
+    async def trajectory(
+        request: Request,
+        user_id: int = UserId,
+        tests: int = Query(
+            TRAJECTORY_DEFAULT_TESTS, ge=1, le=TRAJECTORY_MAX_TESTS, description="How many coming tests to predict"
+        ),
+    ) -> Any:
+        return await gateway().trajectory(request, user_id, tests)
 
     @app.get(
         "/v1/users/{user_id}/export", tags=["privacy"], response_class=Response,

@@ -1,4 +1,5 @@
-"""The same API without Ray: one uvicorn process running serve/routes.py with reads computed in-process.
+"""The same API without Ray: one uvicorn process running serve/routes.py with reads and predictions computed
+in-process (predictions one request at a time: no batching).
 
 The upper bound `keyscope bench serve` compares the Serve application with; also handy for debugging:
 
@@ -14,6 +15,7 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from serve.gateway import Gateway
+from serve.predictions import LocalPredictions, open_service
 from serve.reads import UserReads
 from serve.routes import build_app, set_gateway
 
@@ -24,13 +26,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         reads = UserReads(settings)
-        gateway = Gateway(settings, reads)
+        predictions = LocalPredictions(open_service(settings))
+        predictions.start()
+        gateway = Gateway(settings, reads, predictions=predictions)
         set_gateway(gateway)
         try:
             yield
         finally:
             await gateway.close()
             await reads.close()
+            await predictions.close()
 
     app = build_app()
     app.router.lifespan_context = lifespan

@@ -35,7 +35,11 @@ def credentials(stack) -> dict[str, str]:
 def test_no_input_makes_a_server_error(case, api_url, credentials):
     token = credentials["admin" if case.method.upper() == "GET" else "user"]
     response = case.call(base_url=api_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
-    assert response.status_code < 500, (case.method, case.formatted_path, response.status_code, response.text[:500])
+    # The one 5xx an input cannot cause: predictions before any model version is promoted (503 no_model).
+    no_model = response.status_code == 503 and response.json()["error"]["code"] == "no_model"
+    assert response.status_code < 500 or no_model, (
+        case.method, case.formatted_path, response.status_code, response.text[:500]
+    )  # fmt: skip
     if response.status_code >= 400:
         error = response.json()["error"]
         assert set(error) == {"code", "message", "field"} and error["code"] and error["message"]

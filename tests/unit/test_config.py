@@ -81,6 +81,18 @@ def test_a_bad_topic_trim_interval_is_refused_by_name(raw):
         Settings.from_env({"KEYSCOPE_TOPIC_TRIM_INTERVAL_S": raw})
 
 
+@pytest.mark.parametrize("raw", ["0", "-1", "soon"])
+def test_a_bad_model_poll_interval_is_refused_by_name(raw):
+    with pytest.raises(ValueError, match="KEYSCOPE_MODEL_POLL_S"):
+        Settings.from_env({"KEYSCOPE_MODEL_POLL_S": raw})
+
+
+def test_the_model_poll_interval_reaches_a_child_process(tmp_path):
+    settings = Settings.from_env({"KEYSCOPE_DATA_DIR": str(tmp_path), "KEYSCOPE_MODEL_POLL_S": "2.5"})
+    assert settings.model_poll_s == 2.5 and Settings().model_poll_s == 10.0
+    assert Settings.from_env(settings.as_env()).model_poll_s == 2.5
+
+
 def test_describe_masks_credentials_and_shows_the_rest(tmp_path):
     settings = Settings(data_dir=tmp_path, token_secrets=("hunter2",), service_keys=(f"a:{KEY}",))
     view = settings.describe()
