@@ -32,13 +32,21 @@ RECENT_WINDOW = 5  # tests whose mean WPM is "current speed"
 _MS_PER_CHAR_AT_1_WPM = 12_000.0  # 60 000 ms / 5 characters per word
 _HANDS, _FINGER_SLOTS, _ROWS = 3, 10, 6
 
-_SCALAR_NAMES = (
-    "has_history", "tests", "user_log_ms", "key_log_ms", "key_timed", "pair_log_ms", "pair_timed",
-    "recent_log_ms", "recent_trend", "key_error_rate", "key_presses", "pair_error_rate", "user_error_rate",
-    "recent_accuracy", "position", "is_upper", "word_start", "is_space", "same_hand", "same_finger", "repeat",
-    "text_start",
+# The numeric inputs, in order: the typist overall, their history of this character and pair, the character in
+# context, then one-hot hand, finger and row.
+TYPIST_INPUTS = (
+    "has_history", "tests", "user_log_ms", "recent_log_ms", "recent_trend", "user_error_rate", "recent_accuracy",
+)
+KEY_INPUTS = ("key_log_ms", "key_timed", "key_error_rate", "key_presses")
+PAIR_INPUTS = ("pair_log_ms", "pair_timed", "pair_error_rate")
+CONTEXT_INPUTS = (
+    "position", "is_upper", "word_start", "is_space", "same_hand", "same_finger", "repeat", "text_start",
 )  # fmt: skip
-NUMERIC = len(_SCALAR_NAMES) + _HANDS + _FINGER_SLOTS + _ROWS
+_KEY_AT = len(TYPIST_INPUTS)
+_PAIR_AT = _KEY_AT + len(KEY_INPUTS)
+_CONTEXT_AT = _PAIR_AT + len(PAIR_INPUTS)
+_ONE_HOT_AT = _CONTEXT_AT + len(CONTEXT_INPUTS)
+NUMERIC = _ONE_HOT_AT + _HANDS + _FINGER_SLOTS + _ROWS
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,34 @@ class TypistView:
     pair_error_rate: np.ndarray
     user_error_rate: float
     recent_accuracy: float
+
+    @property
+    def typist_inputs(self) -> np.ndarray:
+        """TYPIST_INPUTS as the networks take them."""
+        return np.array(
+            [
+                self.has_history,
+                _log1p5(self.tests),
+                self.user_log_ms - LOG_REF,
+                self.recent_log_ms - LOG_REF,
+                self.recent_log_ms - self.user_log_ms,
+                _logit(np.float64(self.user_error_rate)),
+                self.recent_accuracy,
+            ],
+            dtype=np.float32,
+        )
+
+    @property
+    def key_inputs(self) -> np.ndarray:
+        """KEY_INPUTS per character id, [VOCAB_SIZE, 4]."""
+        columns = (self.key_log_ms, _log1p5(self.key_timed), _logit(self.key_error_rate), _log1p5(self.key_presses))
+        return np.stack(columns, axis=1).astype(np.float32)
+
+    def pair_inputs(self, pairs: np.ndarray) -> np.ndarray:
+        """PAIR_INPUTS of these pair ids, [len(pairs), 3]."""
+        return np.stack(
+            (self.pair_log_ms[pairs], _log1p5(self.pair_timed[pairs]), _logit(self.pair_error_rate[pairs])), axis=1
+        )
 
     @classmethod
     def of(cls, features: UserFeatures | None) -> TypistView:
@@ -140,59 +176,69 @@ def _logit(rate: np.ndarray) -> np.ndarray:
     return np.log(rate / (1 - rate))
 
 
-def _shifted(values: np.ndarray, by: int, fill: int) -> np.ndarray:
-    out = np.full(values.shape, fill, dtype=values.dtype)
-    if by < values.shape[0]:
-        out[by:] = values[:-by] if by else values
-    return out
+def _log1p5(count: np.ndarray | float) -> np.ndarray:
+    """Counts on a scale near 1."""
+    return np.log1p(count) / 5.0
 
 
 def encode_text(text: str, layout: str, view: TypistView) -> Encoded:
     """The model inputs for every character of `text` typed on `layout` by the typist in `view`."""
-    codepoints = text_codepoints(text)
-    n = codepoints.shape[0]
-    ids = codepoint_ids(codepoints).astype(np.int64)
-    prev = _shifted(ids, 1, START)
-    prev2 = _shifted(ids, 2, START)
+    return encode_batch([(text, layout, view)])
+
+
+def encode_batch(requests: list[tuple[str, str, TypistView]]) -> Encoded:
+    """The model inputs of many texts at once, concatenated in order: a few dozen array operations for the batch
+    rather than per text (the predictor's batches and the training samples)."""
+    texts = [text for text, _, _ in requests]
+    joined = "".join(texts)
+    lengths = np.array([len(t) for t in texts], dtype=np.int64)
+    n = int(lengths.sum())
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    position = np.arange(n, dtype=np.int64) - starts
+    ids = codepoint_ids(text_codepoints(joined)).astype(np.int64)
+    prev = np.full(n, START, dtype=np.int64)
+    prev[1:] = np.where(position[1:] >= 1, ids[:-1], START)
+    prev2 = np.full(n, START, dtype=np.int64)
+    prev2[2:] = np.where(position[2:] >= 2, ids[:-2], START)
     pairs = pair_ids(np.where(prev == START, 0, prev), ids).astype(np.int64)
     cats = np.stack([ids, prev, prev2, pairs], axis=1)
 
-    hand, finger, row = _layout_tables(layout)
-    upper = np.fromiter((c.isupper() for c in text), dtype=bool, count=n)
+    request_of = np.repeat(np.arange(len(requests)), lengths)
+    layouts = sorted({layout for _, layout, _ in requests})
+    tables = np.stack([np.stack(_layout_tables(name)) for name in layouts])  # [layouts, 3, EMBEDDINGS]
+    layout_of = np.array([layouts.index(layout) for _, layout, _ in requests], dtype=np.int64)[request_of]
+    hand_id, finger_id, row_id = (tables[layout_of, k, ids] for k in range(3))
+    hand_prev, finger_prev = tables[layout_of, 0, prev], tables[layout_of, 1, prev]
+
     numeric = np.zeros((n, NUMERIC), dtype=np.float32)
-    log1p5 = lambda x: np.log1p(x) / 5.0  # noqa: E731 - counts on a scale near 1
-    columns = {
-        "has_history": view.has_history,
-        "tests": log1p5(view.tests),
-        "user_log_ms": view.user_log_ms - LOG_REF,
-        "key_log_ms": view.key_log_ms[ids],
-        "key_timed": log1p5(view.key_timed[ids]),
-        "pair_log_ms": view.pair_log_ms[pairs],
-        "pair_timed": log1p5(view.pair_timed[pairs]),
-        "recent_log_ms": view.recent_log_ms - LOG_REF,
-        "recent_trend": view.recent_log_ms - view.user_log_ms,
-        "key_error_rate": _logit(view.key_error_rate[ids]),
-        "key_presses": log1p5(view.key_presses[ids]),
-        "pair_error_rate": _logit(view.pair_error_rate[pairs]),
-        "user_error_rate": _logit(np.float64(view.user_error_rate)),
-        "recent_accuracy": view.recent_accuracy,
-        "position": np.arange(n) / 100.0,
-        "is_upper": upper,
-        "word_start": prev == 1,  # id 1 is the space
-        "is_space": ids == 1,
-        "same_hand": (hand[ids] == hand[prev]) & (hand[ids] < 2),
-        "same_finger": (finger[ids] == finger[prev]) & (finger[ids] < 9),
-        "repeat": ids == prev,
-        "text_start": prev == START,
-    }
-    for j, name in enumerate(_SCALAR_NAMES):
-        numeric[:, j] = columns[name]
-    at = len(_SCALAR_NAMES)
+    base = np.empty(n, dtype=np.float32)
+    distinct: dict[int, int] = {}
+    view_of_request = np.array([distinct.setdefault(id(v), len(distinct)) for _, _, v in requests], dtype=np.int64)
+    view_of_char = view_of_request[request_of]
+    first_request = {v: i for i, v in reversed(list(enumerate(view_of_request.tolist())))}
+    for v, i in first_request.items():
+        view = requests[i][2]
+        at = np.flatnonzero(view_of_char == v) if len(distinct) > 1 else slice(None)
+        numeric[at, :_KEY_AT] = view.typist_inputs
+        numeric[at, _KEY_AT:_PAIR_AT] = view.key_inputs[ids[at]]
+        numeric[at, _PAIR_AT:_CONTEXT_AT] = view.pair_inputs(pairs[at])
+        base[at] = view.user_log_ms
+    upper = np.fromiter((c.isupper() for c in joined), dtype=bool, count=n)
+    context = (
+        position / 100.0,
+        upper,
+        prev == 1,  # a word's first character (id 1 is the space)
+        ids == 1,
+        (hand_id == hand_prev) & (hand_id < 2),
+        (finger_id == finger_prev) & (finger_id < 9),
+        ids == prev,
+        prev == START,
+    )
+    numeric[:, _CONTEXT_AT:_ONE_HOT_AT] = np.stack(context, axis=1)
     rows = np.arange(n)
-    numeric[rows, at + hand[ids]] = 1.0
-    numeric[rows, at + _HANDS + finger[ids]] = 1.0
-    numeric[rows, at + _HANDS + _FINGER_SLOTS + row[ids]] = 1.0
-    base = np.full(n, view.user_log_ms, dtype=np.float32)
+    numeric[rows, _ONE_HOT_AT + hand_id] = 1.0
+    numeric[rows, _ONE_HOT_AT + _HANDS + finger_id] = 1.0
+    numeric[rows, _ONE_HOT_AT + _HANDS + _FINGER_SLOTS + row_id] = 1.0
     return Encoded(cats, numeric, base)
 
 

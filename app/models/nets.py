@@ -26,7 +26,7 @@ KINDS = ("pattern", "error", "trajectory")
 
 
 class CharNet(nn.Module):
-    def __init__(self, hidden: int = 96, char_dim: int = 12, pair_dim: int = 8) -> None:
+    def __init__(self, hidden: int = 64, char_dim: int = 12, pair_dim: int = 8) -> None:
         super().__init__()
         self.char = nn.Embedding(EMBEDDINGS, char_dim)
         self.prev = nn.Embedding(EMBEDDINGS, char_dim)

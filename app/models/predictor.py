@@ -20,12 +20,13 @@ import numpy as np
 import torch
 
 from app.features.summary import UserFeatures
-from app.models.encode import Encoded, TypistView, concat, encode_text
+from app.models.encode import Encoded, TypistView, encode_batch
 from app.models.history import HORIZONS, QUANTILES, current_speed, encode_history
 from app.models.nets import load_artifact
 
 _MS_PER_CHAR_AT_1_WPM = 12_000.0
 _MEDIAN = QUANTILES.index(0.5)
+VIEW_CACHE = 1_000  # typists' views kept per predictor (≈ 100 KB each)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,20 @@ class TypingPredictor:
 
     def __init__(self, models: dict[str, LoadedModel]) -> None:
         self.models = dict(models)
+        # A typist's view is rebuilt only when their features change (another test folded in): returning typists
+        # ask again and again between two tests.
+        self._views: dict[tuple[int, int, int], TypistView] = {}
+
+    def view(self, features: UserFeatures | None) -> TypistView:
+        if features is None:
+            return TypistView.of(None)
+        key = (features.user_id, features.tests, features.last_ms)
+        view = self._views.get(key)
+        if view is None:
+            if len(self._views) >= VIEW_CACHE:
+                self._views.clear()
+            view = self._views[key] = TypistView.of(features)
+        return view
 
     def versions(self) -> dict[str, str]:
         return {kind: model.version for kind, model in self.models.items()}
@@ -62,35 +77,39 @@ class TypingPredictor:
         if pattern is None or error is None:
             raise LookupError("no promoted pattern and error models to predict with")
         views: dict[int, TypistView] = {}
-        parts = []
+        batch = []
         for features, text, layout in requests:
-            key = id(features)
-            if key not in views:
-                views[key] = TypistView.of(features)
-            parts.append(encode_text(text, layout, views[key]))
-        encoded = concat(parts)
+            if id(features) not in views:
+                views[id(features)] = self.view(features)
+            batch.append((text, layout, views[id(features)]))
+        encoded = encode_batch(batch)
         times = np.exp(_forward(pattern, encoded) + encoded.base)
         errors = 1.0 / (1.0 + np.exp(-_forward(error, encoded)))
+        # Rounded once for the whole batch: per-value round() calls cost as much as the networks.
+        time_values = np.round(times.astype(np.float64), 1).tolist()
+        error_values = np.round(errors.astype(np.float64), 4).tolist()
         answers = []
         at = 0
         version = f"pattern:{pattern.version},error:{error.version}"
-        for (_, text, _), part in zip(requests, parts, strict=True):
-            t, e = times[at : at + len(part)], errors[at : at + len(part)]
-            at += len(part)
+        for text, _, _ in batch:
+            n = len(text)
+            t = times[at : at + n]
+            chars = [
+                {"char": c, "time_ms": a, "error_prob": b}
+                for c, a, b in zip(text, time_values[at : at + n], error_values[at : at + n], strict=True)
+            ]
             # WPM of the text: (characters − 1) / 5 per minute over the time from the first press to the last.
-            seconds = float(t[1:].sum()) / 1000.0 if len(part) > 1 else 0.0
-            wpm = (len(part) - 1) / 5.0 / (seconds / 60.0) if seconds > 0 else None
+            seconds = float(t[1:].sum()) / 1000.0 if n > 1 else 0.0
+            wpm = (n - 1) / 5.0 / (seconds / 60.0) if seconds > 0 else None
             answers.append(
                 {
                     "model_version": version,
-                    "chars": [
-                        {"char": c, "time_ms": round(float(a), 1), "error_prob": round(float(b), 4)}
-                        for c, a, b in zip(text, t, e, strict=True)
-                    ],
+                    "chars": chars,
                     "predicted_wpm": None if wpm is None else round(wpm, 2),
-                    "predicted_accuracy": round(float(1.0 - e.mean()), 4) if len(part) else None,
+                    "predicted_accuracy": round(float(1.0 - errors[at : at + n].mean()), 4) if n else None,
                 }
             )
+            at += n
         return answers
 
     def pattern_times(self, features: UserFeatures | None, text: str, layout: str) -> np.ndarray:
@@ -103,10 +122,9 @@ class TypingPredictor:
         pattern = self.models.get("pattern")
         if pattern is None:
             raise LookupError("no promoted pattern model")
-        parts = [encode_text(text, layout, view) for view, text, layout in requests]
-        encoded = concat(parts)
+        encoded = encode_batch([(text, layout, view) for view, text, layout in requests])
         times = np.exp(_forward(pattern, encoded) + encoded.base)
-        return np.split(times, np.cumsum([len(part) for part in parts])[:-1])
+        return np.split(times, np.cumsum([len(text) for _, text, _ in requests])[:-1])
 
     def trajectory(self, features: UserFeatures | None, tests: int) -> dict[str, Any]:
         """The predicted WPM after each of the next `tests` tests: [{test, wpm, low, high}] (80 % interval),
