@@ -181,6 +181,14 @@ def _log1p5(count: np.ndarray | float) -> np.ndarray:
     return np.log1p(count) / 5.0
 
 
+def _uppercase(text: str, n: int) -> np.ndarray:
+    """Which characters are capitals: those lower() changes (one code point each way; else char by char)."""
+    lowered = text.lower()
+    if len(lowered) != n:
+        return np.fromiter((c.isupper() for c in text), dtype=bool, count=n)
+    return text_codepoints(lowered) != text_codepoints(text)
+
+
 def encode_text(text: str, layout: str, view: TypistView) -> Encoded:
     """The model inputs for every character of `text` typed on `layout` by the typist in `view`."""
     return encode_batch([(text, layout, view)])
@@ -223,7 +231,7 @@ def encode_batch(requests: list[tuple[str, str, TypistView]]) -> Encoded:
         numeric[at, _KEY_AT:_PAIR_AT] = view.key_inputs[ids[at]]
         numeric[at, _PAIR_AT:_CONTEXT_AT] = view.pair_inputs(pairs[at])
         base[at] = view.user_log_ms
-    upper = np.fromiter((c.isupper() for c in joined), dtype=bool, count=n)
+    upper = _uppercase(joined, n)
     context = (
         position / 100.0,
         upper,

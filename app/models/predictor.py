@@ -91,8 +91,14 @@ class TypingPredictor:
         answers = []
         at = 0
         version = f"pattern:{pattern.version},error:{error.version}"
-        for text, _, _ in batch:
-            n = len(text)
+        lengths = [len(text) for text, _, _ in batch]
+        error_sums = (
+            np.add.reduceat(errors.astype(np.float64), np.cumsum([0, *lengths[:-1]])).tolist()
+            if len(errors)
+            else [0.0] * len(batch)
+        )
+        for i, (text, _, _) in enumerate(batch):
+            n = lengths[i]
             t = times[at : at + n]
             chars = [
                 {"char": c, "time_ms": a, "error_prob": b}
@@ -106,7 +112,7 @@ class TypingPredictor:
                     "model_version": version,
                     "chars": chars,
                     "predicted_wpm": None if wpm is None else round(wpm, 2),
-                    "predicted_accuracy": round(float(1.0 - errors[at : at + n].mean()), 4) if n else None,
+                    "predicted_accuracy": round(1.0 - error_sums[i] / n, 4) if n else None,
                 }
             )
             at += n
