@@ -92,11 +92,8 @@ class TypingPredictor:
         at = 0
         version = f"pattern:{pattern.version},error:{error.version}"
         lengths = [len(text) for text, _, _ in batch]
-        error_sums = (
-            np.add.reduceat(errors.astype(np.float64), np.cumsum([0, *lengths[:-1]])).tolist()
-            if len(errors)
-            else [0.0] * len(batch)
-        )
+        owner = np.repeat(np.arange(len(batch)), lengths)
+        error_sums = np.bincount(owner, weights=errors, minlength=len(batch)).tolist()
         for i, (text, _, _) in enumerate(batch):
             n = lengths[i]
             t = times[at : at + n]
