@@ -37,7 +37,7 @@ def _loss(kind: str, net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> to
 def train_loop(config: dict[str, Any]) -> None:
     kind, epochs = config["kind"], int(config["epochs"])
     context = ray.train.get_context()
-    net = ray.train.torch.prepare_model(build(kind))
+    net = ray.train.torch.prepare_model(build(kind, net_config(kind)))
     optimiser = torch.optim.Adam(net.parameters(), lr=float(config["lr"]))
     start = 0
     checkpoint = ray.train.get_checkpoint()
@@ -92,9 +92,14 @@ def _report(kind, epochs, epoch, net, optimiser, context, seen: int, total: floa
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(folder))
 
 
+def net_config(kind: str) -> dict[str, Any]:
+    """The network's shape, saved with the artifact so later changes of the defaults leave it loadable."""
+    return {"hidden": 64} if kind == "trajectory" else {"hidden": 64, "char_dim": 12, "pair_dim": 8}
+
+
 def load_checkpoint_model(kind: str, checkpoint: Checkpoint) -> torch.nn.Module:
     """The network of a run's checkpoint, on the CPU in eval mode."""
-    net = build(kind)
+    net = build(kind, net_config(kind))
     with checkpoint.as_directory() as folder:
         state = torch.load(Path(folder) / _CHECKPOINT, map_location="cpu", weights_only=True)
     net.load_state_dict(state["model"])

@@ -26,9 +26,9 @@ from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from app.config import Settings
-from app.models.nets import KINDS, save_artifact
+from app.models.nets import KINDS, ArtifactError, save_artifact
 from app.models.predictor import LoadedModel
-from app.models.registry import ModelRegistry
+from app.models.registry import ModelRegistry, decide_promotion
 from training.data import sample_dataset
 from training.evaluate import (
     HELD_OUT,
@@ -38,7 +38,7 @@ from training.evaluate import (
     registry_metrics,
     trajectory_metrics,
 )
-from training.loop import load_checkpoint_model, train_loop
+from training.loop import load_checkpoint_model, net_config, train_loop
 from training.splits import TRAIN
 
 log = logging.getLogger("keyscope.train")
@@ -170,8 +170,13 @@ def train_model(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     current = registry.promoted(kind)
     promoted_metrics = None
     if current is not None:
-        loaded = LoadedModel.load(registry.artifact_path(current), current.version)
-        promoted_metrics = _evaluate(kind, loaded.net, held, population)
+        try:
+            loaded = LoadedModel.load(registry.artifact_path(current), current.version)
+            promoted_metrics = _evaluate(kind, loaded.net, held, population)
+        except ArtifactError as exc:
+            # This code cannot serve the promoted version at all: the candidate only has to beat the baseline.
+            log.warning("the promoted %s version %s is not comparable: %s", kind, current.version, exc)
+            current = None
     record = registry_metrics(kind, candidate, promoted_metrics)
     window = {
         "since": since.isoformat() if since else None,
@@ -186,9 +191,9 @@ def train_model(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
               "samples_per_s": result.metrics.get("samples_per_s")}  # fmt: skip
     with tempfile.TemporaryDirectory() as folder:
         meta = {"metrics": record, "by_split": candidate, "data_window": window, "params": params}
-        save_artifact(Path(folder), kind, net, {}, meta)
+        save_artifact(Path(folder), kind, net, net_config(kind), meta)
         version = registry.register(kind, Path(folder), record, window, code_version(), params)
-    promote, reason = registry.decide(kind, record)
+    promote, reason = registry.decide(kind, record) if current is not None else decide_promotion(kind, record)
     if promote and not args.no_promote:
         registry.promote(kind, version.version, reason)
     summary = {

@@ -23,6 +23,13 @@ from app.models.encode import EMBEDDINGS, NUMERIC
 from app.models.history import FEATURES, QUANTILES
 
 KINDS = ("pattern", "error", "trajectory")
+# Bumped whenever encode.py or history.py change what an input means: a network trained on other inputs would
+# answer nonsense, so loading it fails instead (ArtifactError) and it is retrained.
+INPUTS_VERSION = 2
+
+
+class ArtifactError(ValueError):
+    """An artifact this code cannot serve (another inputs version, a broken file)."""
 
 
 class CharNet(nn.Module):
@@ -75,16 +82,27 @@ def save_artifact(folder: Path, kind: str, net: nn.Module, config: dict[str, Any
     """Write `model.pt` and `meta.json` into `folder` (created)."""
     folder.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().cpu() for name, tensor in net.state_dict().items()}
-    torch.save({"kind": kind, "config": config, "state_dict": state}, folder / "model.pt")
-    (folder / "meta.json").write_text(json.dumps({"kind": kind, **meta}, indent=1, default=str))
+    saved = {"kind": kind, "config": config, "inputs_version": INPUTS_VERSION, "state_dict": state}
+    torch.save(saved, folder / "model.pt")
+    (folder / "meta.json").write_text(
+        json.dumps({"kind": kind, "inputs_version": INPUTS_VERSION, **meta}, indent=1, default=str)
+    )
     return folder
 
 
 def load_artifact(folder: Path, device: str = "cpu") -> tuple[str, nn.Module, dict[str, Any]]:
     """(kind, network in eval mode, meta) of an artifact folder."""
     saved = torch.load(Path(folder) / "model.pt", map_location=device, weights_only=True)
+    if saved.get("inputs_version") != INPUTS_VERSION:
+        raise ArtifactError(
+            f"{folder} was trained on inputs version {saved.get('inputs_version', 1)}, this code encodes version "
+            f"{INPUTS_VERSION}: train the model again"
+        )
     net = build(saved["kind"], saved["config"])
-    net.load_state_dict(saved["state_dict"])
+    try:
+        net.load_state_dict(saved["state_dict"])
+    except RuntimeError as exc:
+        raise ArtifactError(f"{folder} does not fit its network: {exc}") from exc
     net.to(device).eval()
     meta_path = Path(folder) / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}

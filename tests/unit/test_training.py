@@ -150,3 +150,14 @@ def test_predictor_answers_with_and_without_history(tmp_path):
     assert predictor.trajectory(None, 5)["points"] == []
     with pytest.raises(LookupError):
         TypingPredictor({}).predict_typing([(None, "a", "qwerty")])
+
+
+def test_an_artifact_of_other_inputs_is_refused(tmp_path):
+    from app.models.nets import ArtifactError
+
+    save_artifact(tmp_path / "p", "pattern", build("pattern", {"hidden": 32}), {"hidden": 32}, {})
+    assert load_artifact(tmp_path / "p")[1].mlp[0].out_features == 32  # the saved shape, not today's default
+    saved = torch.load(tmp_path / "p" / "model.pt", weights_only=True)
+    torch.save({**saved, "inputs_version": 1}, tmp_path / "p" / "model.pt")
+    with pytest.raises(ArtifactError, match="inputs version 1"):
+        load_artifact(tmp_path / "p")
