@@ -3,6 +3,7 @@
 //   GET  /v1/users/{id}/insights   summary, weak keys and pairs, recommendations, layout
 //   GET  /v1/users/{id}/keys       per-key rows (row, column, x for placing keys) and per-pair rows
 //   GET  /v1/users/{id}/progress   daily wpm / accuracy / health_score
+//   GET  /v1/users/{id}/trajectory the trajectory model's WPM over the next 20 tests (503 until one is promoted)
 //   GET  /v1/users/{id}/practice   a drill passage
 //   POST /v1/tests                 the practice test, keystrokes timed with performance.now()
 // Every call carries "Authorization: Bearer <token>"; the token is a user JWT whose subject (`sub`) names the user.
@@ -78,6 +79,7 @@
     insights: null,
     keyTable: null,
     progress: null,
+    trajectory: null,
     metric: "time",
     practice: null,
     polling: null,
@@ -157,7 +159,7 @@
   function forgetUser() {
     stopPolling();
     state.session += 1;
-    state.insights = state.keyTable = state.progress = null;
+    state.insights = state.keyTable = state.progress = state.trajectory = null;
     resetPractice(null);
   }
 
@@ -242,6 +244,9 @@
       state.insights = insights;
       state.keyTable = keyTable;
       state.progress = progress;
+      // The trajectory model's forecast; none until a model is promoted (503), so it never holds the panels up.
+      state.trajectory = await api(userPath("trajectory?tests=20"), { allow404: true }).catch(() => null);
+      if (session !== state.session) return;
       setStatus(insights ? "" : "No tests yet: type one below.");
       renderSummary();
       renderHeatmap();
@@ -538,6 +543,9 @@
     const forecast = p && p.forecast;
     if (forecast && forecast.sessions_to_target === 0) notes.push(`You are at your ${forecast.target_wpm} WPM target.`);
     else if (forecast && forecast.sessions_to_target != null) notes.push(`About ${forecast.sessions_to_target} more tests to ${forecast.target_wpm} WPM.`);
+    const t = state.trajectory;
+    const ahead = t && t.points && t.points[t.points.length - 1];
+    if (ahead) notes.push(`Predicted after ${ahead.test} more tests: ${ahead.wpm.toFixed(0)} WPM (80 % likely ${ahead.low.toFixed(0)}–${ahead.high.toFixed(0)}; model ${t.model_version}).`);
     if (p && p.streaks && p.streaks.current_days) notes.push(`Streak: ${p.streaks.current_days} day${p.streaks.current_days === 1 ? "" : "s"}.`);
     $("progress-note").textContent = notes.join(" ");
   }
