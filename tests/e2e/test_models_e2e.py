@@ -34,18 +34,21 @@ def typists(stack, ray_driver, stack_settings):
     return tests
 
 
-def _train(settings, model: str, *extra: str) -> dict:
+def _train_logs(settings, model: str, flags: str) -> str:
+    """The logs of `python -m training.train --model MODEL FLAGS` run through `ray job submit` (it must succeed)."""
     jobs = JobSubmissionClient(f"http://127.0.0.1:{settings.ray_dashboard_port}")
-    job_id = jobs.submit_job(
-        entrypoint=f"python -m training.train --model {model} --since 2031-01-01 --run-name e2e-{model} "
-        + " ".join(extra),
-    )
+    job_id = jobs.submit_job(entrypoint=f"python -m training.train --model {model} --since 2031-01-01 {flags}")
     deadline = time.monotonic() + 420
     while jobs.get_job_status(job_id) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
         assert time.monotonic() < deadline, f"training {model} did not finish in 7 minutes"
         time.sleep(2)
     logs = jobs.get_job_logs(job_id)
     assert jobs.get_job_status(job_id) == JobStatus.SUCCEEDED, logs[-4000:]
+    return logs
+
+
+def _train(settings, model: str, *extra: str) -> dict:
+    logs = _train_logs(settings, model, f"--run-name e2e-{model} " + " ".join(extra))
     assert f"[{model}] epoch 1/" in logs  # a progress line per epoch
     [line] = [line for line in logs.splitlines() if line.startswith("RESULT ")]
     return json.loads(line.removeprefix("RESULT "))
@@ -86,3 +89,10 @@ def test_a_deleted_typist_leaves_the_next_training_set(typists, stack_settings):
     delete_user(stack_settings, FIRST_USER + 5)
     after, _ = window_typists(stack_settings, since)
     assert FIRST_USER + 5 not in after and len(after) == len(before) - 1
+
+
+def test_a_run_started_again_resumes_from_its_last_checkpoint(typists, stack_settings):
+    first = _train_logs(stack_settings, "trajectory", "--epochs 1 --run-name e2e-resume --no-promote")
+    assert "[trajectory] epoch 1/1" in first
+    again = _train_logs(stack_settings, "trajectory", "--epochs 2 --run-name e2e-resume --no-promote")
+    assert "[trajectory] epoch 2/2" in again and "[trajectory] epoch 1/2" not in again
