@@ -19,7 +19,7 @@ from pipelines.ingest import run_ingest
 
 pytestmark = pytest.mark.usefixtures("stack")
 
-FIRST_USER = 7_300_001
+FIRST_USER = 7_400_001
 START = datetime(2031, 1, 1, tzinfo=UTC)
 
 
