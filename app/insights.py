@@ -43,9 +43,15 @@ def _share(part: int, whole: int) -> float | None:
 
 
 def build_insights(
-    client: Client, user_id: int, *, target_wpm: float = 60.0, target_cpm: float = 175.0
+    client: Client,
+    user_id: int,
+    *,
+    target_wpm: float = 60.0,
+    target_cpm: float = 175.0,
+    model_forecast: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
-    """Everything keyscope tells a typist, with its evidence; None for a user with no tests."""
+    """Everything keyscope tells a typist, with its evidence; None for a user with no tests. `model_forecast` is the
+    trajectory model's (app/models/forecast.py), shown beside keybr's forecast; None without a promoted model."""
     summary = user_summary(client, user_id, RECENT_TESTS)
     if summary is None:
         return None
@@ -106,7 +112,10 @@ def build_insights(
             recent_tests=recent_tests,
             layout=summary["layout"],
         ),
-        "progress": {name: progress_report[name] for name in ("trend", "forecast", "streaks", "personal_bests")},
+        "progress": {
+            **{name: progress_report[name] for name in ("trend", "forecast", "streaks", "personal_bests")},
+            "model_forecast": model_forecast,
+        },
         "keys": keys,
         "slowest_keys": _slowest(keys),
     }
@@ -153,9 +162,12 @@ def build_key_table(client: Client, user_id: int, *, target_cpm: float = 175.0) 
     return {"user_id": user_id, "layout": layout, "keys": tables["key"], "pairs": tables["pair"]}
 
 
-def build_progress(client: Client, user_id: int, *, target_wpm: float = 60.0) -> dict[str, Any] | None:
-    """Daily series, personal bests, streaks, trend and forecast; None for a user with no tests."""
+def build_progress(
+    client: Client, user_id: int, *, target_wpm: float = 60.0, model_forecast: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """Daily series, personal bests, streaks, trend, keybr's forecast and the trajectory model's; None for a user
+    with no tests."""
     history = user_test_history(client, user_id)
     if history.num_rows == 0:
         return None
-    return {"user_id": user_id, **progress(history, target_wpm=target_wpm)}
+    return {"user_id": user_id, **progress(history, target_wpm=target_wpm), "model_forecast": model_forecast}

@@ -32,6 +32,7 @@ from app.clickhouse.migrate import apply_migrations
 from app.clickhouse.store import load_job_watermark, store_job_watermark
 from app.config import Settings
 from app.insights import build_insights, build_key_table, build_progress
+from app.models.forecast import ModelForecaster
 from pipelines.entry import job_main, job_parser
 
 log = logging.getLogger("keyscope.insights")
@@ -75,6 +76,17 @@ class RefreshReport:
         return f"{self.refreshed} of {self.users} users refreshed in {self.seconds:.1f} s ({rate:,.1f} users/s)"
 
 
+_FORECASTER: ModelForecaster | None = None
+
+
+def forecaster(settings: Settings) -> ModelForecaster:
+    """This process's trajectory forecaster (one model load per worker, not per batch)."""
+    global _FORECASTER
+    if _FORECASTER is None:
+        _FORECASTER = ModelForecaster(settings)
+    return _FORECASTER
+
+
 def refresh_users(settings: Settings, user_ids: list[int]) -> int:
     """Recompute the reads of these users into `user_insights` and Redis; returns how many had tests."""
     if not user_ids:
@@ -102,13 +114,14 @@ def refresh_users(settings: Settings, user_ids: list[int]) -> int:
         for i, user_id in enumerate(user_ids):
             if user_id not in covered:
                 continue
-            insights = build_insights(client, user_id)
+            forecast = forecaster(settings).forecast(user_id)
+            insights = build_insights(client, user_id, model_forecast=forecast)
             if insights is None:
                 continue
             bodies = {
                 "insights": encode_read(insights),
                 "keys": encode_read(build_key_table(client, user_id)),
-                "progress": encode_read(build_progress(client, user_id)),
+                "progress": encode_read(build_progress(client, user_id, model_forecast=forecast)),
             }
             for name, value in (
                 ("user_id", user_id),

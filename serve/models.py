@@ -192,7 +192,9 @@ class Insights(BaseModel):
     weak_pairs: list[RankedUnit]
     strong_pairs: list[RankedUnit]
     recommendations: list[Recommendation] = Field(description="Ranked advice, each tied to evidence and targets")
-    progress: dict[str, Any] = Field(description="Trend, forecast, streaks and personal bests")
+    progress: dict[str, Any] = Field(
+        description="Trend, keybr's forecast, the trajectory model's (model_forecast), streaks and personal bests"
+    )
     keys: list[UnitAggregate]
     slowest_keys: list[UnitAggregate]
 
@@ -203,7 +205,12 @@ class Progress(BaseModel):
     personal_bests: dict[str, Any]
     streaks: dict[str, Any]
     trend: dict[str, Any]
-    forecast: dict[str, Any]
+    forecast: dict[str, Any] = Field(description="keybr's: a polynomial fit of the smoothed speed, extended")
+    model_forecast: dict[str, Any] | None = Field(
+        default=None,
+        description="The trajectory model's WPM `after_tests` tests ahead with its 80 % interval (low, high); null "
+        "until a trajectory model is promoted or for a typist without features",
+    )
 
 
 class CharPrediction(BaseModel):

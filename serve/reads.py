@@ -17,6 +17,7 @@ from app.clickhouse.client import clickhouse_client
 from app.clickhouse.store import user_tests
 from app.config import Settings
 from app.insights import build_insights, build_key_table, build_progress
+from app.models.forecast import ModelForecaster
 from app.practice import build_drill, drill_targets
 from serve.pagination import encode_cursor
 
@@ -34,6 +35,7 @@ class UserReads:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.cache = InsightsCache(settings)
+        self.forecaster = ModelForecaster(settings)
         self._clickhouse = None
 
     def clickhouse(self):
@@ -44,11 +46,11 @@ class UserReads:
     def _compute(self, user_id: int, read: str, params: dict[str, Any]) -> Any:
         client = self.clickhouse()
         if read == "insights":
-            return build_insights(client, user_id)
+            return build_insights(client, user_id, model_forecast=self.forecaster.forecast(user_id))
         if read == "keys":
             return build_key_table(client, user_id)
         if read == "progress":
-            return build_progress(client, user_id)
+            return build_progress(client, user_id, model_forecast=self.forecaster.forecast(user_id))
         if read == "tests":
             return self._tests_page(user_id, int(params["limit"]), params.get("before"))
         raise ValueError(f"unknown read {read!r}")
@@ -137,4 +139,5 @@ class UserReads:
         await asyncio.to_thread(self.clickhouse().command, "SELECT 1")
 
     async def close(self) -> None:
+        self.forecaster.close()
         await self.cache.close()

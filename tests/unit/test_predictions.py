@@ -226,3 +226,17 @@ def test_the_poll_picks_up_a_promotion_and_the_local_predictions_answer_json(ser
     typing = json.loads(bodies["typing"])
     assert typing["user_id"] == NEWCOMER and len(typing["chars"]) == 3
     assert len(json.loads(bodies["trajectory"])["points"]) == 3
+
+
+def test_the_insights_forecast_comes_from_the_promoted_trajectory_model(registry, typist, tmp_path):
+    from app.models.forecast import ModelForecaster
+
+    held = HeldFeatures({TYPIST: typist})
+    forecaster = ModelForecaster(Settings(), refresh_s=0.0, registry=registry, features=held)
+    assert forecaster.forecast(TYPIST) is None  # nothing promoted: the reads go on without it
+    version = promote(registry, tmp_path, "trajectory")
+    forecast = forecaster.forecast(TYPIST)
+    assert forecast["model_version"] == version and forecast["after_tests"] == 20 and forecast["interval"] == 0.8
+    assert forecast["low"] <= forecast["wpm"] <= forecast["high"]
+    assert forecast["current_wpm"] == pytest.approx(float(np.mean(typist.recent_wpm()[-5:])), abs=0.01)
+    assert forecaster.forecast(TYPIST + 1) is None  # no features: no forecast, no error
