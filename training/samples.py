@@ -100,7 +100,7 @@ def char_outcomes(tests: list[TypingTest]) -> list[tuple[np.ndarray, np.ndarray]
     return out
 
 
-class _History:
+class TypistHistory:
     """A typist's clean times so far per pair and key (the medians the baselines use)."""
 
     def __init__(self) -> None:
@@ -165,7 +165,7 @@ def char_samples(stored: StoredTests, want_baselines: bool = True) -> dict[str, 
     parts: dict[str, list[np.ndarray]] = defaultdict(list)
     for user_id, rows in _by_user(stored).items():
         features = UserFeatures(user_id)
-        history = _History()
+        history = TypistHistory()
         for index, row in enumerate(rows):
             test = tests[row]
             split = split_of(user_id, index, len(rows))

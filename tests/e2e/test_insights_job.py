@@ -127,8 +127,8 @@ def test_a_user_deleted_while_the_refresh_computes_them_does_not_come_back(
     run_ingest(stack_settings)
     compute = insights_job.build_progress
 
-    def delete_mid_refresh(client, user_id: int):
-        progress = compute(client, user_id)  # the victim's reads are computed: the deletion runs now
+    def delete_mid_refresh(client, user_id: int, **options):
+        progress = compute(client, user_id, **options)  # the victim's reads are computed: the deletion runs now
         if user_id == victim:
             delete_user(stack_settings, victim)
         return progress
