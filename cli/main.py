@@ -46,6 +46,11 @@ COMMANDS: tuple[Command, ...] = (
         "typists, register it and promote it if it wins",
         **defined_in("training.train"),
     ),
+    Command(
+        "features",
+        "rebuild the online feature store (Redis) from ClickHouse for typists it is missing tests of",
+        **defined_in("pipelines.features"),
+    ),
     Command("dlq", "list the dead-letter topic, or replay it after a fix", **defined_in("cli.dlq")),
     Command("bench", "run a benchmark and print its table", children=BENCHMARKS, metavar="BENCHMARK"),
     Command(

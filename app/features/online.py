@@ -65,6 +65,33 @@ class FeatureStore:
         pipe.execute()
         return folded
 
+    def rebuild(self, features: UserFeatures, test_ids: set[str], *, attempts: int = 5) -> str:
+        """Make the stored features of `features.user_id` these — a fold of the tests `test_ids` stored in
+        ClickHouse — where the store holds fewer tests. Returns "written", "current" (nothing to do) or "deferred":
+        the store holds a test that is not among `test_ids`, i.e. ingest is storing this typist right now, and
+        writing would lose that test (run again later). Optimistic: an ingest write to the typist between the check
+        and the write makes the write fail and the check start again."""
+        key = feature_key(features.user_id)
+        for _ in range(attempts):
+            with self._redis.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    current = UserFeatures.from_bytes(raw) if raw is not None else None
+                    if current is not None and any(entry[1] not in test_ids for entry in current.recent):
+                        pipe.unwatch()
+                        return "deferred"
+                    if current is not None and current.tests >= features.tests:
+                        pipe.unwatch()
+                        return "current"
+                    pipe.multi()
+                    pipe.set(key, features.to_bytes())
+                    pipe.execute()
+                    return "written"
+                except redis.WatchError:
+                    continue
+        return "deferred"
+
     # --- the GDPR registry's store protocol (app/user_data.py) ---
     def export(self, user_id: int) -> Iterator[tuple[str, bytes]]:
         features = self.get(user_id)
