@@ -17,32 +17,14 @@ import argparse
 import types
 
 import numpy as np
-import pyarrow as pa
 
 from app.config import Settings
-from app.keys import key_name
 from app.schemas import TypingTest
 from app.schemas.submission import parse_submission
-from app.tables import build_tables
 from devstack.simulate import simulate_tests
 from training.evaluate import pair_medians
-from training.samples import StoredTests, char_outcomes, char_samples
+from training.samples import char_outcomes, char_samples, stored_from_submissions
 from training.splits import HISTORY, LATER, TRAIN, UNSEEN, split_of
-
-
-def stored_tests(submissions: list[dict]) -> tuple[StoredTests, list[TypingTest]]:
-    """The rows the ingest job would store for these submissions, in memory."""
-    tests = [parse_submission(s) for s in submissions]
-    tables = build_tables(tests, np.zeros(len(tests), np.int64), np.arange(len(tests)))
-    rows: dict[str, list] = {"user_id": [], "test_id": [], "key": [], "down_ms": [], "up_ms": []}
-    for test in tests:
-        n = test.keystroke_count
-        rows["user_id"] += [test.user_id] * n
-        rows["test_id"] += [test.test_id] * n
-        rows["key"] += [key_name(int(c)) for c in test.key_codes]
-        rows["down_ms"] += test.down_ms.tolist()
-        rows["up_ms"] += test.up_ms.tolist()
-    return StoredTests(tables.results, tables.keys, tables.pairs, pa.table(rows)), tests
 
 
 def _in_sample_order(tests: list[TypingTest], outcomes: list) -> np.ndarray:
@@ -70,7 +52,7 @@ def pattern_bound(users: int, tests: int, seed: int) -> list[tuple[str, float]]:
     """(predictor, held-out MAE in ms) for the oracle and the three baselines."""
     real = simulate_tests(users, tests, seed=seed, traits=True)
     median = simulate_tests(users, tests, seed=seed, traits=True, noiseless=True)
-    stored, parsed = stored_tests(real)
+    stored, parsed = stored_from_submissions(real)
     samples = char_samples(stored)
     truth = _in_sample_order(parsed, char_outcomes(parsed))
     oracle = _in_sample_order(*(lambda p: (p, char_outcomes(p)))([parse_submission(s) for s in median]))

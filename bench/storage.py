@@ -58,6 +58,7 @@ from app.clickhouse.store import write_tables
 from app.config import Settings
 from app.schemas import TypingTest, parse_submission
 from app.tables import TestTables, build_tables
+from app.text_table import print_table
 from bench import add_clickhouse_dir_argument
 from devstack.simulate import simulate_tests
 from pipelines.migrate_mysql import parse_dsn
@@ -440,17 +441,6 @@ def fresh_chdb_directory(clickhouse_dir: str | Path | None, prefix: str) -> Iter
     if directory.exists() and any(directory.iterdir()):
         raise ValueError(f"{directory} is not empty; the benchmark needs a fresh chDB directory")
     yield directory
-
-
-def print_table(rows: list[tuple[str, ...]], numeric_from: int = 1) -> None:
-    """Columns padded to their widest cell; numbers right-aligned."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        cells = [
-            cell.ljust(width) if i < numeric_from else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ]
-        print("  " + "  ".join(cells).rstrip())
 
 
 def print_report(result: StorageBenchmark) -> None:

@@ -4,25 +4,14 @@ versions, their held-out metrics, and which version serves."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from app.config import Settings
 from app.models.registry import MODELS, PROMOTION_METRICS, ModelRegistry, ModelVersion
+from app.text_table import print_table
 
 MODEL_HELP = f"the model: {', '.join(MODELS)}"
-
-
-def _print_table(rows: Sequence[Sequence[str]], numeric_from: int) -> None:
-    """Columns padded to their widest cell; the columns from `numeric_from` on are numbers, right-aligned."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        cells = [
-            cell.ljust(width) if i < numeric_from else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ]
-        print("  " + "  ".join(cells).rstrip())
 
 
 def _time(at: datetime) -> str:
@@ -55,7 +44,7 @@ def run_list(settings: Settings, args: argparse.Namespace) -> int:
         for e in entries
     ]
     print(f"{len(entries)} model versions, newest first per model (* = promoted, the one serving):")
-    _print_table(rows, numeric_from=len(rows[0]))
+    print_table(rows, numeric_from=len(rows[0]))
     return 0
 
 
@@ -74,7 +63,7 @@ def _print_metrics(entry: ModelVersion) -> None:
         better = {"min": "lower", "max": "higher"}.get(deciding.get(name, ""), "")
         label = name + ("*" if name in deciding else "")
         rows.append((label, better, *(_number(sets[which].get(name)) for which in sets)))
-    _print_table(rows, numeric_from=2)
+    print_table(rows, numeric_from=2)
 
 
 def run_show(settings: Settings, args: argparse.Namespace) -> int:
@@ -88,7 +77,7 @@ def run_show(settings: Settings, args: argparse.Namespace) -> int:
         path = registry.artifact_path(entry)
         log = [row for row in registry.promotions(args.model) if row.version == entry.version]
     print(f"{entry.model} {entry.version}" + (" (promoted, serving)" if entry.promoted else ""))
-    _print_table(
+    print_table(
         [
             ("created", _time(entry.created_at)),
             ("trained by", entry.trained_by),
@@ -100,12 +89,12 @@ def run_show(settings: Settings, args: argparse.Namespace) -> int:
     print()
     _print_metrics(entry)
     print("\ndata window:")
-    _print_table([(key, str(value)) for key, value in entry.data_window.items()] or [("(none)", "")], numeric_from=2)
+    print_table([(key, str(value)) for key, value in entry.data_window.items()] or [("(none)", "")], numeric_from=2)
     print("\nparams:")
-    _print_table([(key, str(value)) for key, value in entry.params.items()] or [("(none)", "")], numeric_from=2)
+    print_table([(key, str(value)) for key, value in entry.params.items()] or [("(none)", "")], numeric_from=2)
     print("\npromotions of this version:")
     if log:
-        _print_table([(_time(row.promoted_at), row.action, row.reason) for row in log], numeric_from=3)
+        print_table([(_time(row.promoted_at), row.action, row.reason) for row in log], numeric_from=3)
     else:
         print("  (never promoted)")
     return 0

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.schemas import LAYOUTS, MAX_USER_ID
+from app.schemas.validated import FieldError
 
 MAX_PREDICT_CHARS = 500  # a test's passage, not a book: one request stays one small forward pass
 DEFAULT_LAYOUT = "qwerty"
@@ -13,13 +14,8 @@ TRAJECTORY_MAX_TESTS = 100
 TRAJECTORY_DEFAULT_TESTS = 20
 
 
-class InvalidRequest(ValueError):
+class InvalidRequest(FieldError):
     """A request the API refuses; `field` names the offending part."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,11 @@ from app.analytics.metrics import TestBatch, analyse_batch
 from app.analytics.progress import polynomial_projection
 from app.analytics.transcription import segment_ids
 from app.features import UserFeatures, test_deltas
-from app.keys import NAMED_KEY_CODES
+from app.keys import NAMED_KEY_CODES, key_name
 from app.models.encode import TypistView, encode_text
 from app.models.history import HORIZONS, encode_history
-from app.schemas import TypingTest
-from app.tables import clean_transitions
+from app.schemas import TypingTest, parse_submission
+from app.tables import build_tables, clean_transitions
 from training.splits import HISTORY, split_of
 
 BLEND_PRESSES = 10.0  # the shrunk blend: a pair median counts as much as the overall one after this many presses
@@ -45,6 +45,21 @@ class StoredTests:
     keys: pa.Table
     pairs: pa.Table
     keystrokes: pa.Table
+
+
+def stored_from_submissions(submissions: list[dict]) -> tuple[StoredTests, list[TypingTest]]:
+    """The rows the ingest job would store for these submissions, built in memory (benchmarks and tests)."""
+    tests = [parse_submission(s) for s in submissions]
+    tables = build_tables(tests, np.zeros(len(tests), np.int64), np.arange(len(tests)))
+    rows: dict[str, list] = {"user_id": [], "test_id": [], "key": [], "down_ms": [], "up_ms": []}
+    for test in tests:
+        n = test.keystroke_count
+        rows["user_id"] += [test.user_id] * n
+        rows["test_id"] += [test.test_id] * n
+        rows["key"] += [key_name(int(c)) for c in test.key_codes]
+        rows["down_ms"] += test.down_ms.tolist()
+        rows["up_ms"] += test.up_ms.tolist()
+    return StoredTests(tables.results, tables.keys, tables.pairs, pa.table(rows)), tests
 
 
 def rebuild_tests(stored: StoredTests) -> list[TypingTest]:

@@ -9,13 +9,17 @@ import numpy as np
 from app.keys import key_name
 
 
-class SubmissionError(ValueError):
-    """A submission that cannot be accepted; `field` names the offending part of the input."""
+class FieldError(ValueError):
+    """Input that cannot be accepted; `field` names the offending part of it."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class SubmissionError(FieldError):
+    """A submission that cannot be accepted; `field` names the offending part of the input."""
 
 
 @dataclass(frozen=True)

@@ -3,37 +3,24 @@
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 import pytest
 import torch
 
 from app.analytics.progress import polynomial_projection
 from app.features import UserFeatures, test_deltas
-from app.keys import key_name
 from app.models.encode import NUMERIC, TypistView, encode_text
 from app.models.history import FEATURES, encode_history
 from app.models.nets import build, load_artifact, save_artifact
 from app.models.predictor import LoadedModel, TypingPredictor
 from app.schemas.submission import parse_submission
-from app.tables import build_tables
 from devstack.simulate import simulate_tests
 from training.evaluate import log_loss, roc_auc
-from training.samples import StoredTests, char_outcomes, char_samples, trajectory_samples
+from training.samples import StoredTests, char_outcomes, char_samples, stored_from_submissions, trajectory_samples
 from training.splits import HISTORY, LATER, TRAIN, UNSEEN, is_unseen, later_start, split_of
 
 
 def _stored(users: int = 12, tests: int = 10, seed: int = 5) -> tuple[StoredTests, list]:
-    parsed = [parse_submission(s) for s in simulate_tests(users, tests, seed=seed, traits=True)]
-    tables = build_tables(parsed, np.zeros(len(parsed), np.int64), np.arange(len(parsed)))
-    rows: dict[str, list] = {"user_id": [], "test_id": [], "key": [], "down_ms": [], "up_ms": []}
-    for t in parsed:
-        n = t.keystroke_count
-        rows["user_id"] += [t.user_id] * n
-        rows["test_id"] += [t.test_id] * n
-        rows["key"] += [key_name(int(c)) for c in t.key_codes]
-        rows["down_ms"] += t.down_ms.tolist()
-        rows["up_ms"] += t.up_ms.tolist()
-    return StoredTests(tables.results, tables.keys, tables.pairs, pa.table(rows)), parsed
+    return stored_from_submissions(simulate_tests(users, tests, seed=seed, traits=True))
 
 
 def test_splits_are_stable_and_hold_out_later_tests():
