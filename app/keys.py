@@ -44,3 +44,8 @@ BACKSPACE_CODE = NAMED_KEY_CODES["Backspace"]
 def key_name(code: int) -> str:
     """The submitted name of a key code: the character, or the named key."""
     return chr(code) if code >= 0 else NAMED_KEYS[-code - 1]
+
+
+def key_code(name: str) -> int:
+    """The key code of a submitted name (`key_name`'s inverse): the code point, or the named key's code."""
+    return ord(name) if len(name) == 1 else NAMED_KEY_CODES[name]

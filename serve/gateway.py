@@ -166,15 +166,9 @@ class Gateway:
         caller = await self.caller(request)
         if caller.refusal is not None:
             return caller.refusal
-        body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > limit:
-                return error_response(413, "body_too_large", f"request body exceeds {limit} bytes", "body")
-        try:
-            submission = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return error_response(400, "invalid_json", f"body is not valid JSON: {exc}", "body")
+        submission = await self._json_body(request, limit)
+        if isinstance(submission, Response):
+            return submission
         try:
             test = parse_submission(submission, self.settings.max_keystrokes, self.settings.max_text_chars)
         except SubmissionError as exc:

@@ -19,10 +19,10 @@ import ray
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.store import KEYSTROKE_TIMES_SQL
 from app.config import Settings
+from app.features.deltas import UNIT_COLUMNS
 from training.samples import StoredTests, char_samples, trajectory_samples
 
 GROUP_USERS = 40
-_KEY_COLUMNS = "user_id, test_id, key, presses, errors, timed_presses, time_to_type_ms"
 
 
 def _window(since: datetime | None) -> str:
@@ -57,8 +57,8 @@ def fetch_group(settings: Settings, lo: int, hi: int, since: datetime | None = N
             "SELECT user_id, test_id, started_at, text, layout, language, wpm, accuracy "
             f"FROM test_results FINAL WHERE {where}"
         )
-        keys = query(f"SELECT {_KEY_COLUMNS} FROM test_keys FINAL WHERE {where}")
-        pairs = query(f"SELECT {_KEY_COLUMNS} FROM test_pairs FINAL WHERE {where}")
+        keys = query(f"SELECT {UNIT_COLUMNS} FROM test_keys FINAL WHERE {where}")
+        pairs = query(f"SELECT {UNIT_COLUMNS} FROM test_pairs FINAL WHERE {where}")
         strokes = query(
             f"SELECT user_id, test_id, key, {KEYSTROKE_TIMES_SQL} FROM keystrokes FINAL WHERE {where} "
             "ORDER BY user_id, test_id, seq"

@@ -26,8 +26,8 @@ from app.analytics.metrics import TestBatch, analyse_batch
 from app.analytics.progress import polynomial_projection
 from app.analytics.transcription import segment_ids
 from app.features import UserFeatures, test_deltas
-from app.keys import NAMED_KEY_CODES, key_name
-from app.models.encode import TypistView, encode_text
+from app.keys import key_code, key_name
+from app.models.encode import TypistView, encode_text, text_cats
 from app.models.history import HORIZONS, encode_history
 from app.schemas import TypingTest, parse_submission
 from app.tables import build_tables, clean_transitions
@@ -85,7 +85,7 @@ def rebuild_tests(stored: StoredTests) -> list[TypingTest]:
         strict=True,
     ):
         lo, hi = spans.get((user_id, test_id), (0, 0))
-        codes = np.array([NAMED_KEY_CODES[k] if len(k) != 1 else ord(k) for k in keys[lo:hi]], dtype=np.int32)
+        codes = np.array([key_code(k) for k in keys[lo:hi]], dtype=np.int32)
         tests.append(
             TypingTest(user_id, test_id, int(started), text, layout, language, codes, downs[lo:hi], ups[lo:hi])
         )
@@ -203,8 +203,8 @@ def char_samples(stored: StoredTests, want_baselines: bool = True) -> dict[str, 
                     parts["b_blend_ms"].append(b_blend.astype(np.float32))
                     parts["b_key_error"].append(view.key_error_rate[encoded.cats[:, 0]].astype(np.float32))
             if len(test.text):
-                ids = encode_text(test.text, test.layout, TypistView.of(None)).cats
-                history.add(ids[:, 3], ids[:, 0], times)
+                cats = encoded.cats if split != HISTORY else text_cats(test.text)
+                history.add(cats[:, 3], cats[:, 0], times)
             features.add(deltas[row])
     return {name: np.concatenate(values) for name, values in parts.items()}
 

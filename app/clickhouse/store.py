@@ -17,11 +17,11 @@ import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
 from app.faults import failpoint
+from app.keys import key_code
 from app.schemas import (
     COUNT_FIELDS,
     ERROR_LOCATION_FIELDS,
     METRIC_FIELDS,
-    NAMED_KEY_CODES,
     SERIES_FIELDS,
     TEST_IDENTITY_FIELDS,
     TEST_KEYS_SCHEMA,
@@ -149,7 +149,7 @@ def stored_test(client: Client, user_id: int, test_id: str) -> TypingTest | None
         return None
     started_ms, text, layout, language = rows[0]
     keystrokes = stored_keystrokes(client, user_id, test_id)
-    codes = [NAMED_KEY_CODES[k] if len(k) != 1 else ord(k) for k in keystrokes.column("key").to_pylist()]
+    codes = [key_code(k) for k in keystrokes.column("key").to_pylist()]
     return TypingTest(
         user_id,
         test_id,

@@ -22,6 +22,9 @@ import pyarrow.compute as pc
 from app.features.vocab import string_ids, string_pair_ids
 
 STATS = ("presses", "errors", "timed", "log_sum")
+# The columns test_deltas reads: of test_keys and test_pairs, and of test_results.
+UNIT_COLUMNS = "user_id, test_id, key, presses, errors, timed_presses, time_to_type_ms"
+RESULT_COLUMNS = "user_id, test_id, started_at, wpm, accuracy"
 LOG_SCALE = 1000.0  # log times are kept in thousandths, as integers, so sums are exact in any order
 
 

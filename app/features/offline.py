@@ -9,11 +9,8 @@ from datetime import datetime
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
-from app.features.deltas import TestDelta, test_deltas
+from app.features.deltas import RESULT_COLUMNS, UNIT_COLUMNS, TestDelta, test_deltas
 from app.features.summary import UserFeatures, fold
-
-_KEY_COLUMNS = "user_id, test_id, key, presses, errors, timed_presses, time_to_type_ms"
-_RESULT_COLUMNS = "user_id, test_id, started_at, wpm, accuracy"
 
 
 def _where(user_ids: list[int] | None, lo: int | None, hi: int | None) -> str:
@@ -39,10 +36,10 @@ def stored_deltas(
     def query(table: str, columns: str) -> pa.Table:
         return client.query_arrow(f"SELECT {columns} FROM {table} FINAL WHERE {where}", parameters=params)
 
-    results = query("test_results", _RESULT_COLUMNS)
+    results = query("test_results", RESULT_COLUMNS)
     if results.num_rows == 0:
         return []
-    return test_deltas(query("test_keys", _KEY_COLUMNS), query("test_pairs", _KEY_COLUMNS), results)
+    return test_deltas(query("test_keys", UNIT_COLUMNS), query("test_pairs", UNIT_COLUMNS), results)
 
 
 def features_at(client: Client, user_ids: list[int], cut: datetime) -> dict[int, UserFeatures]:

@@ -194,6 +194,24 @@ def encode_text(text: str, layout: str, view: TypistView) -> Encoded:
     return encode_batch([(text, layout, view)])
 
 
+def _cats(joined: str, position: np.ndarray) -> np.ndarray:
+    """The categorical inputs [n, 4] (character, previous, the one before, pair) of concatenated texts, each
+    character's `position` in its own text marking where one text ends and the next starts."""
+    n = position.shape[0]
+    ids = codepoint_ids(text_codepoints(joined)).astype(np.int64)
+    prev = np.full(n, START, dtype=np.int64)
+    prev[1:] = np.where(position[1:] >= 1, ids[:-1], START)
+    prev2 = np.full(n, START, dtype=np.int64)
+    prev2[2:] = np.where(position[2:] >= 2, ids[:-2], START)
+    pairs = pair_ids(np.where(prev == START, 0, prev), ids).astype(np.int64)
+    return np.stack([ids, prev, prev2, pairs], axis=1)
+
+
+def text_cats(text: str) -> np.ndarray:
+    """The categorical inputs of one text: what the baselines group by (character and letter pair ids)."""
+    return _cats(text, np.arange(len(text), dtype=np.int64))
+
+
 def encode_batch(requests: list[tuple[str, str, TypistView]]) -> Encoded:
     """The model inputs of many texts at once, concatenated in order: a few dozen array operations for the batch
     rather than per text (the predictor's batches and the training samples)."""
@@ -201,15 +219,9 @@ def encode_batch(requests: list[tuple[str, str, TypistView]]) -> Encoded:
     joined = "".join(texts)
     lengths = np.array([len(t) for t in texts], dtype=np.int64)
     n = int(lengths.sum())
-    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    position = np.arange(n, dtype=np.int64) - starts
-    ids = codepoint_ids(text_codepoints(joined)).astype(np.int64)
-    prev = np.full(n, START, dtype=np.int64)
-    prev[1:] = np.where(position[1:] >= 1, ids[:-1], START)
-    prev2 = np.full(n, START, dtype=np.int64)
-    prev2[2:] = np.where(position[2:] >= 2, ids[:-2], START)
-    pairs = pair_ids(np.where(prev == START, 0, prev), ids).astype(np.int64)
-    cats = np.stack([ids, prev, prev2, pairs], axis=1)
+    position = np.arange(n, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    cats = _cats(joined, position)
+    ids, prev, pairs = cats[:, 0], cats[:, 1], cats[:, 3]
 
     request_of = np.repeat(np.arange(len(requests)), lengths)
     layouts = sorted({layout for _, layout, _ in requests})
@@ -249,12 +261,3 @@ def encode_batch(requests: list[tuple[str, str, TypistView]]) -> Encoded:
     numeric[rows, _ONE_HOT_AT + _HANDS + _FINGER_SLOTS + row_id] = 1.0
     return Encoded(cats, numeric, base)
 
-
-def concat(parts: list[Encoded]) -> Encoded:
-    if not parts:
-        return Encoded(np.zeros((0, 4), np.int64), np.zeros((0, NUMERIC), np.float32), np.zeros(0, np.float32))
-    return Encoded(
-        np.concatenate([p.cats for p in parts]),
-        np.concatenate([p.numeric for p in parts]),
-        np.concatenate([p.base for p in parts]),
-    )
