@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
 from app.cache import encode_read
@@ -20,8 +18,9 @@ from app.features.online import FeatureStore
 from app.features.summary import UserFeatures
 from app.models.history import QUANTILES
 from app.models.nets import KINDS
-from app.models.predictor import LoadedModel, TypingPredictor
-from app.models.registry import ModelRegistry, ModelVersion
+from app.models.predictor import TypingPredictor
+from app.models.promoted import PromotedVersions, Registry
+from app.models.registry import ModelRegistry
 from serve.prediction_request import TypingRequest
 
 log = logging.getLogger("keyscope.predictor")
@@ -39,12 +38,7 @@ class FeatureSource(Protocol):
     def close(self) -> None: ...
 
 
-class PromotedModels(Protocol):
-    """Where the serving versions come from: the model registry (app/models/registry.py)."""
-
-    def promoted(self, model: str) -> ModelVersion | None: ...
-
-    def artifact_path(self, version: ModelVersion) -> Path: ...
+PromotedModels = Registry  # where the serving versions come from: the model registry
 
 
 class PredictionService:
@@ -61,51 +55,30 @@ class PredictionService:
         self.registry = registry
         self.features = features
         self.poll_s = poll_s
-        self.on_swap = on_swap  # told "model version" of each change swapped in (the deployment's metrics)
-        self._predictor: TypingPredictor | None = None
-        self._refreshing = threading.Lock()  # the poll and a caller's refresh never load the same version twice
+        self._versions = PromotedVersions(registry, KINDS, on_swap)
+
+    @property
+    def on_swap(self) -> Callable[[list[str]], None] | None:
+        """Told "model version" of each change swapped in (the deployment's metrics)."""
+        return self._versions.on_swap
+
+    @on_swap.setter
+    def on_swap(self, callback: Callable[[list[str]], None] | None) -> None:
+        self._versions.on_swap = callback
 
     @property
     def predictor(self) -> TypingPredictor | None:
-        return self._predictor
+        return self._versions.predictor
 
     def versions(self) -> dict[str, str]:
-        predictor = self._predictor
+        predictor = self._versions.predictor
         return {} if predictor is None else predictor.versions()
 
     # -- the promoted versions -------------------------------------------------------------------------------------
 
     def refresh(self) -> list[str]:
-        """Load each model whose promoted version is not the one loaded, build a new predictor holding them, then
-        swap it in; returns "model version" of each change. A version that fails to load is logged and skipped
-        (the loaded one keeps serving); a registry that fails to answer raises with nothing swapped."""
-        with self._refreshing:
-            current = self._predictor
-            models: dict[str, LoadedModel] = dict(current.models) if current is not None else {}
-            changed = []
-            for kind in KINDS:
-                entry = self.registry.promoted(kind)
-                if entry is None or (kind in models and models[kind].version == entry.version):
-                    continue
-                path = self.registry.artifact_path(entry)
-                try:
-                    loaded = LoadedModel.load(path, entry.version)
-                except Exception as exc:
-                    log.error("cannot load %s version %s from %s: %r; serving what is loaded", kind, entry.version,
-                              path, exc)  # fmt: skip
-                    continue
-                if loaded.kind != kind:
-                    log.error("%s version %s: its artifact %s holds a %s model; not served", kind, entry.version,
-                              path, loaded.kind)  # fmt: skip
-                    continue
-                models[kind] = loaded
-                changed.append(f"{kind} {entry.version}")
-            if changed:
-                self._predictor = TypingPredictor(models)  # built fully, then one reference assignment
-                log.info("serving %s", ", ".join(changed))
-                if self.on_swap is not None:
-                    self.on_swap(changed)
-            return changed
+        """Swap in the promoted versions that changed (app/models/promoted.py); returns "model version" of each."""
+        return self._versions.refresh()
 
     async def poll(self) -> None:
         """Refresh every poll_s until cancelled; a failed look is logged and retried at the next."""
@@ -122,7 +95,7 @@ class PredictionService:
         """Each request's prediction (None for all when no pattern and error versions are promoted yet): one
         feature-store read and one TypingPredictor.predict_typing call for the whole batch. A typist without
         features is predicted from the population."""
-        predictor = self._predictor  # the batch's one version, whatever a swap does meanwhile
+        predictor = self._versions.predictor  # the batch's one version, whatever a swap does meanwhile
         if predictor is None or any(kind not in predictor.models for kind in TYPING_MODELS):
             return [None] * len(requests)
         features = self.features.get_many(sorted({r.user_id for r in requests}))
@@ -132,7 +105,7 @@ class PredictionService:
     def trajectory(self, user_id: int, tests: int) -> dict[str, Any] | None:
         """The predicted WPM over the user's next `tests` tests (None when no trajectory version is promoted yet);
         no points, with the reason, for a user without tests."""
-        predictor = self._predictor
+        predictor = self._versions.predictor
         if predictor is None or "trajectory" not in predictor.models:
             return None
         answer = predictor.trajectory(self.features.get(user_id), tests)

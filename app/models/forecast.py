@@ -8,10 +8,10 @@ never fail for it."""
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from app.config import Settings
+from app.models.promoted import PromotedVersions
 
 log = logging.getLogger("keyscope.forecast")
 
@@ -26,28 +26,18 @@ class ModelForecaster:
         opened when first needed."""
         self.settings = settings
         self.refresh_s = refresh_s
-        self._checked = float("-inf")
-        self._version: str | None = None
-        self._predictor: Any = None
+        self._versions: PromotedVersions | None = None
         self._registry = registry
         self._features = features
 
     def _current(self) -> Any:
-        if time.monotonic() - self._checked < self.refresh_s:
-            return self._predictor
-        self._checked = time.monotonic()
-        if self._registry is None:
-            from app.models.registry import ModelRegistry
+        if self._versions is None:
+            if self._registry is None:
+                from app.models.registry import ModelRegistry
 
-            self._registry = ModelRegistry(self.settings, migrate=False)
-        promoted = self._registry.promoted("trajectory")
-        if promoted is None or promoted.version == self._version:
-            return self._predictor
-        from app.models.predictor import LoadedModel, TypingPredictor
-
-        loaded = LoadedModel.load(self._registry.artifact_path(promoted), promoted.version)
-        self._predictor, self._version = TypingPredictor({"trajectory": loaded}), promoted.version
-        return self._predictor
+                self._registry = ModelRegistry(self.settings, migrate=False)
+            self._versions = PromotedVersions(self._registry, ("trajectory",))
+        return self._versions.current(self.refresh_s)
 
     def forecast(self, user_id: int, ahead: int = AHEAD_TESTS) -> dict[str, Any] | None:
         """{model_version, current_wpm, after_tests, wpm, low, high} or None."""

@@ -36,6 +36,7 @@ from app.config import Settings
 from app.features import TestDelta, UserFeatures, test_deltas
 from app.features.online import FeatureStore
 from app.models.encode import TypistView
+from app.models.promoted import PromotedVersions
 from app.models.registry import ModelRegistry
 from app.schemas import TypingTest
 from app.tables import TestTables, test_keys
@@ -107,8 +108,9 @@ def training_mae(metrics: dict[str, Any]) -> float | None:
 
 
 class PromotedWatch:
-    """The promoted pattern model, as of the registry at most `interval` seconds ago: the registry is asked again
-    once that has passed (a failed look waits as long), and the artifact loaded only when the version changed."""
+    """The promoted pattern model, as of the registry at most `interval` seconds ago (app/models/promoted.py: the
+    registry is asked again once that has passed, a failed look waits as long, and the artifact is loaded only when
+    the version changed)."""
 
     def __init__(
         self, settings: Settings, interval: float = RELOAD_CHECK_S, clock: Callable[[], float] = time.monotonic
@@ -118,35 +120,23 @@ class PromotedWatch:
         self._clock = clock
         self._lock = threading.Lock()
         self._registry: ModelRegistry | None = None
-        self._checked_at: float | None = None
+        self._versions: PromotedVersions | None = None
         self._current: PromotedPattern | None = None
 
     def current(self) -> PromotedPattern | None:
         with self._lock:
-            now = self._clock()
-            if self._checked_at is None or now - self._checked_at >= self._interval:
-                self._checked_at = now
-                self._current = self._look()
+            if self._versions is None:
+                # The ingest job applied the migrations already; the registry only reads.
+                self._registry = ModelRegistry(self._settings, migrate=False)
+                self._versions = PromotedVersions(self._registry, (MODEL,), clock=self._clock)
+            predictor = self._versions.current(self._interval)
+            entry = self._versions.entry(MODEL)
+            if predictor is None or entry is None:
+                return None
+            if self._current is None or self._current.version != entry.version:
+                log.info("drift check: %s version %s loaded", MODEL, entry.version)
+                self._current = PromotedPattern(entry.version, predictor, training_mae(entry.metrics))
             return self._current
-
-    def _look(self) -> PromotedPattern | None:
-        if self._registry is None:
-            # The ingest job applied the migrations already; the registry only reads.
-            self._registry = ModelRegistry(self._settings, migrate=False)
-        promoted = self._registry.promoted(MODEL)
-        if promoted is None:
-            return None
-        if self._current is not None and self._current.version == promoted.version:
-            return self._current
-        # Here, not at the top: torch is imported only by a job that has a model to check (the Ray Data workers
-        # import this package too, and never need it).
-        from app.models.predictor import LoadedModel, TypingPredictor
-
-        loaded = LoadedModel.load(self._registry.artifact_path(promoted), promoted.version)
-        if loaded.kind != MODEL:
-            raise ValueError(f"promoted {MODEL} version {promoted.version} holds a {loaded.kind!r} network")
-        log.info("drift check: %s version %s loaded", MODEL, promoted.version)
-        return PromotedPattern(promoted.version, TypingPredictor({MODEL: loaded}), training_mae(promoted.metrics))
 
     def close(self) -> None:
         if self._registry is not None:
