@@ -41,6 +41,17 @@ def _share(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be 1/true/yes/on or 0/false/no/off, got {raw!r}")
+
+
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     value = _float(env, name, default)
     if value < 0:
@@ -150,6 +161,11 @@ class Settings:
     # Root of the model registry's artifact folders (app/models/registry.py): <models_dir>/<model>/<version>/;
     # empty = <data_dir>/models. Training writes here and serving reads here, so in a cluster it is shared storage.
     models_dir: str = ""
+    # The converted practice-text language model (app/practice/model_files.py); empty = <data_dir>/lm/<model>.
+    lm_dir: str = ""
+    # The practice deployment writes texts for signatures that missed the cache, in the background, so the next
+    # request gets one (serve/practice.py). Off: only the pre-generation job (pipelines/practice.py) writes them.
+    practice_live_generation: bool = True
     # The ingest job's drift check (pipelines/ingest/drift.py): this share of the stored tests is predicted with the
     # promoted pattern model and compared with how they were typed (the live MAE). 0 = no drift check.
     drift_sample_share: float = 0.1
@@ -229,6 +245,8 @@ class Settings:
             topic_trim_interval_s=_seconds(env, "KEYSCOPE_TOPIC_TRIM_INTERVAL_S", base.topic_trim_interval_s),
             warehouse_uri=env.get("KEYSCOPE_WAREHOUSE_URI", base.warehouse_uri),
             models_dir=env.get("KEYSCOPE_MODELS_DIR", base.models_dir),
+            lm_dir=env.get("KEYSCOPE_LM_DIR", base.lm_dir),
+            practice_live_generation=_flag(env, "KEYSCOPE_PRACTICE_LIVE_GENERATION", base.practice_live_generation),
             drift_sample_share=_share(env, "KEYSCOPE_DRIFT_SAMPLE_SHARE", base.drift_sample_share),
             max_message_bytes=_int(env, "KEYSCOPE_MAX_MESSAGE_BYTES", base.max_message_bytes),
             write_retry_s=_float(env, "KEYSCOPE_WRITE_RETRY_S", base.write_retry_s),
@@ -282,6 +300,8 @@ class Settings:
             "KEYSCOPE_TOPIC_TRIM_INTERVAL_S": str(self.topic_trim_interval_s),
             "KEYSCOPE_WAREHOUSE_URI": self.warehouse_uri,
             "KEYSCOPE_MODELS_DIR": self.models_dir,
+            "KEYSCOPE_LM_DIR": self.lm_dir,
+            "KEYSCOPE_PRACTICE_LIVE_GENERATION": "1" if self.practice_live_generation else "0",
             "KEYSCOPE_DRIFT_SAMPLE_SHARE": str(self.drift_sample_share),
             "KEYSCOPE_MAX_MESSAGE_BYTES": str(self.max_message_bytes),
             "KEYSCOPE_WRITE_RETRY_S": str(int(self.write_retry_s)),

@@ -19,13 +19,15 @@ key kind) for the manifest and the deletion report. Built in, in the order they 
 - `kafka`: the user's messages on the keystroke topic that the ingest job has not stored yet. Kafka cannot delete
   single messages: `delete` reports them, the tombstone makes the ingest job drop them, and the topic's retention
   removes them from the broker.
+- `practice` (app/practice/served.py): the ids of the practice texts last served to the user and their current
+  practice signature, in Redis. The texts themselves are per signature, not per person (`practice_texts`).
 - `features` (derived from the stored tests, so deleted after every source): the typist's online features
   `keyscope:features:{id}` (app/features/online.py `FeatureStore`), exported as `features.json`.
 - `redis` (a cache, so deleted after every source): the cached reads `keyscope:user:{id}`, their invalidation
   generation `keyscope:user:{id}:gen` and the rate-limit bucket `keyscope:rl:user:{id}`.
 
 Later parts register their own with `register_store(factory)` (`cache=True` for anything refilled from the other
-stores): the cold Parquet archive (app/cold.py `ColdArchive`), practice texts, experiment exposures.
+stores): the cold Parquet archive (app/cold.py `ColdArchive`), experiment exposures.
 
 `export_user` writes one zip archive: a folder per store and `manifest.json` with the records per store and part.
 `delete_user` records a tombstone (table `user_tombstones`), deletes the user from every store, and records the
@@ -547,9 +549,17 @@ def _online_features(settings: Settings) -> UserDataStore:
     return FeatureStore(settings)
 
 
+def _practice_records(settings: Settings) -> UserDataStore:
+    """Which practice texts were served to the user and their current practice signature (app/practice/served.py)."""
+    from app.practice.served import ServedTexts
+
+    return ServedTexts(settings)
+
+
 register_store(ClickHouseStore)
 register_store(KafkaPendingStore)
 register_store(_cold_archive)
+register_store(_practice_records)
 register_store(_online_features, cache=True)
 register_store(RedisStore, cache=True)
 

@@ -1,0 +1,99 @@
+"""Answering "a practice text for this typist": a cached language-model text they have not just typed, else the
+rule-based drill at once with the signature queued for writing (serve/practice.py calls this).
+
+A text of about `words` words is composed from the signature's cached texts, best first, skipping the ones served
+to the user in their last few requests (served.py); when every cached text was served recently, the one served
+longest ago comes back and the signature is queued for more. Cut to `words` words, at a sentence end when one is
+near.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from app.practice.drills import build_drill, drill_targets
+from app.practice.score import score_text
+from app.practice.served import ServedTexts
+from app.practice.signature import needs_from_insights
+from app.practice.texts import PracticeText, TextCache
+from app.practice.words import words_of
+
+MIN_FRESH = 2  # a signature with fewer texts the user has not seen recently is queued for more
+SENTENCE_SLACK = 0.3  # end at a sentence within this share of `words` rather than mid-sentence
+CHARS_PER_WORD = 6  # a drill of `words` words is built this many characters a word, then cut
+
+
+def cut_words(text: str, words: int) -> str:
+    """The first `words` words of `text` (whitespace-separated), ending at a sentence end within the slack."""
+    tokens = text.split()
+    if len(tokens) <= words:
+        return " ".join(tokens)
+    lowest = max(1, int(words * (1 - SENTENCE_SLACK)))
+    for end in range(words, lowest - 1, -1):
+        if tokens[end - 1][-1] in ".!?":
+            return " ".join(tokens[:end])
+    return " ".join(tokens[:words]).rstrip(",;:")
+
+
+def compose(texts: Sequence[PracticeText], recent: Sequence[str], words: int) -> list[PracticeText]:
+    """The texts that make up about `words` words: unserved first (best first), then the least recently served."""
+    fresh = [t for t in texts if t.text_id not in recent]
+    order = {text_id: i for i, text_id in enumerate(recent)}
+    stale = sorted((t for t in texts if t.text_id in order), key=lambda t: -order[t.text_id])
+    chosen: list[PracticeText] = []
+    count = 0
+    for text in [*fresh, *stale]:
+        if count >= words:
+            break
+        chosen.append(text)
+        count += len(text.text.split())
+    return chosen
+
+
+class PracticeTexts:
+    """The practice-text answer for a user (sync; the deployment calls it in a worker thread)."""
+
+    def __init__(self, cache: TextCache, served: ServedTexts) -> None:
+        self.cache = cache
+        self.served = served
+
+    def for_user(self, user_id: int, insights: dict[str, Any] | None, words: int) -> dict[str, Any]:
+        needs = needs_from_insights(insights)
+        signature = needs.signature
+        texts = self.cache.texts(signature)
+        recent = self.served.recent(user_id)
+        chosen = compose(texts, recent, words)
+        fresh_left = sum(t.text_id not in recent for t in texts) - sum(t.text_id not in recent for t in chosen)
+        if not chosen or fresh_left < MIN_FRESH:
+            self.cache.want(signature)
+        if chosen:
+            self.served.record(user_id, [t.text_id for t in chosen])
+            text = cut_words(" ".join(t.text for t in chosen), words)
+            return {
+                "user_id": user_id,
+                "text": text,
+                "targets": list(needs.units),
+                "generator": "lm",
+                "signature": signature,
+                "text_ids": [t.text_id for t in chosen],
+                "score": score_text(text, needs, min_words=1, max_words=10**6).as_dict(),
+            }
+        keys, pairs = drill_targets(insights) if insights else ([], [])
+        drill = build_drill(keys, pairs, length_chars=words * CHARS_PER_WORD, seed=random.randrange(2**31),
+                            layout=needs.layout)
+        text = cut_words(drill, words)
+        return {
+            "user_id": user_id,
+            "text": text,
+            "targets": list(dict.fromkeys([*keys, *pairs])),
+            "generator": "rules",
+            "signature": signature,
+            "text_ids": [],
+            "score": score_text(text, needs, min_words=1, max_words=10**6).as_dict(),
+        }
+
+
+def word_count(text: str) -> int:
+    return len(words_of(text))
