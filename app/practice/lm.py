@@ -127,13 +127,13 @@ class PracticeWriter:
         return mask
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019
-    def _bias(self, needs: PracticeNeeds) -> torch.Tensor:
+    def _bias(self, needs: PracticeNeeds, target_bias: float) -> torch.Tensor:
         bias = self._banned(needs.layout).clone()
-        if needs.units:
+        if needs.units and target_bias:
             for token_id, text in enumerate(self._token_texts):
                 lower = text.lower()
                 if bias[token_id] == 0 and any(unit in lower for unit in needs.units):
-                    bias[token_id] = TARGET_BIAS
+                    bias[token_id] = target_bias
         return bias
 
     def prompt(self, words: Sequence[str]) -> str:
@@ -152,15 +152,18 @@ class PracticeWriter:
         candidates: int = CANDIDATES,
         max_new_tokens: int = MAX_NEW_TOKENS,
         seed: int = 0,
+        target_bias: float = TARGET_BIAS,
     ) -> tuple[list[list[Candidate]], WriteStats]:
         """Sample `candidates` texts per request in one batched generation; the same requests, settings and seed
-        give the same texts. Returns the scored candidates per request and the generation's statistics."""
+        give the same texts. `target_bias` 0 leaves the target units unfavoured (banned characters stay banned).
+        Returns the scored candidates per request and the generation's statistics."""
         if not requests:
             return [], WriteStats(0, 0, 0, 0.0)
         started = time.monotonic()
         words = [request.prompt_words() for request in requests]
         encoded = self.tokenizer([self.prompt(w) for w in words], return_tensors="pt", padding=True).to(self.device)
-        bias = torch.stack([self._bias(request.needs) for request in requests]).repeat_interleave(candidates, dim=0)
+        rows = [self._bias(request.needs, target_bias) for request in requests]
+        bias = torch.stack(rows).repeat_interleave(candidates, dim=0)
         torch.manual_seed(seed)
         with torch.inference_mode():
             output = self.model.generate(
