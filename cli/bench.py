@@ -60,6 +60,11 @@ BENCHMARKS: tuple[Command, ...] = (
         "path in characters per CPU ms (starts the stack)",
     ),
     _bench(
+        "practice",
+        "practice-text quality (language model vs rule-based drill vs common words, on simulated typists), the "
+        "model's tokens/s, and the practice-text route's p50/p95 for cache hits and misses (starts the stack)",
+    ),
+    _bench(
         "insights",
         "insights reads cached / from the precomputed row / computed, with --users-stored typists stored (starts the "
         "stack)",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from app.practice.lm import CANDIDATES, MAX_NEW_TOKENS, PracticeWriter, WriteRequest, WriteStats, best
+from app.practice.lm import CANDIDATES, MAX_NEW_TOKENS, TARGET_BIAS, PracticeWriter, WriteRequest, WriteStats, best
 from app.practice.signature import parse_signature
 from app.practice.texts import PracticeText
 
@@ -28,10 +28,13 @@ def write_texts(
     candidates: int = CANDIDATES,
     keep: int = KEEP,
     max_new_tokens: int = MAX_NEW_TOKENS,
+    target_bias: float = TARGET_BIAS,
 ) -> tuple[list[PracticeText], WriteStats]:
     """Texts for each signature (at most `keep`, best first) and the generation's statistics."""
     requests = [WriteRequest(parse_signature(s), seed + i) for s in signatures for i in range(prompts)]
-    results, stats = writer.write(requests, candidates=candidates, max_new_tokens=max_new_tokens, seed=seed)
+    results, stats = writer.write(
+        requests, candidates=candidates, max_new_tokens=max_new_tokens, seed=seed, target_bias=target_bias
+    )
     texts: list[PracticeText] = []
     for index, signature in enumerate(signatures):
         pool = [c for row in results[index * prompts : (index + 1) * prompts] for c in row]

@@ -77,6 +77,7 @@ class WriteStats:
     candidates: int
     new_tokens: int
     seconds: float
+    passed: int = 0  # candidates that passed the scorer
 
     @property
     def tokens_per_s(self) -> float:
@@ -193,7 +194,8 @@ class PracticeWriter:
                 score = score_text(text, request.needs, prompt_words=words[index])
                 row.append(Candidate(request, words[index], raw, text, score))
             results.append(row)
-        stats = WriteStats(len(requests), len(requests) * candidates, new_tokens, time.monotonic() - started)
+        passed = sum(c.score.passed for row in results for c in row)
+        stats = WriteStats(len(requests), len(requests) * candidates, new_tokens, time.monotonic() - started, passed)
         return results, stats
 
 
