@@ -60,9 +60,7 @@ class BackgroundWriter:
             try:
                 await self.step()
                 backoff = POLL_S
-            except asyncio.CancelledError:
-                raise
-            except Exception:
+            except Exception:  # not CancelledError (a BaseException): the replica's shutdown still stops the loop
                 self.failed()
                 backoff = min(MAX_BACKOFF_S, backoff * 4)
                 log.exception("writing practice texts failed; retrying in %.0f s", backoff)

@@ -1,19 +1,22 @@
 """Serving practice texts, without the stack: how a passage is composed from a signature's texts and cut to length
-(app/practice/serving.py), and the response models that document the two routes."""
+(app/practice/serving.py), the response models that document the two routes, and how the background writer claims
+and releases queued signatures (serve/practice_writer.py; the e2e test runs it with the real model and stores)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
 
+from app.config import Settings
 from app.practice.score import score_text
 from app.practice.serving import compose, cut_words
 from app.practice.signature import parse_signature
 from app.practice.texts import PracticeText
 from serve.models import PracticeText as PracticeTextModel
 from serve.models import SignatureTexts
-from serve.practice_writer import claim_key
+from serve.practice_writer import BATCH, BackgroundWriter, claim_key
 
 SIGNATURE = "qwerty-en-s2-e.t"
 
@@ -93,3 +96,66 @@ def test_a_practice_text_answer_missing_a_field_is_rejected(field):
 
 def test_writers_claim_a_signature_under_a_key_of_its_own():
     assert claim_key(SIGNATURE) == "keyscope:practice:writing:qwerty-en-s2-e.t"
+
+
+class QueueOnly:
+    """The parts of TextCache (and its Redis) the background writer uses, in memory."""
+
+    def __init__(self, queued: list[str]) -> None:
+        self.queue = list(queued)
+        self.keys: dict[str, str] = {}
+        self.stored: list[PracticeText] = []
+        self.redis = self
+
+    def queued(self, key: str, limit: int) -> list[str]:
+        return self.queue[:limit]
+
+    def done(self, signatures) -> None:
+        self.queue = [s for s in self.queue if s not in set(signatures)]
+
+    def put(self, texts) -> None:
+        self.stored.extend(texts)
+
+    def set(self, key: str, value: str, nx: bool, ex: int) -> bool:
+        assert nx and ex > 0
+        if key in self.keys:
+            return False
+        self.keys[key] = value
+        return True
+
+    def delete(self, *keys: str) -> None:
+        for key in keys:
+            self.keys.pop(key, None)
+
+
+class ScriptedWriter(BackgroundWriter):
+    """The writer with generation replaced (the model's own tests cover writing): one text per signature."""
+
+    fail = False
+
+    def _write(self, signatures):
+        self.wrote = list(signatures)
+        if self.fail:
+            raise RuntimeError("out of memory")
+        return [written(f"A text for {s}.", 1.0) for s in signatures], 0.1
+
+
+def test_the_writer_claims_at_most_a_batch_skips_claimed_and_malformed_signatures_and_releases_its_claims():
+    queued = ["qwerty-en-s1-any", "bad signature", *(f"qwerty-en-s{i}-q" for i in range(5))]
+    cache = QueueOnly(queued)
+    cache.keys[claim_key("qwerty-en-s0-q")] = "another replica"
+    writer = ScriptedWriter(Settings(), cache)
+    texts = asyncio.run(writer.step())
+    assert writer.wrote == ["qwerty-en-s1-any", "qwerty-en-s1-q", "qwerty-en-s2-q", "qwerty-en-s3-q"][:BATCH]
+    assert len(texts) == len(cache.stored) == BATCH
+    assert cache.queue == ["qwerty-en-s0-q", "qwerty-en-s4-q"]  # written and malformed ones left the queue
+    assert cache.keys == {claim_key("qwerty-en-s0-q"): "another replica"}
+
+
+def test_a_failed_round_keeps_the_signatures_queued_and_unclaimed():
+    cache = QueueOnly(["qwerty-en-s1-any"])
+    writer = ScriptedWriter(Settings(), cache)
+    writer.fail = True
+    with pytest.raises(RuntimeError):
+        asyncio.run(writer.step())
+    assert cache.queue == ["qwerty-en-s1-any"] and cache.keys == {} and cache.stored == []
