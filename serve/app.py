@@ -6,7 +6,8 @@
   and bursty, so it scales on its own.
 - `predictor` (serve/predictor.py): the promoted model versions, batched typing predictions and trajectories;
   it holds the networks and a cluster with GPUs gives it one, so it too scales on its own.
-The practice-text model will join as a deployment of its own, bound into the ingress the same way.
+- `practice` (serve/practice.py): practice texts from the cache, and a background writer that holds the
+  practice-text language model once a signature needs texts; a cluster with GPUs gives it one.
 `serve/config.yaml` sets each deployment's replicas, autoscaling and resources.
 
 Deploy with `keyscope up`, or `serve run serve/config.yaml`.
@@ -22,6 +23,7 @@ from ray.serve.handle import DeploymentHandle
 from app.config import Settings
 from serve.gateway import Gateway
 from serve.metrics import ServeMetrics
+from serve.practice import HandlePractice, PracticeDeployment
 from serve.predictor import HandlePredictions, PredictorDeployment
 from serve.reads import UserReads
 from serve.routes import build_app, set_gateway
@@ -70,9 +72,10 @@ class HandleReader:
 class Ingress:
     """The HTTP entry point; its routes live in serve/routes.py."""
 
-    def __init__(self, insights: DeploymentHandle, predictor: DeploymentHandle) -> None:
+    def __init__(self, insights: DeploymentHandle, predictor: DeploymentHandle, practice: DeploymentHandle) -> None:
         self.gateway = Gateway(
-            Settings.from_env(), HandleReader(insights), ServeMetrics(), HandlePredictions(predictor)
+            Settings.from_env(), HandleReader(insights), ServeMetrics(), HandlePredictions(predictor),
+            HandlePractice(practice),
         )
         set_gateway(self.gateway)
 
@@ -80,4 +83,5 @@ class Ingress:
         await self.gateway.close()
 
 
-app = Ingress.bind(InsightsDeployment.bind(), PredictorDeployment.bind())
+_insights = InsightsDeployment.bind()
+app = Ingress.bind(_insights, PredictorDeployment.bind(), PracticeDeployment.bind(_insights))

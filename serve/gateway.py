@@ -29,6 +29,7 @@ from app.cache import NOT_FOUND, InsightsCache
 from app.codec import encode_test
 from app.config import Settings
 from app.kafka import BrokerUnavailable, TestProducer
+from app.practice.signature import SignatureError, parse_signature
 from app.ratelimit import RateLimiter
 from app.schemas import SubmissionError, parse_submission
 from serve.prediction_request import InvalidRequest, TypingRequest, parse_typing_request
@@ -42,6 +43,10 @@ EXPORT_SCOPES: tuple[Scope, ...] = ("admin", "user")
 # Reads a client may cache but must revalidate (ETag) every time: a user's data changes when an ingest batch
 # lands, and the dashboard polls for exactly that change.
 READ_CACHE_CONTROL = "private, no-cache"
+# A signature's texts name a kind of typist, never a person, so shared caches (a CDN) may keep them; a signature
+# with none yet is asked again sooner, since the practice deployment is writing them.
+PRACTICE_TEXTS_MAX_AGE_S = 300
+PRACTICE_TEXTS_EMPTY_MAX_AGE_S = 60
 
 
 class Reader(Protocol):
@@ -60,6 +65,14 @@ class Predictions(Protocol):
     async def predict_typing(self, request: TypingRequest) -> bytes | None: ...
 
     async def trajectory(self, user_id: int, tests: int) -> bytes | None: ...
+
+
+class PracticeSource(Protocol):
+    """Practice texts as JSON bytes (serve/practice.py): a typist's, and a signature's for the CDN route."""
+
+    async def text(self, user_id: int, words: int) -> bytes: ...
+
+    async def texts(self, signature: str) -> bytes: ...
 
 
 class ApiMetrics(Protocol):
@@ -117,10 +130,12 @@ class Gateway:
         reader: Reader,
         metrics: ApiMetrics | None = None,
         predictions: Predictions | None = None,
+        practice_texts: PracticeSource | None = None,
     ) -> None:
         self.settings = settings
         self.reader = reader
         self.predictions = predictions
+        self.practice_texts = practice_texts
         self.metrics = metrics or NoMetrics()
         self.producer = TestProducer(settings)
         self.cache = InsightsCache(settings)
@@ -218,9 +233,10 @@ class Gateway:
         return None if body == NOT_FOUND else body
 
     @staticmethod
-    def json_bytes(request: Request, body: bytes) -> Response:
+    def json_bytes(request: Request, body: bytes, cache_control: str = READ_CACHE_CONTROL) -> Response:
+        """The body with its ETag; 304 when the client already holds it."""
         etag = etag_of(body)
-        headers = {"ETag": etag, "Cache-Control": READ_CACHE_CONTROL}
+        headers = {"ETag": etag, "Cache-Control": cache_control}
         if etag in request.headers.get("if-none-match", ""):
             return Response(status_code=304, headers=headers)
         return Response(body, media_type="application/json", headers=headers)
@@ -237,6 +253,45 @@ class Gateway:
                 503, "store_unavailable", "practice text is unavailable; retry later", None, **{"Retry-After": "5"}
             )
         return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+    # -- practice texts (serve/practice.py) --------------------------------------------------------------------
+
+    async def practice_text(self, request: Request, user_id: int, words: int) -> Response:
+        """The typist's practice text: a written one they have not just typed, else a drill (never cached)."""
+        caller = await self.caller(request, user_id)
+        if caller.refusal is not None:
+            return caller.refusal
+        body = await self._practice(lambda p: p.text(user_id, words), f"user {user_id}")
+        if isinstance(body, Response):
+            return body
+        return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+    async def signature_texts(self, request: Request, signature: str) -> Response:
+        """A signature's written texts, cacheable by anyone (no personal data), with an ETag."""
+        caller = await self.caller(request)
+        if caller.refusal is not None:
+            return caller.refusal
+        try:
+            parse_signature(signature)
+        except SignatureError as exc:
+            return error_response(422, "invalid_request", exc.message, exc.field)
+        body = await self._practice(lambda p: p.texts(signature), f"signature {signature}")
+        if isinstance(body, Response):
+            return body
+        max_age = PRACTICE_TEXTS_MAX_AGE_S if json.loads(body)["texts"] else PRACTICE_TEXTS_EMPTY_MAX_AGE_S
+        return self.json_bytes(request, body, f"public, max-age={max_age}")
+
+    async def _practice(self, call: Callable[[PracticeSource], Awaitable[bytes]], what: str) -> bytes | Response:
+        """The practice deployment's answer, or the 503 that says it or its stores are unavailable."""
+        if self.practice_texts is None:
+            return error_response(503, "store_unavailable", "practice texts are not served here", None)
+        try:
+            return await call(self.practice_texts)
+        except Exception as exc:
+            log.warning("practice text for %s failed: %r", what, exc)
+            return error_response(
+                503, "store_unavailable", "practice text is unavailable; retry later", None, **{"Retry-After": "5"}
+            )
 
     # -- predictions (serve/predictor.py) ---------------------------------------------------------------------
 

@@ -91,6 +91,45 @@ class Practice(BaseModel):
     source: str = Field(description="What wrote it: 'drill' (rule-based word drill)")
 
 
+class PracticeScore(BaseModel):
+    """How well a text serves its targets (app/practice/score.py); the same scale for written texts and drills."""
+
+    words: int = Field(description="Words in the text")
+    target_share: float = Field(description="Share of words holding a target key or letter pair")
+    lift: float = Field(description="Target units per character against ordinary text of the language")
+    dictionary_share: float = Field(description="Share of words that are common words of the language")
+    distinct_share: float = Field(description="Distinct words / words")
+    problems: list[str] = Field(description="Checks the text failed (empty: it passed)")
+    passed: bool = Field(description="No check failed")
+    value: float = Field(description="The one number written texts are ranked by (higher: better)")
+
+
+class PracticeText(BaseModel):
+    user_id: int
+    text: str = Field(description="The passage to type, about `words` words")
+    targets: list[str] = Field(description="The keys and letter pairs it drills, most important first")
+    generator: str = Field(description="'lm': written for this kind of typist by the language model; 'rules': a "
+                           "rule-based word drill (no written text yet: one is being written)")
+    signature: str = Field(description="The kind of typist the text is for (layout-language-skill-targets); names "
+                           "no one")
+    text_ids: list[str] = Field(description="The written texts the passage is made of (empty for a drill)")
+    score: PracticeScore
+
+
+class SignatureText(BaseModel):
+    id: str
+    text: str
+    targets: list[str] = Field(description="The letters and letter pairs it was written to drill")
+    generator: str = Field(description="'lm'")
+    score: PracticeScore
+    created_at: str = Field(description="ISO-8601 UTC")
+
+
+class SignatureTexts(BaseModel):
+    signature: str
+    texts: list[SignatureText] = Field(description="Best first; empty while none is written yet (then queued)")
+
+
 class UnitAggregate(BaseModel):
     key: str = Field(description="The presented key, or letter pair")
     presses: int

@@ -25,8 +25,10 @@ from serve.models import (
     Insights,
     KeyTable,
     Practice,
+    PracticeText,
     Progress,
     Queued,
+    SignatureTexts,
     TestList,
     Trajectory,
     TypingPrediction,
@@ -173,6 +175,36 @@ def build_app() -> FastAPI:
         seed: int | None = Query(None, ge=0, le=2**31 - 1, description="Same seed, same passage"),
     ) -> Any:
         return await gateway().practice(request, user_id, length, seed)
+
+    @app.get(
+        "/v1/users/{user_id}/practice-text", response_model=PracticeText, tags=["practice"], responses=READ_ERRORS,
+        summary="A practice text written for the user's weak keys and letter pairs, or a drill while none is",
+        description="A text the language model wrote ahead for this kind of typist (`generator` 'lm') that the user "
+        "has not been served in their last few requests; when there is none yet, a rule-based drill at once "
+        "(`generator` 'rules') while one is written. A user without tests gets general practice text.",
+    )
+    async def practice_text(
+        request: Request,
+        user_id: int = UserId,
+        words: int = Query(30, ge=5, le=200, description="About how many words"),
+    ) -> Any:
+        return await gateway().practice_text(request, user_id, words)
+
+    @app.get(
+        "/v1/practice-texts/{signature}", response_model=SignatureTexts, tags=["practice"],
+        summary="The texts written for a kind of typist (no personal data; cacheable by a CDN)",
+        description="`Cache-Control: public`, with an ETag (If-None-Match answers 304). A signature with no texts "
+        "yet answers an empty list, cached briefly, and is queued for writing.",
+        responses={
+            **{code: READ_ERRORS[code] for code in (401, 429, 503)},
+            422: {"description": "Not a practice signature (`field`: signature)"},
+        },
+    )
+    async def signature_texts(
+        request: Request,
+        signature: str = Path(max_length=64, description="layout-language-sSKILL-units, e.g. qwerty-en-s2-ed.q.th"),
+    ) -> Any:
+        return await gateway().signature_texts(request, signature)
 
     @app.post(
         "/v1/predict/typing", response_model=TypingPrediction, tags=["predictions"],

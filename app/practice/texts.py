@@ -110,7 +110,9 @@ class TextCache:
 
     def clickhouse(self) -> Client:
         if self._clickhouse is None:
-            self._clickhouse = clickhouse_client(self.settings.clickhouse_url)
+            # No session: the deployment's worker threads query through one client at once, and ClickHouse refuses
+            # concurrent queries within one session.
+            self._clickhouse = clickhouse_client(self.settings.clickhouse_url, autogenerate_session_id=False)
         return self._clickhouse
 
     def close(self) -> None:

@@ -4,14 +4,16 @@
 //   GET  /v1/users/{id}/keys       per-key rows (row, column, x for placing keys) and per-pair rows
 //   GET  /v1/users/{id}/progress   daily wpm / accuracy / health_score
 //   GET  /v1/users/{id}/trajectory the trajectory model's WPM over the next 20 tests (503 until one is promoted)
-//   GET  /v1/users/{id}/practice   a drill passage
+//   GET  /v1/users/{id}/practice-text  a practice text: written for this kind of typist, or a word drill
 //   POST /v1/tests                 the practice test, keystrokes timed with performance.now()
 // Every call carries "Authorization: Bearer <token>"; the token is a user JWT whose subject (`sub`) names the user.
 "use strict";
 
 (function () {
   const TOKEN_KEY = "keyscope.token";
-  const PRACTICE_LENGTH = 200;
+  const PRACTICE_WORDS = 30;
+  // What wrote the passage (the API's `generator`), as the practice box names it.
+  const GENERATOR_LABELS = { lm: "Written for you", rules: "Word drill" };
   const POLL_INTERVAL_MS = 2000;
   const POLL_TIMEOUT_MS = 10 * 60 * 1000;
   const RELEASE_WAIT_MS = 400; // after the last character, how long to wait for keys still held to come up
@@ -599,10 +601,14 @@
     resetPractice(null);
     $("practice-status").textContent = "Fetching a passage…";
     try {
-      const drill = await api(`${userPath("practice")}?length=${PRACTICE_LENGTH}`);
+      const passage = await api(`${userPath("practice-text")}?words=${PRACTICE_WORDS}`);
       if (session !== state.session) return;
-      resetPractice(drill);
-      const targets = [...drill.targets.keys, ...drill.targets.pairs].map(fmt.unit);
+      resetPractice(passage);
+      const targets = passage.targets.map(fmt.unit);
+      const generator = $("practice-generator");
+      generator.textContent = GENERATOR_LABELS[passage.generator] || passage.generator;
+      generator.dataset.generator = passage.generator;
+      generator.hidden = false;
       $("practice-targets").textContent = targets.length
         ? `This passage drills ${targets.join(", ")}.`
         : "A passage of common words.";
@@ -625,6 +631,7 @@
       done: false,
       submission: null,
     };
+    if (!drill) $("practice-generator").hidden = true;
     const input = $("practice-input");
     input.value = "";
     input.readOnly = false;

@@ -1,6 +1,6 @@
 """The dashboard (serve/static/) in a real browser against the real stack: a typist slow on 'q' signs in with a
-user token in the URL fragment, sees 'q' marked weak on the keyboard heatmap, types the practice drill with the
-keyboard, and the test it submits shows up in the page's insights after the ingest job runs.
+user token in the URL fragment, sees 'q' marked weak on the keyboard heatmap, types the practice text (from
+`/practice-text`) with the keyboard, and the test it submits shows up in the page's insights after the ingest job runs.
 
 Runs Debian's chromium (`make system-packages`) through playwright's Python package; playwright's own browser
 download is never used. The screenshot lands in $KEYSCOPE_TEST_ARTIFACTS (default: pytest's tmp path).
@@ -112,6 +112,8 @@ def test_typing_the_drill_in_the_dashboard_adds_a_test_to_the_insights(
     page.set_default_timeout(PAGE_TIMEOUT_MS)
     page_errors: list[str] = []
     page.on("pageerror", lambda error: page_errors.append(str(error)))
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
 
     page.goto(f"{api_url}/dashboard#token={user_token(stack.settings, slow_q_typist)}")
 
@@ -129,11 +131,17 @@ def test_typing_the_drill_in_the_dashboard_adds_a_test_to_the_insights(
     page.hover('#heatmap [data-key="q"]')
     assert "Presses" in page.inner_text("#key-tooltip")
 
-    # The drill aims at 'q'; type it all with the keyboard.
+    # The passage comes from the practice-text route and aims at 'q': a word drill while no text is written for
+    # this kind of typist (the first request queues one), and the page says which it is. Type it all.
     page.wait_for_function("document.querySelector('#practice-text').textContent.length > 0")
     drill = page.inner_text("#practice-text")
+    assert any(f"/v1/users/{slow_q_typist}/practice-text?words=" in url for url in requested), requested
+    assert not any(re.search(r"/practice\?", url) for url in requested), "the old drill route is still used"
     assert "q" in page.inner_text("#practice-targets")
-    assert drill.count("q") >= 3, drill
+    generator = page.get_attribute("#practice-generator", "data-generator")
+    assert page.inner_text("#practice-generator") == {"rules": "Word drill", "lm": "Written for you"}[generator]
+    if generator == "rules":
+        assert drill.count("q") >= 3, drill
     page.click("#practice-input")
     page.keyboard.type(drill, delay=TYPING_DELAY_MS)
     assert page.input_value("#practice-input") == drill
