@@ -56,7 +56,7 @@ from clickhouse_connect.driver.client import Client
 from app.cache import user_cache_key, user_generation_key
 from app.clickhouse.client import clickhouse_client
 from app.config import Settings
-from app.identity import MAX_USER_ID
+from app.identity import check_user_id
 from app.ratelimit import rate_limit_key
 
 log = logging.getLogger("keyscope.user_data")
@@ -127,12 +127,6 @@ def close_stores(stores: Iterable[UserDataStore]) -> None:
                 close()
             except Exception as exc:  # closing must not hide the result or the original error
                 log.warning("closing user-data store %s failed: %r", store.name, exc)
-
-
-def check_user_id(user_id: int) -> int:
-    if isinstance(user_id, bool) or not isinstance(user_id, int) or not 1 <= user_id <= MAX_USER_ID:
-        raise ValueError(f"a user id is an integer from 1 to {MAX_USER_ID}, got {user_id!r}")
-    return user_id
 
 
 def _iso(moment: datetime) -> str:

@@ -94,7 +94,7 @@ def measure_quality(settings: Settings, typists: int, seed: int, progress=print)
     from app.practice.generate import write_texts
     from app.practice.lm import PracticeWriter
     from app.practice.model_files import model_folder
-    from app.practice.score import score_text
+    from app.practice.score import score_passage, score_text
     from app.practice.serving import cut_words
     from app.practice.signature import needs_from_insights
 
@@ -125,9 +125,9 @@ def measure_quality(settings: Settings, typists: int, seed: int, progress=print)
                 results[name].scores.append(score_text(text, need))
         keys, pairs = drill_targets(person)
         drill = build_drill(keys, pairs, length_chars=WORDS * 6, seed=rng.randrange(2**31), layout=need.layout)
-        rules.scores.append(score_text(cut_words(drill, WORDS), need, min_words=1, max_words=10**6))
+        rules.scores.append(score_passage(cut_words(drill, WORDS), need))
         words = " ".join(rng.choice(vocabulary) for _ in range(WORDS))
-        common.scores.append(score_text(words, need, min_words=1, max_words=10**6))
+        common.scores.append(score_passage(words, need))
     return [*results.values(), rules, common]
 
 

@@ -176,7 +176,7 @@ def serve_ingress_env(ray_port: int, haproxy: str | None) -> dict[str, str]:
 
 
 LOOPBACK_DIR = Path(__file__).resolve().parent / "loopback"
-LOGICAL_CPUS = max(6, 3 * (os.cpu_count() or 2))
+LOGICAL_CPUS = max(8, 4 * (os.cpu_count() or 2))
 
 
 def ray_temp_dir(settings: Settings) -> Path:
@@ -368,9 +368,9 @@ class LocalStack:
             f"--dashboard-port={self.settings.ray_dashboard_port}",
             "--include-dashboard=true",
             f"--temp-dir={ray_temp_dir(self.settings)}",
-            # Logical CPUs, three times the cores: autoscaled Serve replicas reserve up to 3 CPUs (ingress 4 × 0.25,
-            # insights 8 × 0.25, predictor 4 × 0.25) on this one node, and the ingest job's Ray Data tasks need 1
-            # each (its readers 0.25). With 2, a 10-minute soak saw Serve scale up under polling and starve one
+            # Logical CPUs, four times the cores: autoscaled Serve replicas reserve up to 4 CPUs (ingress 4 × 0.25,
+            # insights 8 × 0.25, predictor 4 × 0.25, practice 4 × 0.25) on this one node, the ingest job's Ray Data
+            # tasks need 1 each (its readers 0.25), and the practice job's model actor 1. With 2, a 10-minute soak saw Serve scale up under polling and starve one
             # ingest pass for 612 s (until Serve scaled down). In a cluster, Serve and the batch jobs run on separate
             # RayClusters.
             f"--num-cpus={LOGICAL_CPUS}",

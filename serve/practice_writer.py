@@ -30,6 +30,7 @@ BATCH = 4  # signatures per generation: one batched `generate` call of BATCH × 
 CLAIM_TTL_S = 300  # a claim outlives any writing round; a crashed replica's claims lapse on their own
 CLAIM_PREFIX = "keyscope:practice:writing:"
 MAX_BACKOFF_S = 60.0
+FAILED_COOLDOWN_S = 600  # a signature none of whose candidates passed is not written again for this long
 TORCH_THREADS = 1  # generation shares the replica's CPU with serving
 
 
@@ -74,15 +75,22 @@ class BackgroundWriter:
         claimed = await asyncio.to_thread(self._claim, queued)
         if not claimed:
             return []
+        release = list(claimed)
         try:
             texts, seconds = await asyncio.to_thread(self._write, claimed)
             await asyncio.to_thread(self.cache.put, texts)
             # Off the queue even when none passed: a later miss queues it again, and that request waits no longer.
             await asyncio.to_thread(self.cache.done, claimed)
+            per_signature = {s: sum(t.signature == s for t in texts) for s in claimed}
+            # A signature no candidate passed for keeps its claim a while: misses meanwhile get drills without
+            # costing a writing round each.
+            release = [s for s, n in per_signature.items() if n]
+            for signature in set(claimed) - set(release):
+                await asyncio.to_thread(self.cache.redis.set, claim_key(signature), "failed", ex=FAILED_COOLDOWN_S)
         finally:
-            await asyncio.to_thread(self.cache.redis.delete, *(claim_key(s) for s in claimed))
+            if release:
+                await asyncio.to_thread(self.cache.redis.delete, *(claim_key(s) for s in release))
         self.written(len(texts))
-        per_signature = {s: sum(t.signature == s for t in texts) for s in claimed}
         log.info("wrote practice texts in %.1f s: %s", seconds, per_signature)
         return texts
 

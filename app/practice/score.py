@@ -6,7 +6,8 @@ check is kept (else the typist gets the rule-based drill). The same scorer rates
 compared on one scale (`keyscope bench practice`).
 
 - `target_share`: share of words holding a target unit;
-- `lift`: target units per character against ordinary text of the language (words.py);
+- `lift`: how many times more often each target unit occurs than in ordinary text of the language, averaged over
+  the units (words.py);
 - `dictionary_share`: share of words that are common words of the language;
 - `distinct_share`: distinct words / words;
 - `words`: the count, within bounds;
@@ -91,10 +92,10 @@ def clean_text(raw: str) -> str:
 
 def score_text(
     text: str, needs: PracticeNeeds, *, prompt_words: tuple[str, ...] = (), min_words: int = MIN_WORDS,
-    max_words: int = MAX_WORDS,
+    max_words: int = MAX_WORDS, whole_sentences: bool = True,
 ) -> TextScore:
     """Score `text` (cleaned) for a typist with `needs`; `prompt_words` are the words the prompt listed, whose
-    echo as a list is junk."""
+    echo as a list is junk. `whole_sentences=False` for a passage cut to a length, which may end mid-sentence."""
     words = words_of(text)
     lowered = [word.lower() for word in words]
     problems: list[str] = []
@@ -107,7 +108,7 @@ def score_text(
     for pattern, what in _JUNK:
         if pattern.search(text):
             problems.append(what)
-    if text and text[-1] not in ".!?":
+    if whole_sentences and text and text[-1] not in ".!?":
         problems.append("an unfinished sentence")
     blocked = sorted({word for word in lowered if word in blocked_words()})
     if blocked:
@@ -136,6 +137,11 @@ def score_text(
         distinct_share=round(len(counts) / len(words), 4) if words else 0.0,
         problems=tuple(problems),
     )
+
+
+def score_passage(text: str, needs: PracticeNeeds) -> TextScore:
+    """Score a passage as served: cut to a requested length, so any length and possibly mid-sentence."""
+    return score_text(text, needs, min_words=1, max_words=10**9, whole_sentences=False)
 
 
 def _echoes_list(lowered: list[str], prompt_words: tuple[str, ...]) -> bool:

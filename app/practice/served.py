@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 import redis
 
 from app.config import Settings
-from app.user_data import check_user_id
+from app.identity import check_user_id
 
 RECENT = 8
 RECORD_TTL_S = 30 * 24 * 3600

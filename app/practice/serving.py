@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.practice.drills import build_drill, drill_targets
-from app.practice.score import score_text
+from app.practice.score import score_passage
 from app.practice.served import ServedTexts
 from app.practice.signature import needs_from_insights
 from app.practice.texts import PracticeText, TextCache
@@ -78,7 +78,7 @@ class PracticeTexts:
                 "generator": "lm",
                 "signature": signature,
                 "text_ids": [t.text_id for t in chosen],
-                "score": score_text(text, needs, min_words=1, max_words=10**6).as_dict(),
+                "score": score_passage(text, needs).as_dict(),
             }
         keys, pairs = drill_targets(insights) if insights else ([], [])
         drill = build_drill(keys, pairs, length_chars=words * CHARS_PER_WORD, seed=random.randrange(2**31),
@@ -91,7 +91,7 @@ class PracticeTexts:
             "generator": "rules",
             "signature": signature,
             "text_ids": [],
-            "score": score_text(text, needs, min_words=1, max_words=10**6).as_dict(),
+            "score": score_passage(text, needs).as_dict(),
         }
 
 

@@ -9,7 +9,6 @@ it is, the likelier it is drawn.
 from __future__ import annotations
 
 import functools
-import math
 import random
 import re
 from pathlib import Path
@@ -106,29 +105,35 @@ def target_words(needs: PracticeNeeds, count: int, rng: random.Random) -> list[s
 
 
 @functools.cache
-def ordinary_rate(units: tuple[str, ...], language: str = "en") -> float:
-    """Occurrences of the units per character of ordinary running text in the language: the vocabulary weighted by
-    word frequency, a space after each word. The baseline a practice text's target lift is measured against."""
-    if not units:
-        return 0.0
+def ordinary_rate(unit: str, language: str = "en") -> float:
+    """Occurrences of a unit per character of ordinary running text in the language: the vocabulary weighted by word
+    frequency, a space after each word. The baseline a practice text's lift is measured against."""
     hits = chars = 0.0
     for word in vocabulary(language):
         frequency = 10 ** zipf_frequency(word, language)
-        hits += frequency * units_in(word, units)
+        hits += frequency * word.count(unit)
         chars += frequency * (len(word) + 1)
     return hits / chars if chars else 0.0
 
 
-def unit_rate(text: str, units: tuple[str, ...]) -> float:
-    """Occurrences of the units per character of a text (case-insensitive, words only)."""
-    if not text or not units:
+def unit_rate(text: str, unit: str) -> float:
+    """Occurrences of a unit per character of a text (case-insensitive, within words)."""
+    if not text:
         return 0.0
-    return sum(units_in(word, units) for word in words_of(text)) / len(text)
+    return sum(word.lower().count(unit) for word in words_of(text)) / len(text)
+
+
+def unit_lifts(text: str, units: tuple[str, ...], language: str = "en") -> dict[str, float]:
+    """How many times more often each unit occurs in `text` than in ordinary text (1.0 = as often)."""
+    lifts = {}
+    for unit in units:
+        base = ordinary_rate(unit, language)
+        lifts[unit] = unit_rate(text, unit) / base if base > 0 else 0.0
+    return lifts
 
 
 def lift(text: str, units: tuple[str, ...], language: str = "en") -> float:
-    """How many times more often the units occur in `text` than in ordinary text (1.0 = as often)."""
-    base = ordinary_rate(units, language)
-    if base <= 0 or math.isclose(base, 0.0):
-        return 0.0
-    return unit_rate(text, units) / base
+    """The units' lifts averaged: how many times more often the typist's targets occur than in ordinary text. Per
+    unit, so a rare weak key ('q') counts as much as a common one ('e'); 0 without units."""
+    lifts = unit_lifts(text, units, language)
+    return sum(lifts.values()) / len(lifts) if lifts else 0.0

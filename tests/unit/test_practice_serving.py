@@ -21,9 +21,9 @@ from serve.practice_writer import BATCH, BackgroundWriter, claim_key
 SIGNATURE = "qwerty-en-s2-e.t"
 
 
-def written(text: str, value: float) -> PracticeText:
+def written(text: str, value: float, signature: str = SIGNATURE) -> PracticeText:
     return PracticeText(
-        signature=SIGNATURE, text=text, targets=("e", "t"), prompt_words=("tea",), score={"value": value},
+        signature=signature, text=text, targets=("e", "t"), prompt_words=("tea",), score={"value": value},
         model="m", seed=0, created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
     )
 
@@ -116,9 +116,9 @@ class QueueOnly:
     def put(self, texts) -> None:
         self.stored.extend(texts)
 
-    def set(self, key: str, value: str, nx: bool, ex: int) -> bool:
-        assert nx and ex > 0
-        if key in self.keys:
+    def set(self, key: str, value: str, ex: int, nx: bool = False) -> bool:
+        assert ex > 0
+        if nx and key in self.keys:
             return False
         self.keys[key] = value
         return True
@@ -132,12 +132,13 @@ class ScriptedWriter(BackgroundWriter):
     """The writer with generation replaced (the model's own tests cover writing): one text per signature."""
 
     fail = False
+    unwritable: tuple[str, ...] = ()  # signatures no candidate passes for
 
     def _write(self, signatures):
         self.wrote = list(signatures)
         if self.fail:
             raise RuntimeError("out of memory")
-        return [written(f"A text for {s}.", 1.0) for s in signatures], 0.1
+        return [written(f"A text for {s}.", 1.0, s) for s in signatures if s not in self.unwritable], 0.1
 
 
 def test_the_writer_claims_at_most_a_batch_skips_claimed_and_malformed_signatures_and_releases_its_claims():
@@ -150,6 +151,17 @@ def test_the_writer_claims_at_most_a_batch_skips_claimed_and_malformed_signature
     assert len(texts) == len(cache.stored) == BATCH
     assert cache.queue == ["qwerty-en-s0-q", "qwerty-en-s4-q"]  # written and malformed ones left the queue
     assert cache.keys == {claim_key("qwerty-en-s0-q"): "another replica"}
+
+
+def test_a_signature_nothing_passed_for_stays_claimed_for_a_cooldown_and_leaves_the_queue():
+    cache = QueueOnly(["qwerty-en-s1-q", "qwerty-en-s1-z"])
+    writer = ScriptedWriter(Settings(), cache)
+    writer.unwritable = ("qwerty-en-s1-z",)
+    texts = asyncio.run(writer.step())
+    assert [t.signature for t in texts] == ["qwerty-en-s1-q"]
+    assert cache.queue == []
+    # The claim stays (with the cooldown's expiry), so the next misses do not each cost a writing round.
+    assert cache.keys == {claim_key("qwerty-en-s1-z"): "failed"}
 
 
 def test_a_failed_round_keeps_the_signatures_queued_and_unclaimed():

@@ -16,7 +16,7 @@ from app.practice.signature import (
     parse_signature,
     skill_band,
 )
-from app.practice.words import blocked_words, is_dictionary_word, lift, ordinary_rate, target_words
+from app.practice.words import blocked_words, is_dictionary_word, lift, ordinary_rate, target_words, unit_lifts
 
 QU = PracticeNeeds(units=("q", "u"))
 
@@ -91,9 +91,13 @@ def test_target_words_avoid_blocked_words_even_when_they_hold_the_target():
 
 
 def test_lift_compares_with_ordinary_english():
-    assert 0 < ordinary_rate(("q",)) < 0.002  # q is about 0.1 % of letters
+    assert 0 < ordinary_rate("q") < 0.002  # q is about 0.1 % of letters
     assert lift("The quick queen quietly quit the quiz.", ("q",)) > 20
     assert lift("The cat sat on the mat.", ("q",)) == 0
+    # Per unit: a rare target counts as much as a common one.
+    lifts = unit_lifts("The queen sat.", ("q", "e"))
+    assert lifts["q"] > 10 * lifts["e"]
+    assert lift("The queen sat.", ("q", "e")) == pytest.approx((lifts["q"] + lifts["e"]) / 2)
 
 
 def test_clean_text_makes_typography_plain_and_drops_an_unfinished_sentence():
