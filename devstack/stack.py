@@ -370,9 +370,9 @@ class LocalStack:
             f"--temp-dir={ray_temp_dir(self.settings)}",
             # Logical CPUs, four times the cores: autoscaled Serve replicas reserve up to 4 CPUs (ingress 4 × 0.25,
             # insights 8 × 0.25, predictor 4 × 0.25, practice 4 × 0.25) on this one node, the ingest job's Ray Data
-            # tasks need 1 each (its readers 0.25), and the practice job's model actor 1. With 2, a 10-minute soak saw Serve scale up under polling and starve one
-            # ingest pass for 612 s (until Serve scaled down). In a cluster, Serve and the batch jobs run on separate
-            # RayClusters.
+            # tasks need 1 each (its readers 0.25), and the practice job's model actor 1. With 2, a 10-minute soak saw
+            # Serve scale up under polling and starve one ingest pass for 612 s (until Serve scaled down). In a
+            # cluster, Serve and the batch jobs run on separate RayClusters.
             f"--num-cpus={LOGICAL_CPUS}",
             "--disable-usage-stats",
             # Fixed ports beside the GCS port, so two stacks (a developer's and the tests') never collide on
