@@ -143,3 +143,15 @@ def test_a_writer_returns_a_row_per_signature_at_most_the_missing_texts_and_the_
     assert [PracticeText.from_json(raw).text for raw in again[0]["texts"]] == [
         PracticeText.from_json(raw).text for raw in rows[0]["texts"]
     ]  # same seed, same texts
+
+
+def test_a_redis_outage_in_the_ingest_hook_is_logged_not_raised(caplog):
+    """An insights refresh must not fail because the practice signatures could not be recorded."""
+    import redis
+
+    from app.config import Settings
+    from pipelines.insights import queue_moved_signatures
+
+    unreachable = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, socket_timeout=0.5)
+    queue_moved_signatures(Settings(), unreachable, {7_700_002: GENERAL})
+    assert "could not record the practice signatures of 1 users" in caplog.text
