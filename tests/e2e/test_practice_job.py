@@ -59,9 +59,10 @@ def queued(settings, key: str) -> set[str]:
 def test_the_job_writes_passing_texts_for_a_queued_signature_and_takes_it_off_the_queues(
     stack, ray_driver, stack_settings
 ):
+    # Queued as the ingest hook queues it. (Not on the wanted queue: the practice deployment's own background writer
+    # serves that one and would write for it at the same time.)
     cache = TextCache(stack_settings)
     try:
-        cache.want(SIGNATURE)
         cache.changed([SIGNATURE])
     finally:
         cache.close()
@@ -75,7 +76,7 @@ def test_the_job_writes_passing_texts_for_a_queued_signature_and_takes_it_off_th
     planned = dry.stdout.splitlines()
     assert any(line.startswith(f"{SIGNATURE}  stored 0, writes up to 8") for line in planned), dry.stdout
     assert stored_texts(stack_settings, SIGNATURE) == []
-    assert SIGNATURE in queued(stack_settings, WANTED_KEY) and SIGNATURE in queued(stack_settings, CHANGED_KEY)
+    assert SIGNATURE in queued(stack_settings, CHANGED_KEY)
 
     report = practice_job.run_generation(
         stack_settings, options("--signature", SIGNATURE, "--texts-per-signature", "2", *SMALL)
