@@ -7,6 +7,8 @@
 The watermark (the newest `ingested_at` covered) is kept in ClickHouse (`job_watermarks`), so a run refreshes
 only users with new tests. The ingest job also refreshes the users of each pass right after storing it
 (`refresh_in_background`), so a user's insights are never older than the last ingest pass plus a few seconds.
+Both record each refreshed user's practice signature and queue the signatures users moved to for the practice
+pre-generation job (`queue_moved_signatures`, pipelines/practice.py).
 Users are split into batches that Ray Data computes in parallel; each batch writes its own rows.
 """
 
@@ -33,6 +35,9 @@ from app.clickhouse.store import load_job_watermark, store_job_watermark
 from app.config import Settings
 from app.insights import build_insights, build_key_table, build_progress
 from app.models.forecast import ModelForecaster
+from app.practice.served import ServedTexts, signature_key
+from app.practice.signature import needs_from_insights
+from app.practice.texts import TextCache
 from pipelines.entry import job_main, job_parser
 
 log = logging.getLogger("keyscope.insights")
@@ -110,6 +115,7 @@ def refresh_users(settings: Settings, user_ids: list[int]) -> int:
             ).result_rows
         )
         rows: dict[str, list[Any]] = {name: [] for name in _INSIGHTS_SCHEMA.names}
+        signatures: dict[int, str] = {}
         now = datetime.now(UTC)
         for i, user_id in enumerate(user_ids):
             if user_id not in covered:
@@ -118,6 +124,7 @@ def refresh_users(settings: Settings, user_ids: list[int]) -> int:
             insights = build_insights(client, user_id, model_forecast=forecast)
             if insights is None:
                 continue
+            signatures[user_id] = needs_from_insights(insights).signature
             bodies = {
                 "insights": encode_read(insights),
                 "keys": encode_read(build_key_table(client, user_id)),
@@ -139,6 +146,8 @@ def refresh_users(settings: Settings, user_ids: list[int]) -> int:
                     gens = None
         if rows["user_id"]:
             client.insert_arrow("user_insights", pa.table(rows, schema=_INSIGHTS_SCHEMA))
+            if gens is not None:  # Redis answered this batch: worth the round trips
+                queue_moved_signatures(settings, cache, signatures)
             _forget_deleted(settings, client, cache, rows["user_id"], started_ms)
         return len(rows["user_id"])
     finally:
@@ -146,9 +155,21 @@ def refresh_users(settings: Settings, user_ids: list[int]) -> int:
         cache.close()
 
 
+def queue_moved_signatures(settings: Settings, cache: redis.Redis, signatures: dict[int, str]) -> None:
+    """Record each refreshed typist's practice signature and queue those some typist moved to, for the practice
+    pre-generation job (pipelines/practice.py). A Redis error is logged: practice texts must not fail a refresh."""
+    if not signatures:
+        return
+    try:
+        moved = ServedTexts(settings, client=cache).swap_signatures(signatures)
+        TextCache(settings, client=cache).changed(moved)
+    except redis.RedisError as exc:
+        log.warning("could not record the practice signatures of %d users: %s", len(signatures), exc)
+
+
 def _forget_deleted(settings: Settings, client, cache: redis.Redis, user_ids: list[int], since_ms: int) -> None:
     """A user deleted while their reads were being computed (app/user_data.py) must not come back through this
-    refresh: drop what it just wrote for them."""
+    refresh: drop what it just wrote for them (reads and practice signature)."""
     from app.user_data import load_tombstones
 
     deleted = [u for u, at in load_tombstones(client, user_ids).items() if at >= since_ms - 5_000]
@@ -159,7 +180,7 @@ def _forget_deleted(settings: Settings, client, cache: redis.Redis, user_ids: li
         parameters={"u": deleted},
     )
     try:
-        cache.delete(*(user_cache_key(u) for u in deleted))
+        cache.delete(*(user_cache_key(u) for u in deleted), *(signature_key(u) for u in deleted))
     except redis.RedisError as exc:
         log.warning("could not drop the cache of deleted users %s: %s", deleted, exc)
 
