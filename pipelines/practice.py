@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from app.config import Settings
 from app.practice.signature import GENERAL_NEEDS, SignatureError, needs_from_insights, parse_signature
-from app.practice.texts import CHANGED_KEY, MAX_QUEUED, WANTED_KEY, PracticeText, TextCache
+from app.practice.texts import CHANGED_KEY, MAX_QUEUED, WANTED_KEY, PracticeText, TextCache, claim_key
 from pipelines.entry import job_main, job_parser
 
 log = logging.getLogger("keyscope.practice")
@@ -44,6 +44,7 @@ TEXTS_PER_SIGNATURE = 8
 MAX_SIGNATURES = 200
 BATCH_SIGNATURES = 8
 WRITERS = 1
+CLAIM_TTL_S = 6 * 3600  # the run's claims on its signatures lapse on their own if it is killed
 INSIGHTS_PAGE = 1_000  # typists whose insights are read per query: bounds the driver's memory, not the work
 # What each writer returns per signature: its texts (PracticeText JSON) and the generation's statistics. The
 # statistics belong to a generate call of several signatures, so they sit on its first signature and are 0 on the
@@ -316,7 +317,30 @@ def _write(
     report: GenerationReport,
     started: float,
 ) -> None:
-    """Steps 3 and 4: write, and store each finished block as it comes."""
+    """Steps 3 and 4: write, and store each finished block as it comes. The signatures are claimed for the run, so
+    the practice deployment's background writer leaves them alone meanwhile; one it is writing now is skipped."""
+    claimed = [w for w in wanted if cache.redis.set(claim_key(w.signature), "job", nx=True, ex=CLAIM_TTL_S)]
+    busy = len(wanted) - len(claimed)
+    if busy:
+        log.info("%d signatures are being written by the practice deployment; skipped", busy)
+    report.wanted = len(claimed)
+    try:
+        _write_claimed(settings, options, claimed, cache, report, started)
+    finally:
+        if claimed:
+            cache.redis.delete(*(claim_key(w.signature) for w in claimed))
+
+
+def _write_claimed(
+    settings: Settings,
+    options: argparse.Namespace,
+    wanted: list[WantedSignature],
+    cache: TextCache,
+    report: GenerationReport,
+    started: float,
+) -> None:
+    if not wanted:
+        return
     for block in write_batches(settings, wanted, options):
         texts: list[PracticeText] = []
         done: list[str] = []

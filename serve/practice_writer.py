@@ -21,21 +21,16 @@ from typing import Any
 
 from app.config import Settings
 from app.practice.signature import SignatureError, parse_signature
-from app.practice.texts import WANTED_KEY, PracticeText, TextCache
+from app.practice.texts import WANTED_KEY, PracticeText, TextCache, claim_key
 
 log = logging.getLogger("keyscope.practice.writer")
 
 POLL_S = 1.0
 BATCH = 4  # signatures per generation: one batched `generate` call of BATCH × prompts × candidates rows
 CLAIM_TTL_S = 300  # a claim outlives any writing round; a crashed replica's claims lapse on their own
-CLAIM_PREFIX = "keyscope:practice:writing:"
 MAX_BACKOFF_S = 60.0
 FAILED_COOLDOWN_S = 600  # a signature none of whose candidates passed is not written again for this long
 TORCH_THREADS = 1  # generation shares the replica's CPU with serving
-
-
-def claim_key(signature: str) -> str:
-    return CLAIM_PREFIX + signature
 
 
 class BackgroundWriter:

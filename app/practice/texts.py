@@ -5,6 +5,9 @@ and the queues of signatures that need texts written.
   write; a signature ClickHouse has nothing for is remembered as empty for EMPTY_TTL_S, so misses cost Redis only.
 - `keyscope:practice:wanted`: signatures a request missed (sorted set, by first miss). The practice deployment
   writes texts for these in the background (serve/practice.py), and so does the pre-generation job.
+- `keyscope:practice:writing:{signature}`: a claim (SET NX with an expiry) held by whoever writes the signature's
+  texts now, the practice deployment's background writer or the pre-generation job, so they never write the same
+  signature at once.
 - `keyscope:practice:changed`: signatures typists moved to when their insights were refreshed after an ingest pass
   (pipelines/insights.py); the pre-generation job (pipelines/practice.py) writes texts for them.
 
@@ -31,6 +34,7 @@ from app.config import Settings
 TEXTS_PREFIX = "keyscope:practice:texts:"
 WANTED_KEY = "keyscope:practice:wanted"
 CHANGED_KEY = "keyscope:practice:changed"
+CLAIM_PREFIX = "keyscope:practice:writing:"  # + signature: who writes it now (one writer per signature at a time)
 EMPTY_FIELD = "_empty"
 HOT_TTL_S = 7 * 24 * 3600
 EMPTY_TTL_S = 30
@@ -40,6 +44,10 @@ COLUMNS = (
     "signature", "text_id", "text", "targets", "prompt_words", "score", "score_value", "generator", "model", "seed",
     "created_at",
 )
+
+
+def claim_key(signature: str) -> str:
+    return CLAIM_PREFIX + signature
 
 
 def text_id(signature: str, text: str) -> str:

@@ -20,7 +20,7 @@ import pipelines.practice as practice_job
 from app.clickhouse.client import clickhouse_client
 from app.practice.served import signature_key
 from app.practice.signature import needs_from_insights
-from app.practice.texts import CHANGED_KEY, TEXTS_PREFIX, WANTED_KEY, TextCache
+from app.practice.texts import CHANGED_KEY, TEXTS_PREFIX, WANTED_KEY, TextCache, claim_key
 from devstack.simulate import simulate_tests
 from pipelines.entry import job_parser
 from pipelines.ingest import run_ingest
@@ -96,6 +96,20 @@ def test_the_job_writes_passing_texts_for_a_queued_signature_and_takes_it_off_th
     )
     assert (again.wanted, again.written, again.texts, again.new_tokens) == (0, 0, 0, 0)
     assert stored_texts(stack_settings, SIGNATURE) == rows
+    assert redis.Redis.from_url(stack_settings.redis_url).get(claim_key(SIGNATURE)) is None  # the run's claim went
+
+
+def test_the_job_skips_a_signature_the_practice_deployment_is_writing(stack, ray_driver, stack_settings):
+    signature = "qwerty-en-s3-k.x"
+    client = redis.Redis.from_url(stack_settings.redis_url)
+    client.set(claim_key(signature), "a practice replica", ex=60)
+    try:
+        report = practice_job.run_generation(stack_settings, options("--signature", signature, *SMALL))
+        assert (report.wanted, report.written, report.new_tokens) == (0, 0, 0), report.line()
+        assert stored_texts(stack_settings, signature) == []
+        assert client.get(claim_key(signature)) == b"a practice replica"  # not the job's to release
+    finally:
+        client.delete(claim_key(signature))
 
 
 def test_an_insights_refresh_records_the_typists_signature_and_queues_it_when_it_moved(

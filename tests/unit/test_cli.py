@@ -21,6 +21,7 @@ JOBS = {
     ("archive", "run"): ("pipelines.archive", "pipelines.archive"),
     ("migrate", "mysql"): ("pipelines.migrate_mysql", "pipelines.migrate_mysql"),
     ("warehouse",): ("pipelines.warehouse", "pipelines.warehouse.__main__"),
+    ("practice", "generate"): ("pipelines.practice", "pipelines.practice"),
 }
 
 

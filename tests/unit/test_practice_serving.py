@@ -13,10 +13,10 @@ from app.config import Settings
 from app.practice.score import score_text
 from app.practice.serving import compose, cut_words
 from app.practice.signature import parse_signature
-from app.practice.texts import PracticeText
+from app.practice.texts import PracticeText, claim_key
 from serve.models import PracticeText as PracticeTextModel
 from serve.models import SignatureTexts
-from serve.practice_writer import BATCH, BackgroundWriter, claim_key
+from serve.practice_writer import BATCH, BackgroundWriter
 
 SIGNATURE = "qwerty-en-s2-e.t"
 
