@@ -70,3 +70,30 @@ def test_written_texts_pass_the_scorer_and_drill_their_signature(writer):
         assert text.score["passed"] and text.score["target_share"] >= 0.25
         assert "q" in text.text.lower()
     assert len({t.text_id for t in texts}) == len(texts)
+
+
+def test_a_writer_returns_a_row_per_signature_at_most_the_missing_texts_and_the_call_stats_once():
+    """The Ray Data actor called directly (as map_batches calls it) with the real model and a small budget."""
+    import pyarrow as pa
+
+    import pipelines.practice as practice_job
+    from app.practice.texts import PracticeText
+
+    writer = practice_job.PracticeTextWriter(TEST_PORTS["KEYSCOPE_LM_DIR"], candidates=4, prompts=2, max_new_tokens=48)
+    batch = pa.Table.from_pylist(
+        [
+            {"signature": "qwerty-en-s1-in.s", "seed": 0, "missing": 2},
+            {"signature": "qwerty-en-s3-e.r.t", "seed": 0, "missing": 1},
+        ]
+    )
+    rows = writer(batch).to_pylist()
+    assert [row["signature"] for row in rows] == ["qwerty-en-s1-in.s", "qwerty-en-s3-e.r.t"]
+    assert 1 <= len(rows[0]["texts"]) <= 2 and len(rows[1]["texts"]) <= 1
+    texts = [PracticeText.from_json(raw) for row in rows for raw in row["texts"]]
+    assert all(text.score["passed"] and text.model == writer.writer.name for text in texts)
+    assert rows[0]["candidates"] == 2 * 2 * 4 and rows[0]["new_tokens"] > 0 and rows[0]["generate_s"] > 0
+    assert (rows[1]["candidates"], rows[1]["new_tokens"], rows[1]["generate_s"]) == (0, 0, 0.0)
+    again = writer(batch).to_pylist()
+    assert [PracticeText.from_json(raw).text for raw in again[0]["texts"]] == [
+        PracticeText.from_json(raw).text for raw in rows[0]["texts"]
+    ]  # same seed, same texts

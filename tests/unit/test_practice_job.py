@@ -118,33 +118,6 @@ def test_python_m_and_keyscope_show_one_definition_of_the_flags(capsys):
     assert theirs[theirs.index("\noptions:") :] == ours[ours.index("\noptions:") :]
 
 
-def test_a_writer_returns_a_row_per_signature_at_most_the_missing_texts_and_the_call_stats_once():
-    """The Ray Data actor called directly (as map_batches calls it) with the real model and a small budget."""
-    import pyarrow as pa
-
-    from app.practice.texts import PracticeText
-    from tests.conftest import TEST_PORTS
-
-    writer = practice_job.PracticeTextWriter(TEST_PORTS["KEYSCOPE_LM_DIR"], candidates=4, prompts=2, max_new_tokens=48)
-    batch = pa.Table.from_pylist(
-        [
-            {"signature": "qwerty-en-s1-in.s", "seed": 0, "missing": 2},
-            {"signature": "qwerty-en-s3-e.r.t", "seed": 0, "missing": 1},
-        ]
-    )
-    rows = writer(batch).to_pylist()
-    assert [row["signature"] for row in rows] == ["qwerty-en-s1-in.s", "qwerty-en-s3-e.r.t"]
-    assert 1 <= len(rows[0]["texts"]) <= 2 and len(rows[1]["texts"]) <= 1
-    texts = [PracticeText.from_json(raw) for row in rows for raw in row["texts"]]
-    assert all(text.score["passed"] and text.model == writer.writer.name for text in texts)
-    assert rows[0]["candidates"] == 2 * 2 * 4 and rows[0]["new_tokens"] > 0 and rows[0]["generate_s"] > 0
-    assert (rows[1]["candidates"], rows[1]["new_tokens"], rows[1]["generate_s"]) == (0, 0, 0.0)
-    again = writer(batch).to_pylist()
-    assert [PracticeText.from_json(raw).text for raw in again[0]["texts"]] == [
-        PracticeText.from_json(raw).text for raw in rows[0]["texts"]
-    ]  # same seed, same texts
-
-
 def test_a_redis_outage_in_the_ingest_hook_is_logged_not_raised(caplog):
     """An insights refresh must not fail because the practice signatures could not be recorded."""
     import redis
