@@ -25,7 +25,7 @@ from ray.serve.handle import DeploymentHandle
 from app.cache import InsightsCache, encode_read
 from app.config import Settings
 from app.practice.served import ServedTexts
-from app.practice.serving import PracticeTexts
+from app.practice.serving import PracticeTexts, warm
 from app.practice.texts import TextCache
 from serve.metrics import PracticeMetrics
 from serve.practice_writer import BackgroundWriter
@@ -39,6 +39,7 @@ class PracticeDeployment:
 
     async def __init__(self, insights: DeploymentHandle) -> None:  # async: the writer task needs the replica's loop
         settings = Settings.from_env()
+        await asyncio.to_thread(warm)
         self.insights = insights
         self.metrics = PracticeMetrics()
         self.cache = TextCache(settings)

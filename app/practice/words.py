@@ -13,7 +13,7 @@ import random
 import re
 from pathlib import Path
 
-from wordfreq import top_n_list, zipf_frequency
+from wordfreq import get_frequency_dict, top_n_list, zipf_frequency
 
 from app.analytics.layouts import get_layout
 from app.practice.signature import PracticeNeeds
@@ -105,15 +105,34 @@ def target_words(needs: PracticeNeeds, count: int, rng: random.Random) -> list[s
 
 
 @functools.cache
-def ordinary_rate(unit: str, language: str = "en") -> float:
-    """Occurrences of a unit per character of ordinary running text in the language: the vocabulary weighted by word
-    frequency, a space after each word. The baseline a practice text's lift is measured against."""
-    hits = chars = 0.0
+def _ordinary_counts(language: str) -> tuple[dict[str, float], float]:
+    """Every letter's and letter pair's frequency-weighted count over the vocabulary, and the weighted characters
+    (a space after each word): one pass, so a process pays for it once (the practice deployment at start)."""
+    frequencies = get_frequency_dict(language)
+    counts: dict[str, float] = {}
+    chars = 0.0
     for word in vocabulary(language):
-        frequency = 10 ** zipf_frequency(word, language)
-        hits += frequency * word.count(unit)
-        chars += frequency * (len(word) + 1)
-    return hits / chars if chars else 0.0
+        weight = frequencies.get(word, 0.0)
+        chars += weight * (len(word) + 1)
+        for i, letter in enumerate(word):
+            counts[letter] = counts.get(letter, 0.0) + weight
+            if i:
+                pair = word[i - 1 : i + 1]
+                counts[pair] = counts.get(pair, 0.0) + weight
+    return counts, chars
+
+
+def ordinary_rate(unit: str, language: str = "en") -> float:
+    """Occurrences of a letter or letter pair per character of ordinary running text in the language: the
+    vocabulary weighted by word frequency, a space after each word. The baseline a practice text's lift is measured
+    against."""
+    counts, chars = _ordinary_counts(language)
+    return counts.get(unit, 0.0) / chars if chars else 0.0
+
+
+def warm(language: str = "en") -> None:
+    """Build the language's tables now rather than on a first request."""
+    _ordinary_counts(language)
 
 
 def unit_rate(text: str, unit: str) -> float:
