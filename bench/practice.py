@@ -1,7 +1,8 @@
 """`keyscope bench practice`: how good the practice texts are, how fast the model writes them, how fast the route
 answers.
 
-    keyscope bench practice [--typists 24] [--seed 16] [--skip-quality] [--skip-throughput] [--skip-route]
+    keyscope bench practice [--typists 24] [--seed 16] [--dtype float32|bfloat16] [--compile]
+                            [--skip-quality] [--skip-throughput] [--skip-route]
 
 Quality (in this process, no stack): simulated typists with known weak keys and pairs (devstack/simulate.py traits:
 their error-prone keys and slow pairs, worst first) become practice needs (app/practice/signature.py); for each,
@@ -11,7 +12,8 @@ drill, and a random run of common words, all scored by app/practice/score.py on 
 distinct-word share, and the share of the model's candidates that passed.
 
 Throughput: generated tokens per second of `PracticeWriter.write` at several batch shapes (prompts x samples per
-prompt) in float32, and in bfloat16 at one shape; torch uses every core of the machine.
+prompt) in the writer's default dtype, then one lever at a time at one shape: float32, no KV cache, and with
+`--compile` torch.compile (its first call compiles for minutes); torch uses every core of the machine.
 
 Route (starts the stack, live generation off so misses stay misses): GET /v1/users/{id}/practice-text?words=30 at
 a steady offered rate (open loop: request i sent i/rate s after the start, latency from that moment) for hits
@@ -39,7 +41,7 @@ from app.text_table import print_table
 FIRST_USER = 82_000_000  # typists this benchmark caches insights for (bench/predict.py uses 81,000,000…)
 WORDS = 30
 SHAPES = ((1, 1), (4, 4), (8, 4), (16, 4))  # (prompts, samples per prompt)
-BF16_SHAPE = (8, 4)
+FLOAT32_SHAPE = (8, 4)  # the shape the other levers are compared at
 TOKENS = 48
 
 
@@ -89,7 +91,8 @@ class Quality:
         ]
 
 
-def measure_quality(settings: Settings, typists: int, seed: int, progress=print) -> list[Quality]:
+def measure_quality(settings: Settings, typists: int, seed: int, dtype: str | None = None,
+                    progress=print) -> tuple[list[Quality], str]:
     from app.practice.drills import build_drill, drill_targets, practice_words
     from app.practice.generate import write_texts
     from app.practice.lm import PracticeWriter
@@ -101,7 +104,9 @@ def measure_quality(settings: Settings, typists: int, seed: int, progress=print)
     people = simulated_insights(typists, seed)
     needs = [needs_from_insights(i) for i in people]
     signatures = sorted({n.signature for n in needs})
-    writer = PracticeWriter(model_folder(settings))
+    import torch
+
+    writer = PracticeWriter(model_folder(settings), dtype=getattr(torch, dtype) if dtype else None)
     models = {"language model": None, "language model, no target bias": 0.0}
     results = {name: Quality(name) for name in models}
     first_text: dict[tuple[str, str], str] = {}
@@ -128,11 +133,11 @@ def measure_quality(settings: Settings, typists: int, seed: int, progress=print)
         rules.scores.append(score_passage(cut_words(drill, WORDS), need))
         words = " ".join(rng.choice(vocabulary) for _ in range(WORDS))
         common.scores.append(score_passage(words, need))
-    return [*results.values(), rules, common]
+    return [*results.values(), rules, common], str(writer.dtype).removeprefix("torch.")
 
 
-def print_quality(rows: list[Quality], typists: int) -> None:
-    print(f"\npractice-text quality, {typists} simulated typists (their own weak keys and pairs)")
+def print_quality(rows: list[Quality], typists: int, dtype: str) -> None:
+    print(f"\npractice-text quality, {typists} simulated typists (their own weak keys and pairs), model in {dtype}")
     header = ["text", "texts", "target share", "lift (median)", "lift >= 3x", "dictionary words", "distinct words",
               "candidates passed"]
     print_table([header, *(q.row() for q in rows)], numeric_from=1)
@@ -141,7 +146,9 @@ def print_quality(rows: list[Quality], typists: int) -> None:
 # -- throughput ----------------------------------------------------------------------------------------------------
 
 
-def measure_throughput(settings: Settings, seed: int, progress=print) -> list[list[str]]:
+def measure_throughput(settings: Settings, seed: int, compile_model: bool = False, progress=print) -> list[list[str]]:
+    """Tokens/s at each batch shape in the writer's default dtype, then the levers one at a time: float32, no KV
+    cache, and (with `compile_model`) torch.compile."""
     import torch
 
     from app.practice.lm import PracticeWriter, WriteRequest
@@ -149,19 +156,31 @@ def measure_throughput(settings: Settings, seed: int, progress=print) -> list[li
     from app.practice.signature import PracticeNeeds
 
     units = [("q",), ("ed", "th"), ("b", "v"), ("ou",), ("k", "p", "w"), ()]
-    rows = [["dtype", "prompts x samples", "sequences", "tokens", "seconds", "tokens/s", "tokens/s per sequence"]]
-    for dtype, shapes in ((torch.float32, SHAPES), (torch.bfloat16, (BF16_SHAPE,))):
-        writer = PracticeWriter(model_folder(settings), dtype=dtype)
-        writer.write([WriteRequest(PracticeNeeds(), 0)], candidates=1, max_new_tokens=4)  # warm-up
-        for prompts, samples in shapes:
-            requests = [WriteRequest(PracticeNeeds(units=units[i % len(units)]), seed + i) for i in range(prompts)]
-            _, stats = writer.write(requests, candidates=samples, max_new_tokens=TOKENS, seed=seed)
-            sequences = prompts * samples
-            rows.append([str(dtype).removeprefix("torch."), f"{prompts} x {samples}", str(sequences),
-                         str(stats.new_tokens), f"{stats.seconds:.1f}", f"{stats.tokens_per_s:.1f}",
-                         f"{stats.tokens_per_s / sequences:.1f}"])
-            progress(f"{dtype} {prompts}x{samples}: {stats.tokens_per_s:.1f} tokens/s")
+    rows = [["dtype", "variant", "prompts x samples", "sequences", "tokens", "seconds", "tokens/s"]]
+
+    def measure(writer, variant: str, prompts: int, samples: int, **options: object) -> None:
+        requests = [WriteRequest(PracticeNeeds(units=units[i % len(units)]), seed + i) for i in range(prompts)]
+        _, stats = writer.write(requests, candidates=samples, max_new_tokens=TOKENS, seed=seed, **options)
+        dtype = str(writer.dtype).removeprefix("torch.")
+        rows.append([dtype, variant, f"{prompts} x {samples}", str(prompts * samples), str(stats.new_tokens),
+                     f"{stats.seconds:.1f}", f"{stats.tokens_per_s:.1f}"])
+        progress(f"{dtype} {variant} {prompts}x{samples}: {stats.tokens_per_s:.1f} tokens/s")
+
+    writer = PracticeWriter(model_folder(settings))
+    writer.write([WriteRequest(PracticeNeeds(), 0)], candidates=1, max_new_tokens=4)  # warm-up
+    for prompts, samples in SHAPES:
+        measure(writer, "default", prompts, samples)
+    measure(writer, "no KV cache", 4, 4, use_cache=False)
+    if compile_model:
+        started = time.perf_counter()
+        writer.model.forward = torch.compile(writer.model.forward, dynamic=True)
+        writer.write([WriteRequest(PracticeNeeds(), 0)], candidates=1, max_new_tokens=4)
+        measure(writer, f"torch.compile (first call {time.perf_counter() - started:.0f} s)", *FLOAT32_SHAPE)
+    if writer.dtype != torch.float32:
         del writer
+        writer = PracticeWriter(model_folder(settings), dtype=torch.float32)
+        writer.write([WriteRequest(PracticeNeeds(), 0)], candidates=1, max_new_tokens=4)
+        measure(writer, "default", *FLOAT32_SHAPE)
     return rows
 
 
@@ -283,6 +302,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--rate", type=float, default=50.0, help="offered requests/s on the route")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds of load per kind of request")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default=None,
+                        help="the model's weights and activations for the quality table (default: the writer's, "
+                        "bfloat16 on CPUs that compute it natively)")
+    parser.add_argument("--compile", action="store_true",
+                        help="add a torch.compile row to the throughput table (its first call compiles for minutes)")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-route", action="store_true", help="no stack: quality and throughput only")
@@ -290,9 +314,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_command(settings: Settings, args: argparse.Namespace) -> int:
     if not args.skip_quality:
-        print_quality(measure_quality(settings, args.typists, args.seed), args.typists)
+        rows, dtype = measure_quality(settings, args.typists, args.seed, args.dtype)
+        print_quality(rows, args.typists, dtype)
     if not args.skip_throughput:
-        print_throughput(measure_throughput(settings, args.seed))
+        print_throughput(measure_throughput(settings, args.seed, args.compile))
     if not args.skip_route:
         from devstack.stack import LocalStack
 

@@ -45,6 +45,19 @@ EXAMPLE_WORDS = ("cold", "coffee", "morning")
 EXAMPLE_ANSWER = "Every morning I make a cup of coffee. The house is cold until the sun comes up."
 
 
+def default_dtype(device: str) -> torch.dtype:
+    """bfloat16 where the hardware computes it natively, float32 elsewhere. On this project's 2-core CPU (AVX-512
+    BF16, AMX) bfloat16 wrote 1.5x the tokens/s of float32 with the same share of candidates passing the scorer
+    (`keyscope bench practice --dtype …`, docs/benchmarks.md); CPUs without it would emulate bfloat16, slower."""
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return torch.float32
+    return torch.bfloat16 if ("avx512_bf16" in flags or "amx_bf16" in flags) else torch.float32
+
+
 def _ask(words: Sequence[str]) -> str:
     return f"Words: {', '.join(words)}\nWrite two sentences using the words."
 
@@ -98,10 +111,12 @@ class PracticeWriter:
     """The loaded model and tokenizer; `write` turns requests into scored candidates. One per process: loading
     takes seconds and 0.5 GB."""
 
-    def __init__(self, folder: Path, *, device: str | None = None, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, folder: Path, *, device: str | None = None, dtype: torch.dtype | None = None) -> None:
         folder = ensure_model(folder)
         started = time.monotonic()
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = dtype or default_dtype(self.device)
+        self.dtype = dtype
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.tokenizer.padding_side = "left"  # generation continues each row from its last real token
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(self.device).eval()
@@ -112,7 +127,7 @@ class PracticeWriter:
             self.tokenizer.convert_tokens_to_string([token])
             for token in self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
         ]
-        log.info("loaded %s on %s in %.1f s", self.name, self.device, time.monotonic() - started)
+        log.info("loaded %s on %s (%s) in %.1f s", self.name, self.device, dtype, time.monotonic() - started)
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one writer per process; the cache lives as long as it
     def _banned(self, layout: str) -> torch.Tensor:
@@ -154,9 +169,11 @@ class PracticeWriter:
         max_new_tokens: int = MAX_NEW_TOKENS,
         seed: int = 0,
         target_bias: float = TARGET_BIAS,
+        **generate_options: object,
     ) -> tuple[list[list[Candidate]], WriteStats]:
         """Sample `candidates` texts per request in one batched generation; the same requests, settings and seed
         give the same texts. `target_bias` 0 leaves the target units unfavoured (banned characters stay banned).
+        `generate_options` go to transformers' `generate` as they are (the benchmark's `use_cache=False`).
         Returns the scored candidates per request and the generation's statistics."""
         if not requests:
             return [], WriteStats(0, 0, 0, 0.0)
@@ -178,6 +195,7 @@ class PracticeWriter:
                 logits_processor=LogitsProcessorList([_TargetBias(bias.to(self.device))]),
                 eos_token_id=self.eos_id,
                 pad_token_id=self.pad_id,
+                **generate_options,
             )
         new = output[:, encoded["input_ids"].shape[1] :].cpu()
         new_tokens = 0

@@ -2,7 +2,7 @@
 budget): `python -m pipelines.practice --dry-run` plans from the queues and writes nothing; a run writes passing
 texts for a signature into ClickHouse and the Redis hot set and takes it off both queues; a run for a signature with
 enough texts writes nothing; and an insights refresh after an ingest pass records each typist's signature and queues
-the signatures typists moved to."""
+the signatures typists moved to, for which the job then writes the texts the typist's practice-text route serves."""
 
 from __future__ import annotations
 
@@ -142,3 +142,14 @@ def test_an_insights_refresh_records_the_typists_signature_and_queues_it_when_it
     assert insights_job.refresh_users(stack_settings, [TYPIST]) == 1
     assert expected in queued(stack_settings, CHANGED_KEY)
     assert cache.get(signature_key(TYPIST)) == expected.encode()
+
+    # The job writes for the signatures typists moved to; then the typist's practice text is the model's, one of
+    # the texts the job stored (nothing asked the route before, so the deployment's writer wrote none of them).
+    report = practice_job.run_generation(stack_settings, options("--signature", expected, "--texts-per-signature", "2",
+                                                                 *SMALL))
+    assert report.written == 1, report.line()
+    stored = {text_id for text_id, _ in stored_texts(stack_settings, expected)}
+    with api_client(api_url) as client:
+        answer = client.get(f"/v1/users/{TYPIST}/practice-text", params={"words": 20}).json()
+    assert answer["generator"] == "lm" and answer["signature"] == expected
+    assert answer["text_ids"] and set(answer["text_ids"]) <= stored
