@@ -44,6 +44,7 @@ TEXTS_PER_SIGNATURE = 8
 MAX_SIGNATURES = 200
 BATCH_SIGNATURES = 8
 WRITERS = 1
+WRITER_CPUS = 2
 CLAIM_TTL_S = 6 * 3600  # the run's claims on its signatures lapse on their own if it is killed
 INSIGHTS_PAGE = 1_000  # typists whose insights are read per query: bounds the driver's memory, not the work
 # What each writer returns per signature: its texts (PracticeText JSON) and the generation's statistics. The
@@ -148,9 +149,13 @@ def queued_signatures(cache: TextCache) -> tuple[list[str], list[str]]:
 class PracticeTextWriter:
     """A Ray Data actor: loads the language model once, then writes the texts of each batch of signatures."""
 
-    def __init__(self, folder: str, candidates: int, prompts: int, max_new_tokens: int) -> None:
+    def __init__(self, folder: str, candidates: int, prompts: int, max_new_tokens: int, threads: int = 0) -> None:
         from app.practice.lm import PracticeWriter
 
+        if threads:  # Ray sets OMP_NUM_THREADS to the actor's CPUs; say it to torch as well
+            import torch
+
+            torch.set_num_threads(threads)
         self.writer = PracticeWriter(Path(folder))
         self.candidates = candidates
         self.prompts = prompts
@@ -212,11 +217,12 @@ def write_batches(
             "candidates": options.candidates,
             "prompts": options.prompts,
             "max_new_tokens": options.max_new_tokens,
+            "threads": 0 if gpus else options.writer_cpus,
         },
         batch_size=options.batch_size,
         batch_format="pyarrow",
         concurrency=options.writers,
-        **({"num_gpus": 1} if gpus else {"num_cpus": 1}),
+        **({"num_gpus": 1} if gpus else {"num_cpus": options.writer_cpus}),
     )
     where = "GPU" if gpus else "CPU"
     log.info("writing texts for %d signatures: %d writer(s) on %s", len(wanted), options.writers, where)
@@ -422,6 +428,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--writers", type=_at_least(1), default=WRITERS, metavar="N",
         help=f"writer actors, each holding the model (one GPU each when the cluster has GPUs; default {WRITERS})",
+    )
+    parser.add_argument(
+        "--writer-cpus", type=_at_least(1), default=WRITER_CPUS, metavar="N",
+        help=f"CPUs per writer actor where the cluster has no GPU, and the torch threads it uses (default "
+        f"{WRITER_CPUS}: Ray would otherwise give a 1-CPU actor one torch thread)",
     )
     parser.add_argument(
         "--candidates", type=_at_least(1), default=CANDIDATES, metavar="N",
