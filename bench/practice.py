@@ -173,10 +173,13 @@ def measure_throughput(settings: Settings, seed: int, compile_model: bool = Fals
         measure(writer, "default", prompts, samples)
     measure(writer, "no KV cache", 4, 4, use_cache=False)
     if compile_model:
+        # Compiled for the measured shape by a first call of that shape (other shapes would compile again).
         started = time.perf_counter()
         writer.model.forward = torch.compile(writer.model.forward, dynamic=True)
-        writer.write([WriteRequest(PracticeNeeds(), 0)], candidates=1, max_new_tokens=4)
-        measure(writer, f"torch.compile (first call {time.perf_counter() - started:.0f} s)", *FLOAT32_SHAPE)
+        prompts, samples = FLOAT32_SHAPE
+        warm_up = [WriteRequest(PracticeNeeds(units=units[i % len(units)]), seed + i) for i in range(prompts)]
+        writer.write(warm_up, candidates=samples, max_new_tokens=TOKENS, seed=seed)
+        measure(writer, f"torch.compile (first call {time.perf_counter() - started:.0f} s)", prompts, samples)
     if writer.dtype != torch.float32:
         del writer
         writer = PracticeWriter(model_folder(settings), dtype=torch.float32)
