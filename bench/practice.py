@@ -37,8 +37,11 @@ from typing import Any
 import numpy as np
 
 from app.config import Settings
+from app.practice.words import ordinary_rate
 from app.text_table import print_table
 
+# Bands of a unit's share of the characters of ordinary English: 'q' and most pairs are rare, 'e' and 't' common.
+RATE_BANDS = (("under 1 % of characters", 0.0, 0.01), ("1-4 %", 0.01, 0.04), ("4 % and more", 0.04, 1.0))
 FIRST_USER = 82_000_000  # typists this benchmark caches insights for (bench/predict.py uses 81,000,000…)
 WORDS = 30
 SHAPES = ((1, 1), (4, 4), (8, 4), (16, 4))  # (prompts, samples per prompt)
@@ -74,6 +77,7 @@ class Quality:
     scores: list[Any] = field(default_factory=list)  # TextScore
     candidates: int = 0
     passed: int = 0
+    unit_lifts: list[tuple[str, float]] = field(default_factory=list)  # (unit, its lift in a served text)
 
     def row(self) -> list[str]:
         if not self.scores:
@@ -101,6 +105,7 @@ def measure_quality(settings: Settings, typists: int, seed: int, dtype: str | No
     from app.practice.score import score_passage, score_text
     from app.practice.serving import cut_words
     from app.practice.signature import needs_from_insights
+    from app.practice.words import unit_lifts
 
     people = simulated_insights(typists, seed)
     needs = [needs_from_insights(i) for i in people]
@@ -129,11 +134,15 @@ def measure_quality(settings: Settings, typists: int, seed: int, dtype: str | No
             text = first_text.get((name, need.signature))
             if text is not None:
                 results[name].scores.append(score_text(text, need))
+                results[name].unit_lifts.extend(unit_lifts(text, need.units).items())
         keys, pairs = drill_targets(person)
-        drill = build_drill(keys, pairs, length_chars=WORDS * 6, seed=rng.randrange(2**31), layout=need.layout)
-        rules.scores.append(score_passage(cut_words(drill, WORDS), need))
+        drill = cut_words(build_drill(keys, pairs, length_chars=WORDS * 6, seed=rng.randrange(2**31),
+                                      layout=need.layout), WORDS)
+        rules.scores.append(score_passage(drill, need))
+        rules.unit_lifts.extend(unit_lifts(drill, need.units).items())
         words = " ".join(rng.choice(vocabulary) for _ in range(WORDS))
         common.scores.append(score_passage(words, need))
+        common.unit_lifts.extend(unit_lifts(words, need.units).items())
     return [*results.values(), rules, common], str(writer.dtype).removeprefix("torch.")
 
 
@@ -142,6 +151,13 @@ def print_quality(rows: list[Quality], typists: int, dtype: str) -> None:
     header = ["text", "texts", "target share", "lift (median)", "lift >= 3x", "dictionary words", "distinct words",
               "candidates passed"]
     print_table([header, *(q.row() for q in rows)], numeric_from=1)
+    print("\nlift per target unit (median), by how common the unit is in ordinary English")
+    table = [["how common", "units", *(q.what for q in rows)]]
+    for label, low, high in RATE_BANDS:
+        lifts = {q.what: [x for unit, x in q.unit_lifts if low <= ordinary_rate(unit) < high] for q in rows}
+        table.append([label, str(len(lifts[rows[-1].what])),
+                      *(f"{statistics.median(v):.1f}x" if v else "-" for v in lifts.values())])
+    print_table(table, numeric_from=1)
 
 
 # -- throughput ----------------------------------------------------------------------------------------------------
