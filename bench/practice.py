@@ -1,7 +1,7 @@
 """`keyscope bench practice`: how good the practice texts are, how fast the model writes them, how fast the route
 answers.
 
-    keyscope bench practice [--typists 24] [--seed 16] [--dtype float32|bfloat16] [--compile]
+    keyscope bench practice [--typists 24] [--seed 16] [--dtype float32|bfloat16] [--target-bias B] [--compile]
                             [--skip-quality] [--skip-throughput] [--skip-route]
 
 Quality (in this process, no stack): simulated typists with known weak keys and pairs (devstack/simulate.py traits:
@@ -97,7 +97,7 @@ class Quality:
 
 
 def measure_quality(settings: Settings, typists: int, seed: int, dtype: str | None = None,
-                    progress=print) -> tuple[list[Quality], str]:
+                    target_bias: float | None = None, progress=print) -> tuple[list[Quality], str]:
     from app.practice.drills import build_drill, drill_targets, practice_words
     from app.practice.generate import write_texts
     from app.practice.lm import PracticeWriter
@@ -113,7 +113,8 @@ def measure_quality(settings: Settings, typists: int, seed: int, dtype: str | No
     import torch
 
     writer = PracticeWriter(model_folder(settings), dtype=getattr(torch, dtype) if dtype else None)
-    models = {"language model": None, "language model, no target bias": 0.0}
+    biased = "language model" if target_bias is None else f"language model, target bias {target_bias:g}"
+    models = {biased: target_bias, "language model, no target bias": 0.0}
     results = {name: Quality(name) for name in models}
     first_text: dict[tuple[str, str], str] = {}
     for name, bias in models.items():
@@ -330,6 +331,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default=None,
                         help="the model's weights and activations for the quality table (default: the writer's, "
                         "bfloat16 on CPUs that compute it natively)")
+    parser.add_argument("--target-bias", type=float, default=None,
+                        help="the logit bonus of target tokens for the quality table (default: the writer's, 2.0)")
     parser.add_argument("--compile", action="store_true",
                         help="add a torch.compile row to the throughput table (its first call compiles for minutes)")
     parser.add_argument("--skip-quality", action="store_true")
@@ -339,7 +342,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_command(settings: Settings, args: argparse.Namespace) -> int:
     if not args.skip_quality:
-        rows, dtype = measure_quality(settings, args.typists, args.seed, args.dtype)
+        rows, dtype = measure_quality(settings, args.typists, args.seed, args.dtype, args.target_bias)
         print_quality(rows, args.typists, dtype)
     if not args.skip_throughput:
         print_throughput(measure_throughput(settings, args.seed, args.compile))
