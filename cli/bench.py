@@ -36,6 +36,12 @@ BENCHMARKS: tuple[Command, ...] = (
         kind="soak",
     ),
     _bench(
+        "capacity",
+        "the whole stack under returning typists at a steady rate, ingest in follow mode: POST, visible and insights "
+        "freshness percentiles, backlog drain, lost tests, CPU per process; --find-knee raises the rate until "
+        "visible p95 passes 2 s (starts the stack)",
+    ),
+    _bench(
         "passes",
         "one small ingest pass through a Ray Data Dataset against the follow mode's long-lived readers (starts the "
         "stack)",

@@ -1,0 +1,307 @@
+"""`keyscope bench capacity`: the whole local stack under a realistic mixed load, the figure we steer by.
+
+    keyscope bench capacity [--rate 100] [--seconds 45] [--users 5000] [--find-knee]
+
+Returning typists: a pool of `--users` fresh user ids (a new pool each run), test i from typist i mod users, each a
+simulated test (the simulator's texts and typing) stamped with the time it is sent, POSTed at a steady offered rate
+(open loop) while the ingest job runs in follow mode. One test in `--sample` is polled (every 250 ms for 2 s, then
+every second) until `GET /v1/users/{id}/tests` lists it: POST → visible. One visible test in `--insights-sample` is
+then followed until `GET /v1/users/{id}/insights` counts it (its `test_count` reaches the typist's tests so far):
+visible → insights fresh. After the load, the run waits for the backlog: every accepted test stored (counted in
+ClickHouse against the accepted ones; a shortfall after `--drain-timeout` is reported as lost or late).
+
+CPU: each stack process's CPU time over the load window (from /proc), as a share of one core, grouped by process.
+
+`--find-knee` runs rates from `--rate` up, ×1.5 each step, until visible p95 passes 2 s (or a test is lost), and
+reports the last rate that held.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from app.api_client import api_url, service_headers
+from app.config import Settings
+from app.text_table import print_table
+from bench import add_first_user_argument, first_user
+from bench.load import follower, stack_processes
+
+POLL_S = 0.25
+POLL_LATE_S = 1.0
+POLL_LATE_AFTER_S = 2.0
+VISIBLE_TIMEOUT_S = 120.0
+FRESH_TIMEOUT_S = 60.0
+KNEE_VISIBLE_P95_S = 2.0
+KNEE_STEP = 1.5
+KNEE_MAX_STEPS = 8
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class CapacityResult:
+    offered: float
+    seconds: float = 0.0  # from the first scheduled POST to the last POST answered
+    accepted: int = 0
+    refused: int = 0
+    post_s: list[float] = field(default_factory=list)
+    visible_s: list[float] = field(default_factory=list)
+    fresh_s: list[float] = field(default_factory=list)
+    not_visible: int = 0  # sampled tests not visible within VISIBLE_TIMEOUT_S
+    not_fresh: int = 0
+    stored: int = 0  # accepted tests found stored after the drain
+    drain_s: float | None = None  # load end → every accepted test stored (None: not within the timeout)
+    cpu: dict[str, float] = field(default_factory=dict)  # process group → share of one core over the load
+
+    @property
+    def achieved(self) -> float:
+        return self.accepted / self.seconds if self.seconds else 0.0
+
+    @property
+    def lost(self) -> int:
+        return self.accepted - self.stored
+
+    def held(self) -> bool:
+        """Visible p95 within 2 s, every sampled test visible, nothing lost."""
+        p95 = percentile(self.visible_s, 95)
+        return p95 is not None and p95 <= KNEE_VISIBLE_P95_S and not self.not_visible and not self.lost
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def stamp(moment: datetime) -> str:
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def returning_typists(count: int, users: int, first_user_id: int, seed: int) -> list[dict]:
+    """`count` simulated tests from a pool of `users` typists, typist i mod users for test i (each typist's tests in
+    their order)."""
+    from devstack.simulate import simulate_tests
+
+    users = min(users, count)
+    per_user = -(-count // users)
+    tests = simulate_tests(users, per_user, seed=seed, first_user_id=first_user_id)
+    by_user = [tests[u * per_user : (u + 1) * per_user] for u in range(users)]
+    return [by_user[i % users][i // users] for i in range(count)]
+
+
+def cpu_seconds(pids: dict[int, str]) -> dict[int, float]:
+    """Each process's user + system CPU seconds so far (processes gone are left out)."""
+    found = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[pid] = (int(fields[11]) + int(fields[12])) / TICKS
+    return found
+
+
+def cpu_shares(
+    pids: dict[int, str], before: dict[int, float], after: dict[int, float], wall_s: float
+) -> dict[str, float]:
+    """Share of one core per process group (the service, or for a Ray worker its actor or task); a process started
+    during the window counts from 0."""
+    shares: Counter[str] = Counter()
+    for pid, name in pids.items():
+        if pid in after:
+            shares[group_of(name)] += (after[pid] - before.get(pid, 0.0)) / wall_s
+    return dict(shares)
+
+
+def group_of(name: str) -> str:
+    """`ray: ray::ServeReplica:keyscope:ingress` → `ray::ServeReplica:keyscope:ingress`; `kafka: noida-db` → kafka."""
+    service, _, process = name.partition(": ")
+    if process.startswith("ray::"):
+        return process.split("(")[0]
+    return service if process else name
+
+
+async def offered_load(settings: Settings, tests: list[dict], rate: float, sample: int, insights_sample: int,
+                       result: CapacityResult) -> None:
+    limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
+    seen: Counter[int] = Counter()  # tests accepted per typist so far: what a fresh insights read must count
+    async with httpx.AsyncClient(base_url=api_url(settings), headers=service_headers(settings), timeout=30,
+                                 limits=limits) as client:
+        started = time.perf_counter()
+
+        async def visible(test: dict, posted: float) -> bool:
+            path = f"/v1/users/{test['user_id']}/tests"
+            while time.perf_counter() - posted < VISIBLE_TIMEOUT_S:
+                answer = await client.get(path, params={"limit": 5})
+                if answer.status_code == 200 and any(t["test_id"] == test["test_id"] for t in answer.json()["tests"]):
+                    result.visible_s.append(time.perf_counter() - posted)
+                    return True
+                late = time.perf_counter() - posted > POLL_LATE_AFTER_S
+                await asyncio.sleep(POLL_LATE_S if late else POLL_S)
+            result.not_visible += 1
+            return False
+
+        async def fresh(user_id: int, count: int) -> None:
+            shown = time.perf_counter()
+            while time.perf_counter() - shown < FRESH_TIMEOUT_S:
+                answer = await client.get(f"/v1/users/{user_id}/insights")
+                if answer.status_code == 200 and answer.json().get("test_count", 0) >= count:
+                    result.fresh_s.append(time.perf_counter() - shown)
+                    return
+                await asyncio.sleep(POLL_S)
+            result.not_fresh += 1
+
+        async def one(i: int, test: dict) -> None:
+            scheduled = started + i / rate
+            await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+            test = {**test, "started_at": stamp(datetime.now(UTC))}
+            posted = time.perf_counter()
+            try:
+                response = await client.post("/v1/tests", json=test)
+            except httpx.HTTPError:
+                result.refused += 1
+                return
+            result.post_s.append(time.perf_counter() - scheduled)
+            if response.status_code != 202:
+                result.refused += 1
+                return
+            result.accepted += 1
+            seen[test["user_id"]] += 1
+            count = seen[test["user_id"]]
+            if i % sample == 0 and await visible(test, posted) and (i // sample) % insights_sample == 0:
+                await fresh(test["user_id"], count)
+
+        tasks = [asyncio.create_task(one(i, test)) for i, test in enumerate(tests)]
+        await asyncio.gather(*tasks)
+        result.seconds = max(result.seconds, len(tests) / rate)
+
+
+def stored_tests(settings: Settings, first_user_id: int, users: int) -> int:
+    from app.clickhouse.client import clickhouse_client
+
+    client = clickhouse_client(settings.clickhouse_url)
+    try:
+        return int(client.command(
+            "SELECT count() FROM test_results WHERE user_id BETWEEN {a:UInt64} AND {b:UInt64}",
+            parameters={"a": first_user_id, "b": first_user_id + users - 1},
+        ))
+    finally:
+        client.close()
+
+
+def run_rate(settings: Settings, rate: float, seconds: float, users: int, first_user_id: int, sample: int,
+             insights_sample: int, drain_timeout_s: float, extra: dict[str, int],
+             progress=print) -> CapacityResult:
+    """One rate: load, then drain; the follower (ingest in follow mode) must be running."""
+    count = max(1, int(rate * seconds))
+    progress(f"simulating {count} tests of {min(users, count)} typists")
+    tests = returning_typists(count, users, first_user_id, seed=first_user_id % 1_000_003)
+    result = CapacityResult(offered=rate)
+    extra = {**extra, "load generator (this process)": os.getpid()}
+    pids = stack_processes(settings, extra)
+    before, wall = cpu_seconds(pids), time.perf_counter()
+    asyncio.run(offered_load(settings, tests, rate, sample, insights_sample, result))
+    pids.update(stack_processes(settings, extra))  # Ray workers started during the load count too
+    result.cpu = cpu_shares(pids, before, cpu_seconds(pids), time.perf_counter() - wall)
+    ended = time.perf_counter()
+    while True:
+        result.stored = stored_tests(settings, first_user_id, users)
+        if result.stored >= result.accepted:
+            result.drain_s = time.perf_counter() - ended
+            break
+        if time.perf_counter() - ended > drain_timeout_s:
+            break
+        time.sleep(1.0)
+    progress(f"{rate:g} tests/s: accepted {result.accepted}, stored {result.stored}")
+    return result
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:,.0f}"
+
+
+def print_results(results: list[CapacityResult]) -> None:
+    rows = [["offered/s", "achieved/s", "accepted", "POST p50 ms", "POST p95 ms", "visible p50 ms", "visible p95 ms",
+             "visible p99 ms", "insights fresh p95 ms", "drained after s", "lost"]]
+    for r in results:
+        rows.append([
+            f"{r.offered:g}", f"{r.achieved:.0f}", str(r.accepted), _ms(percentile(r.post_s, 50)),
+            _ms(percentile(r.post_s, 95)), _ms(percentile(r.visible_s, 50)), _ms(percentile(r.visible_s, 95)),
+            _ms(percentile(r.visible_s, 99)), _ms(percentile(r.fresh_s, 95)),
+            "-" if r.drain_s is None else f"{r.drain_s:.0f}", str(r.lost),
+        ])
+    print_table(rows, numeric_from=0)
+    for r in results:
+        if r.not_visible or r.not_fresh or r.refused:
+            print(f"  {r.offered:g}/s: {r.not_visible} sampled tests never visible, {r.not_fresh} never in the "
+                  f"insights, {r.refused} POSTs refused or failed")
+    print("\nCPU over the load, share of one core (2 cores = 2.00):")
+    groups = sorted({g for r in results for g in r.cpu}, key=lambda g: -max(r.cpu.get(g, 0) for r in results))
+    rows = [["process", *(f"{r.offered:g}/s" for r in results)]]
+    for g in groups:
+        rows.append([g, *(f"{r.cpu.get(g, 0.0):.2f}" for r in results)])
+    rows.append(["total", *(f"{sum(r.cpu.values()):.2f}" for r in results)])
+    print_table(rows, numeric_from=1)
+
+
+def knee(results: list[CapacityResult]) -> CapacityResult | None:
+    """The highest rate that held, of the rates run in rising order up to the first that did not."""
+    last = None
+    for result in results:
+        if not result.held():
+            break
+        last = result
+    return last
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rate", type=float, default=100.0, help="offered finished tests/s (default 100)")
+    parser.add_argument("--seconds", type=float, default=45.0, help="seconds of load per rate (default 45)")
+    parser.add_argument("--users", type=int, default=5000, help="typists in the pool (default 5000)")
+    parser.add_argument("--sample", type=int, default=10, help="poll one test in N for visibility (default 10)")
+    parser.add_argument("--insights-sample", type=int, default=5,
+                        help="of the visible sampled tests, follow one in N into the insights (default 5)")
+    parser.add_argument("--drain-timeout", type=float, default=180.0,
+                        help="seconds to wait after the load for every accepted test to be stored (default 180)")
+    parser.add_argument("--find-knee", action="store_true",
+                        help=f"raise the rate x{KNEE_STEP:g} until visible p95 passes {KNEE_VISIBLE_P95_S:g} s")
+    add_first_user_argument(parser)
+
+
+def run_command(settings: Settings, args: argparse.Namespace) -> int:
+    """`keyscope bench capacity`: brings the stack up, runs the ingest job in follow mode, loads it."""
+    from devstack.stack import LocalStack
+
+    for name in ("rate", "seconds"):
+        if getattr(args, name) <= 0:
+            raise SystemExit(f"--{name} must be positive")
+    if args.users < 1 or args.sample < 1 or args.insights_sample < 1:
+        raise SystemExit("--users, --sample and --insights-sample must be at least 1")
+    LocalStack(settings).up(progress=print)
+    base = first_user(args)
+    results: list[CapacityResult] = []
+    with follower(settings) as ingest:
+        rate = args.rate
+        for step in range(KNEE_MAX_STEPS if args.find_knee else 1):
+            pool = base + step * 10_000_000  # a fresh pool of typists per rate
+            results.append(run_rate(settings, rate, args.seconds, args.users, pool, args.sample,
+                                    args.insights_sample, args.drain_timeout, {"ingest --follow": ingest.pid}))
+            if not results[-1].held():
+                break
+            rate *= KNEE_STEP
+    print(f"\ncapacity: {args.users} returning typists, {args.seconds:g} s per rate, ingest in follow mode, "
+          f"one test in {args.sample} polled")
+    print_results(results)
+    if args.find_knee:
+        held = knee(results)
+        print(f"\nknee: {held.offered:g} tests/s held (visible p95 ≤ {KNEE_VISIBLE_P95_S:g} s, nothing lost)"
+              if held else "\nknee: not even the first rate held")
+    return 0 if all(r.lost == 0 for r in results) else 1
