@@ -241,7 +241,7 @@ def seed_route(settings: Settings, hits: int, misses: int, seed: int, progress=p
     from app.practice.lm import PracticeWriter
     from app.practice.model_files import model_folder
     from app.practice.signature import needs_from_insights
-    from app.practice.texts import TextCache
+    from app.practice.texts import TEXTS_PREFIX, TextCache
 
     hit_sets = [["q"], ["z", "x"], ["b", "v", "y"]]
     letters = [c for c in string.ascii_lowercase if c not in "qzxbvy"]
@@ -267,7 +267,7 @@ def seed_route(settings: Settings, hits: int, misses: int, seed: int, progress=p
             gens = generations(client, ids)
             for user_id, generation, body in zip(ids, gens, bodies):
                 put_reads(client, user_id, generation, {"insights": encode_read({**body, "user_id": user_id})}, 3600)
-        client.delete(*(f"keyscope:practice:texts:{s}" for s in miss_sigs))
+        client.delete(*(TEXTS_PREFIX + s for s in miss_sigs))
         return hit_ids, miss_ids
     finally:
         client.close()

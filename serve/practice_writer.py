@@ -59,8 +59,7 @@ class BackgroundWriter:
                 started = time.monotonic()
                 await self.step()
                 # Rest in proportion to the round (milliseconds when nothing was queued): writing takes at most
-                # CPU_SHARE of the replica's time, so a long queue never starves the serving beside it (on a 2-core
-                # machine it did: 0.7 of a core).
+                # CPU_SHARE of the replica's time, so a long queue never starves the serving beside it.
                 await asyncio.sleep((time.monotonic() - started) * (1 / CPU_SHARE - 1))
                 backoff = POLL_S
             except Exception:  # not CancelledError (a BaseException): the replica's shutdown still stops the loop

@@ -46,9 +46,8 @@ EXAMPLE_ANSWER = "Every morning I make a cup of coffee. The house is cold until 
 
 
 def default_dtype(device: str) -> torch.dtype:
-    """bfloat16 where the hardware computes it natively, float32 elsewhere. On this project's 2-core CPU (AVX-512
-    BF16, AMX) bfloat16 wrote 1.5x the tokens/s of float32 with the same share of candidates passing the scorer
-    (`keyscope bench practice --dtype …`, docs/benchmarks.md); CPUs without it would emulate bfloat16, slower."""
+    """bfloat16 where the hardware computes it natively, float32 elsewhere: on an AVX-512 BF16 / AMX CPU it writes
+    faster with texts as good (docs/benchmarks.md, "Practice text"); a CPU without it would emulate bfloat16, slower."""
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     try:

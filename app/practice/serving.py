@@ -71,26 +71,20 @@ class PracticeTexts:
         if chosen:
             self.served.record(user_id, [t.text_id for t in chosen])
             text = cut_words(" ".join(t.text for t in chosen), words)
-            return {
-                "user_id": user_id,
-                "text": text,
-                "targets": list(needs.units),
-                "generator": "lm",
-                "signature": signature,
-                "text_ids": [t.text_id for t in chosen],
-                "score": score_passage(text, needs).as_dict(),
-            }
-        keys, pairs = drill_targets(insights) if insights else ([], [])
-        drill = build_drill(keys, pairs, length_chars=words * CHARS_PER_WORD, seed=random.randrange(2**31),
-                            layout=needs.layout)
-        text = cut_words(drill, words)
+            generator, targets = "lm", list(needs.units)
+        else:
+            keys, pairs = drill_targets(insights) if insights else ([], [])
+            drill = build_drill(keys, pairs, length_chars=words * CHARS_PER_WORD, seed=random.randrange(2**31),
+                                layout=needs.layout)
+            text = cut_words(drill, words)
+            generator, targets = "rules", list(dict.fromkeys([*keys, *pairs]))
         return {
             "user_id": user_id,
             "text": text,
-            "targets": list(dict.fromkeys([*keys, *pairs])),
-            "generator": "rules",
+            "targets": targets,
+            "generator": generator,
             "signature": signature,
-            "text_ids": [],
+            "text_ids": [t.text_id for t in chosen],
             "score": score_passage(text, needs).as_dict(),
         }
 

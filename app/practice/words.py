@@ -61,7 +61,7 @@ def units_in(word: str, units: tuple[str, ...]) -> int:
     return sum(lower.count(unit) for unit in units)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1024)  # bounded: a writer process meets many signatures over its life
 def _candidates(needs: PracticeNeeds) -> tuple[tuple[str, ...], tuple[float, ...]]:
     typeable = set(get_layout(needs.layout).characters)
     min_zipf = MIN_ZIPF_BY_SKILL[needs.skill]

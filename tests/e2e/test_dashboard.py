@@ -8,23 +8,21 @@ download is never used. The screenshot lands in $KEYSCOPE_TEST_ARTIFACTS (defaul
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from app.analytics import layouts
 from app.config import Settings
 from app.schemas import NAMED_KEYS
-from devstack.simulate import make_profiles, simulate_test
 from pipelines.ingest import run_ingest
 from tests.api import api_client, api_get
+from tests.typists import slow_q_history
 
 DASHBOARD_JS = Path(__file__).parents[2] / "serve" / "static" / "dashboard.js"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -35,6 +33,10 @@ PAGE_TIMEOUT_MS = 30_000
 INSIGHTS_UPDATE_TIMEOUT_MS = 60_000  # the page polls /insights every 2 s once the ingest job has run
 
 
+def history() -> list[dict]:
+    return slow_q_history(USER_ID, HISTORY_TESTS, seed=11, start=datetime(2026, 11, 1, 9, tzinfo=UTC))
+
+
 def user_token(settings: Settings, user_id: int) -> str:
     """A signed user token for `user_id` (the credential the dashboard takes from `#token=`), signed with the
     stack's first token secret."""
@@ -42,15 +44,6 @@ def user_token(settings: Settings, user_id: int) -> str:
 
     secret = settings_with_local_secrets(settings).token_secrets[0]
     return issue_token(secret, "user", user_id=user_id, ttl_s=3600)
-
-
-def slow_q_history(user_id: int, n: int) -> list[dict]:
-    """Submissions of a QWERTY typist who is four times slower to reach 'q' than any other key."""
-    profile = make_profiles(1, seed=11, first_user_id=user_id)[0]
-    profile = dataclasses.replace(profile, slow_keys={"q": 4.0}, error_rate=0.01, layout="qwerty")
-    rng = np.random.default_rng(11)
-    start = datetime(2026, 11, 1, 9, tzinfo=UTC)
-    return [simulate_test(profile, rng, start + timedelta(days=i, minutes=i), i) for i in range(n)]
 
 
 def ingest(settings: Settings) -> None:
@@ -63,7 +56,7 @@ def ingest(settings: Settings) -> None:
 @pytest.fixture(scope="module")
 def slow_q_typist(stack, ray_driver, api_url, stack_settings) -> int:
     with api_client(api_url, timeout=30) as client:
-        statuses = [client.post("/v1/tests", json=t).status_code for t in slow_q_history(USER_ID, HISTORY_TESTS)]
+        statuses = [client.post("/v1/tests", json=t).status_code for t in history()]
     assert statuses == [202] * HISTORY_TESTS
     ingest(stack_settings)
     return USER_ID

@@ -9,15 +9,13 @@ One writing round of the model (about 10-20 s of CPU per signature) carries ever
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import time
 import zipfile
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import httpx
-import numpy as np
 import pytest
 import redis
 
@@ -25,9 +23,9 @@ from app.auth import issue_token
 from app.practice.served import served_key
 from app.practice.signature import GENERAL_NEEDS
 from app.practice.texts import WANTED_KEY
-from devstack.simulate import make_profiles, simulate_test
 from pipelines.ingest import run_ingest
 from tests.api import api_client, api_get
+from tests.typists import slow_q_history
 
 pytestmark = pytest.mark.stack
 
@@ -38,16 +36,12 @@ WRITING_TIMEOUT_S = 240  # the model writes ~30-90 tokens/s on 2 cores; a round 
 WORDS = 5  # below every written text's length (the scorer's minimum is 8): each answer is one written text
 
 
+def history() -> list[dict]:
+    return slow_q_history(TYPIST, HISTORY_TESTS, seed=17, start=datetime(2026, 10, 1, 9, tzinfo=UTC))
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def slow_q_history(user_id: int, n: int) -> list[dict]:
-    profile = make_profiles(1, seed=17, first_user_id=user_id)[0]
-    profile = dataclasses.replace(profile, slow_keys={"q": 4.0}, error_rate=0.01, layout="qwerty")
-    rng = np.random.default_rng(17)
-    start = datetime(2026, 10, 1, 9, tzinfo=UTC)
-    return [simulate_test(profile, rng, start + timedelta(days=i, minutes=i), i) for i in range(n)]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +63,7 @@ def tokens(stack) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def typist(stack, ray_driver, api_url, stack_settings) -> int:
     with api_client(api_url) as client:
-        statuses = [client.post("/v1/tests", json=t).status_code for t in slow_q_history(TYPIST, HISTORY_TESTS)]
+        statuses = [client.post("/v1/tests", json=t).status_code for t in history()]
     assert statuses == [202] * HISTORY_TESTS
     run_ingest(stack_settings)
     return TYPIST
