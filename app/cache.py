@@ -7,10 +7,10 @@ invalidates everything about a user with one DEL, and a TTL bounds staleness if 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
 import redis
 import redis.asyncio as aioredis
 
@@ -21,23 +21,10 @@ from app.config import Settings
 NOT_FOUND = b"null"
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def encode_read(value: Any) -> bytes:
-    """The JSON a read is cached and served as: compact, NaN and infinities (undefined metrics) as null, since
+    """The JSON a read is cached and served as: compact UTF-8, NaN and infinities (undefined metrics) as null, since
     JSON has neither."""
-    try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
-    except ValueError:
-        return json.dumps(_finite(value), separators=(",", ":"), allow_nan=False).encode()
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 
 
 def user_cache_key(user_id: int) -> str:
@@ -121,11 +108,38 @@ def invalidate_users(settings: Settings, user_ids: Iterable[int], client: redis.
 
 
 def generations(client: redis.Redis, user_ids: list[int]) -> list[bytes | None]:
-    """The users' invalidation generations (sync, for batch jobs); pass one to `put_reads`."""
+    """The users' invalidation generations (sync, for batch jobs); pass them to `put_many_reads`."""
     pipe = client.pipeline(transaction=False)
     for user_id in user_ids:
         pipe.get(user_generation_key(user_id))
     return pipe.execute()
+
+
+# Compare-and-set of one user's reads: written only if the generation is still what the caller read (a pass that
+# landed meanwhile bumped it), in one script so a batch of users costs one pipelined round trip, not a WATCH each.
+_PUT_IF_GENERATION = """
+if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+def put_many_reads(
+    client: redis.Redis, generations_by_user: dict[int, bytes | None], bodies: dict[int, dict[str, bytes]], ttl_s: int
+) -> int:
+    """`put_reads` for many users in one pipelined round trip; returns how many were written (the others were
+    invalidated since their generation was read)."""
+    if not bodies:
+        return 0
+    script = client.register_script(_PUT_IF_GENERATION)
+    pipe = client.pipeline(transaction=False)
+    for user_id, reads in bodies.items():
+        generation = generations_by_user.get(user_id) or b""
+        fields = [item for pair in reads.items() for item in pair]
+        keys = [user_cache_key(user_id), user_generation_key(user_id)]
+        script(keys=keys, args=[generation, ttl_s, *fields], client=pipe)
+    return sum(int(done) for done in pipe.execute())
 
 
 def put_reads(
@@ -133,16 +147,4 @@ def put_reads(
 ) -> bool:
     """`InsightsCache.put_raw` for several reads at once, sync (batch jobs): refused if the user was invalidated since
     `generation` was read."""
-    key, gen_key = user_cache_key(user_id), user_generation_key(user_id)
-    with client.pipeline(transaction=True) as pipe:
-        try:
-            pipe.watch(gen_key)
-            if pipe.get(gen_key) != generation:
-                return False
-            pipe.multi()
-            pipe.hset(key, mapping=bodies)
-            pipe.expire(key, ttl_s)
-            pipe.execute()
-            return True
-        except redis.WatchError:
-            return False
+    return put_many_reads(client, {user_id: generation}, {user_id: bodies}, ttl_s) == 1

@@ -28,12 +28,12 @@ import pyarrow as pa
 import ray
 import redis
 
-from app.cache import encode_read, generations, put_reads, user_cache_key
+from app.cache import encode_read, generations, put_many_reads, user_cache_key
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import apply_migrations
 from app.clickhouse.store import load_job_watermark, store_job_watermark
 from app.config import Settings
-from app.insights import build_insights, build_key_table, build_progress
+from app.insights import build_reads, load_histories, rank_histories
 from app.models.forecast import ModelForecaster
 from app.practice.served import ServedTexts, signature_key
 from app.practice.signature import needs_from_insights
@@ -93,9 +93,13 @@ def forecaster(settings: Settings) -> ModelForecaster:
 
 
 def refresh_users(settings: Settings, user_ids: list[int]) -> int:
-    """Recompute the reads of these users into `user_insights` and Redis; returns how many had tests."""
+    """Recompute the reads of these users into `user_insights` and Redis; returns how many had tests.
+
+    Their histories come in one query per kind for the whole list (app/insights.py `load_histories`), so a longer
+    list costs less per user; the hourly job hands over USERS_PER_BATCH at a time."""
     if not user_ids:
         return 0
+    user_ids = sorted(set(user_ids))
     started_ms = int(time.time() * 1000)
     client = clickhouse_client(settings.clickhouse_url, background=True)
     cache = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
@@ -103,51 +107,37 @@ def refresh_users(settings: Settings, user_ids: list[int]) -> int:
         # Generations first: a pass that lands while this runs bumps them, and its users are then not cached here
         # with what is already stale (the row in user_insights is still checked against covered_until on read).
         try:
-            gens = generations(cache, user_ids)
+            gens: dict[int, bytes | None] | None = dict(zip(user_ids, generations(cache, user_ids)))
         except redis.RedisError as exc:
             log.warning("Redis unavailable, refreshing ClickHouse only: %s", exc)
             gens = None
-        covered = dict(
-            client.query(
-                "SELECT user_id, max(ingested_at) FROM test_results WHERE user_id IN {u:Array(UInt64)} "
-                "GROUP BY user_id",
-                parameters={"u": user_ids},
-            ).result_rows
-        )
+        histories = load_histories(client, user_ids)
+        forecasts = forecaster(settings).forecast_many(list(histories))
+        ranked = rank_histories(list(histories.values()))
         rows: dict[str, list[Any]] = {name: [] for name in _INSIGHTS_SCHEMA.names}
         signatures: dict[int, str] = {}
+        bodies_by_user: dict[int, dict[str, bytes]] = {}
         now = datetime.now(UTC)
-        for i, user_id in enumerate(user_ids):
-            if user_id not in covered:
-                continue
-            forecast = forecaster(settings).forecast(user_id)
-            insights = build_insights(client, user_id, model_forecast=forecast)
-            if insights is None:
-                continue
-            signatures[user_id] = needs_from_insights(insights).signature
-            bodies = {
-                "insights": encode_read(insights),
-                "keys": encode_read(build_key_table(client, user_id)),
-                "progress": encode_read(build_progress(client, user_id, model_forecast=forecast)),
-            }
+        for user_id, history in histories.items():
+            reads = build_reads(history, model_forecast=forecasts.get(user_id), ranked=ranked[user_id])
+            signatures[user_id] = needs_from_insights(reads["insights"]).signature
+            bodies = bodies_by_user[user_id] = {read: encode_read(body) for read, body in reads.items()}
             for name, value in (
                 ("user_id", user_id),
                 ("computed_at", now),
-                ("covered_until", covered[user_id]),
-                ("test_count", insights["test_count"]),
+                ("covered_until", history.summary["covered_until"]),
+                ("test_count", history.summary["test_count"]),
                 *((read, body.decode()) for read, body in bodies.items()),
             ):
                 rows[name].append(value)
-            if gens is not None:
-                try:
-                    put_reads(cache, user_id, gens[i], bodies, settings.insights_ttl_s)
-                except redis.RedisError as exc:
-                    log.warning("cache write failed: %s", exc)
-                    gens = None
         if rows["user_id"]:
             client.insert_arrow("user_insights", pa.table(rows, schema=_INSIGHTS_SCHEMA))
-            if gens is not None:  # Redis answered this batch: worth the round trips
-                queue_moved_signatures(settings, cache, signatures)
+            if gens is not None:
+                try:
+                    put_many_reads(cache, gens, bodies_by_user, settings.insights_ttl_s)
+                    queue_moved_signatures(settings, cache, signatures)
+                except redis.RedisError as exc:
+                    log.warning("cache write failed: %s", exc)
             _forget_deleted(settings, client, cache, rows["user_id"], started_ms)
         return len(rows["user_id"])
     finally:

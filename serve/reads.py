@@ -14,9 +14,9 @@ from typing import Any
 
 from app.cache import NOT_FOUND, InsightsCache, encode_read
 from app.clickhouse.client import clickhouse_client
-from app.clickhouse.store import user_tests
+from app.clickhouse.store import user_test_history, user_tests
 from app.config import Settings
-from app.insights import build_insights, build_key_table, build_progress
+from app.insights import build_insights, build_key_table, build_progress, load_history
 from app.models.forecast import ModelForecaster
 from app.practice import build_drill, drill_targets
 from serve.pagination import encode_cursor
@@ -45,12 +45,17 @@ class UserReads:
 
     def _compute(self, user_id: int, read: str, params: dict[str, Any]) -> Any:
         client = self.clickhouse()
-        if read == "insights":
-            return build_insights(client, user_id, model_forecast=self.forecaster.forecast(user_id))
-        if read == "keys":
-            return build_key_table(client, user_id)
+        if read in ("insights", "keys"):
+            history = load_history(client, user_id)
+            if history is None:
+                return None
+            if read == "keys":
+                return build_key_table(history)
+            return build_insights(history, model_forecast=self.forecaster.forecast(user_id))
         if read == "progress":
-            return build_progress(client, user_id, model_forecast=self.forecaster.forecast(user_id))
+            tests = user_test_history(client, user_id)
+            forecast = self.forecaster.forecast(user_id) if tests.num_rows else None
+            return build_progress(user_id, tests, model_forecast=forecast)
         if read == "tests":
             return self._tests_page(user_id, int(params["limit"]), params.get("before"))
         raise ValueError(f"unknown read {read!r}")

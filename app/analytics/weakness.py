@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from statistics import NormalDist
 from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from numpy.typing import ArrayLike
+from scipy import special
 
 # An error costs about five presses' time: the wrong press, the pause before noticing it, a Backspace and the
 # retype (keyscope's simulator: 1 + 2.2 + 0.65..1 + 1.25 intervals).
@@ -42,80 +43,23 @@ ERROR_COST_PRESSES = 5.0
 # τ ≈ 0.15–0.2 (hand alternation ±10 %, word starts +15 %), so σ²/τ² ≈ 10.
 TIME_PRIOR_PRESSES = 10.0
 INTERVAL_LEVEL = 0.90  # the error_interval is the central 90 % of the Beta posterior
-_CF_MAX_ITERATIONS = 10_000  # the continued fraction needs O(sqrt(max(a, b))) terms: enough for 10⁷ presses
-_CF_EPS = 1e-15
-_TINY = 1e-300
 _QUANTILE_EDGE = 1e-12
 
 
-# --- Beta distribution without scipy ---------------------------------------------------------------------
+# --- The Beta distribution --------------------------------------------------------------------------------
 
 
-def _beta_continued_fraction(x: float, a: float, b: float) -> float:
-    """Return the continued fraction of the incomplete beta function (modified Lentz; Numerical Recipes §6.4)."""
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > _TINY else _TINY)
-    h = d
-    for m in range(1, _CF_MAX_ITERATIONS + 1):
-        m2 = 2 * m
-        even = m * (b - m) * x / ((qam + m2) * (a + m2))
-        odd = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        for numerator in (even, odd):
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > _TINY else _TINY)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > _TINY else _TINY
-            delta = d * c
-            h *= delta
-        if abs(delta - 1.0) < _CF_EPS:
-            break
-    return h
+def regularized_beta(x: ArrayLike, a: ArrayLike, b: ArrayLike) -> Any:
+    """Return I_x(a, b), the Beta(a, b) CDF at x (elementwise over arrays)."""
+    return special.betainc(a, b, np.clip(x, 0.0, 1.0))
 
 
-def _log_beta(a: float, b: float) -> float:
-    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
-
-
-def regularized_beta(x: float, a: float, b: float) -> float:
-    """Return I_x(a, b), the Beta(a, b) CDF at x, by the continued fraction (Numerical Recipes betai)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = a * math.log(x) + b * math.log1p(-x) - _log_beta(a, b)
-    # The fraction converges fast only below the mean-ish point; above it use I_x(a, b) = 1 − I_{1−x}(b, a).
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(log_front) * _beta_continued_fraction(x, a, b) / a
-    return 1.0 - math.exp(log_front) * _beta_continued_fraction(1.0 - x, b, a) / b
-
-
-def beta_quantile(q: float, a: float, b: float) -> float:
-    """Return x with I_x(a, b) = q: Newton steps on the CDF, falling back to bisection outside the bracket."""
-    if q <= 0.0 or regularized_beta(_QUANTILE_EDGE, a, b) >= q:
-        return 0.0  # the quantile is closer to 0 than any rate worth telling apart (a ≪ 1 piles mass at 0)
-    if q >= 1.0 or regularized_beta(1.0 - _QUANTILE_EDGE, a, b) <= q:
-        return 1.0
-    lo, hi = 0.0, 1.0
-    mean = a / (a + b)
-    sd = math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1.0)))
-    # Start from the normal approximation, kept inside (0, 1).
-    x = min(max(mean + sd * NormalDist().inv_cdf(q), 1e-12), 1.0 - 1e-12)
-    log_b = _log_beta(a, b)
-    for _ in range(200):
-        error = regularized_beta(x, a, b) - q
-        if error < 0.0:
-            lo = x
-        else:
-            hi = x
-        density = math.exp((a - 1.0) * math.log(x) + (b - 1.0) * math.log1p(-x) - log_b)
-        step_to = x - error / density if density > 0.0 and math.isfinite(density) else -1.0
-        if not lo < step_to < hi:
-            step_to = 0.5 * (lo + hi)
-        if abs(step_to - x) <= 1e-13 * max(x, 1e-10) or hi - lo <= 1e-15:
-            return step_to
-        x = step_to
-    return x
+def beta_quantile(q: ArrayLike, a: ArrayLike, b: ArrayLike) -> Any:
+    """Return x with I_x(a, b) = q (elementwise over arrays; a float for scalar input). Quantiles within 1e-12 of
+    0 or 1 read as 0 or 1: no rate worth telling apart lies there (a ≪ 1 piles mass at 0)."""
+    x = special.betaincinv(a, b, q)
+    x = np.where(x <= _QUANTILE_EDGE, 0.0, np.where(x >= 1.0 - _QUANTILE_EDGE, 1.0, x))
+    return float(x) if x.ndim == 0 else x
 
 
 # --- Ranking ---------------------------------------------------------------------------------------------
@@ -133,15 +77,19 @@ def _int_column(table: pa.Table, name: str) -> np.ndarray:
     return pc.fill_null(pc.cast(table.column(name), pa.int64()), 0).to_numpy().astype(np.int64)
 
 
-def _chronological_test_positions(history: pa.Table) -> tuple[np.ndarray, int]:
-    """Return each row's test position in chronological order (ties by test_id) and the number of tests."""
-    test_codes, test_ids = _codes(history.column("test_id"))
+def _chronological_test_positions(history: pa.Table, user_of_row: np.ndarray) -> tuple[np.ndarray, int]:
+    """Return each row's test position in chronological order (ties by test_id) and the number of tests. A test is
+    a (user, test_id); positions are global, so restricted to one user they are that user's chronological order."""
+    id_codes, test_ids = _codes(history.column("test_id"))
+    tests, test_codes = np.unique(user_of_row * max(len(test_ids), 1) + id_codes, return_inverse=True)
+    test_codes = test_codes.ravel()
     started = pc.fill_null(pc.cast(history.column("started_at"), pa.int64()), 0).to_numpy().astype(np.int64)
-    n_tests = len(test_ids)
+    n_tests = tests.shape[0]
     started_per_test = np.zeros(n_tests, dtype=np.int64)
     started_per_test[test_codes] = started
-    id_rank = np.empty(n_tests, dtype=np.int64)
-    id_rank[sorted(range(n_tests), key=test_ids.__getitem__)] = np.arange(n_tests)
+    id_rank_of_code = np.empty(len(test_ids), dtype=np.int64)
+    id_rank_of_code[sorted(range(len(test_ids)), key=test_ids.__getitem__)] = np.arange(len(test_ids))
+    id_rank = id_rank_of_code[tests % max(len(test_ids), 1)]
     order = np.lexsort((id_rank, started_per_test))
     position = np.empty(n_tests, dtype=np.int64)
     position[order] = np.arange(n_tests)
@@ -198,8 +146,13 @@ def _reason(entry: dict[str, Any], kind: str, median_ms: float | None, user_rate
     return " and ".join(parts)
 
 
-def _float_or_none(value: float) -> float | None:
-    return None if not math.isfinite(value) else float(value)
+def empty_ranking(target_time_ms: float) -> dict[str, Any]:
+    return {
+        "weak": [],
+        "strong": [],
+        "all": [],
+        "baseline": {"error_rate": None, "median_time_ms": None, "target_time_ms": target_time_ms},
+    }
 
 
 def rank_units(
@@ -221,26 +174,61 @@ def rank_units(
     smoothed_time_ms, time_ratio (smoothed / the user's median), confidence, score, eligible and reason.
     `weak` is the `top` eligible units with score > 0, weakest first; `strong` the `top` eligible units with
     score < 0, strongest first. `baseline` holds the user's error_rate, median_time_ms and target_time_ms.
-    Rows of one (test, unit) that appear twice are summed.
+    Rows of one (test, unit) that appear twice are summed. Every row counts as the one user's.
     """
-    unit_of_row, units = _codes(history.column("key"))
-    n_units = len(units)
+    if "user_id" in history.column_names:
+        history = history.drop_columns(["user_id"])
+    one_user = history.append_column("user_id", pa.array(np.zeros(history.num_rows, dtype=np.int64)))
+    ranked = rank_units_by_user(
+        one_user,
+        kind=kind,
+        target_cpm=target_cpm,
+        alpha=alpha,
+        prior_strength=prior_strength,
+        min_presses=min_presses,
+        top=top,
+        error_cost_presses=error_cost_presses,
+        time_prior_presses=time_prior_presses,
+    )
+    return ranked.get(0) or empty_ranking(60_000.0 / target_cpm)
+
+
+def rank_units_by_user(
+    history: pa.Table,
+    *,
+    kind: Literal["key", "pair"],
+    target_cpm: float = 175.0,
+    alpha: float = 0.1,
+    prior_strength: float = 30.0,
+    min_presses: int = 5,
+    top: int = 5,
+    error_cost_presses: float = ERROR_COST_PRESSES,
+    time_prior_presses: float = TIME_PRIOR_PRESSES,
+) -> dict[int, dict[str, Any]]:
+    """`rank_units` for the rows of many users at once (a `user_id` column): user id → ranking, for each user with
+    rows. The arithmetic runs over every (user, unit) together (the insights refresh ranks thousands of typists a
+    pass); only each unit's dict is built one by one."""
     target_time_ms = 60_000.0 / target_cpm
-    if n_units == 0:
-        return {
-            "weak": [],
-            "strong": [],
-            "all": [],
-            "baseline": {"error_rate": None, "median_time_ms": None, "target_time_ms": target_time_ms},
-        }
+    if history.num_rows == 0:
+        return {}
+    users, user_of_row = np.unique(_int_column(history, "user_id"), return_inverse=True)
+    user_of_row = user_of_row.ravel()
+    name_of_row, names = _codes(history.column("key"))
+    n_names = len(names)
+    # One "unit" per (user, key or pair), sorted by user: each user's units are one contiguous run.
+    unit_keys, unit_of_row = np.unique(user_of_row * n_names + name_of_row, return_inverse=True)
+    unit_of_row = unit_of_row.ravel()
+    n_units = unit_keys.shape[0]
+    unit_user, unit_name = unit_keys // n_names, unit_keys % n_names
     presses_row = _int_column(history, "presses")
     errors_row = _int_column(history, "errors")
     timed_row = _int_column(history, "timed_presses")
     time_sum_row = _int_column(history, "time_to_type_sum_ms")
-    test_position, n_tests = _chronological_test_positions(history)
+    test_position, n_tests = _chronological_test_positions(history, user_of_row)
 
     # One group per (unit, test), sorted by unit then chronologically: the smoothing needs that order.
     group_keys, group_of_row = np.unique(unit_of_row * n_tests + test_position, return_inverse=True)
+    group_of_row = group_of_row.ravel()
     n_groups = group_keys.shape[0]
     group_unit = group_keys // n_tests
     group_timed = np.bincount(group_of_row, weights=timed_row, minlength=n_groups)
@@ -257,61 +245,91 @@ def rank_units(
     time_sum = np.bincount(unit_of_row, weights=time_sum_row, minlength=n_units)
     tests = np.bincount(group_unit, minlength=n_units)
 
-    total_presses, total_errors = int(presses.sum()), int(errors.sum())
+    n_users = users.shape[0]
+    total_presses = np.bincount(unit_user, weights=presses, minlength=n_users)
+    total_errors = np.bincount(unit_user, weights=errors, minlength=n_users)
     # A user with no errors (or only errors) would give a degenerate prior; keep p0 half a press inside (0, 1).
     edge = 0.5 / (total_presses + 1)
-    user_rate = min(max(total_errors / total_presses if total_presses else 0.0, edge), 1.0 - edge)
-    prior_errors, prior_correct = prior_strength * user_rate, prior_strength * (1.0 - user_rate)
-    shrunk = (errors + prior_errors) / (presses + prior_strength)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        raw_rate = np.where(total_presses > 0, total_errors / np.maximum(total_presses, 1), 0.0)
+    user_rate = np.minimum(np.maximum(raw_rate, edge), 1.0 - edge)
+    rate = user_rate[unit_user]
+    shrunk = (errors + prior_strength * rate) / (presses + prior_strength)
 
     eligible = presses >= min_presses
     timed_eligible = eligible & np.isfinite(smoothed)
-    median_time = float(np.median(smoothed[timed_eligible])) if timed_eligible.any() else None
+    bounds = np.searchsorted(unit_user, np.arange(n_users + 1))
+    median_time = np.full(n_users, np.nan)
+    for j in range(n_users):
+        run = slice(bounds[j], bounds[j + 1])
+        values = smoothed[run][timed_eligible[run]]
+        if values.size:
+            median_time[j] = np.median(values)
     # Cost per press in median presses: time ratio plus the presses an error costs; no time reads as typical.
-    time_ratio = np.ones(n_units)
-    if median_time is not None and median_time > 0:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            time_ratio = np.where(np.isfinite(smoothed) & (smoothed > 0), smoothed / median_time, 1.0)
+    median = median_time[unit_user]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        usable = np.isfinite(median) & (median > 0) & np.isfinite(smoothed) & (smoothed > 0)
+        time_ratio = np.where(usable, smoothed / np.where(usable, median, 1.0), 1.0)
     # Shrink the time ratio toward 1 as the error rate is shrunk toward p0, weighing the smoothing's effective
     # presses against time_prior_presses: one early pause in a rare unit's few tests must not make it look slow.
     time_ratio = time_ratio ** (effective_timed / (effective_timed + time_prior_presses))
-    score = np.log((time_ratio + error_cost_presses * shrunk) / (1.0 + error_cost_presses * user_rate))
+    score = np.log((time_ratio + error_cost_presses * shrunk) / (1.0 + error_cost_presses * rate))
 
-    entries = []
-    for i, unit in enumerate(units):
-        n, e = int(presses[i]), int(errors[i])
-        a, b = e + prior_errors, n - e + prior_correct
-        tail = (1.0 - INTERVAL_LEVEL) / 2
-        smoothed_i = _float_or_none(smoothed[i])
-        entry: dict[str, Any] = {
-            "key": unit,
-            "presses": n,
-            "errors": e,
-            "error_rate": e / n if n else 0.0,
-            "shrunk_error_rate": float(shrunk[i]),
-            "error_interval": [beta_quantile(tail, a, b), beta_quantile(1.0 - tail, a, b)],
-            "tests": int(tests[i]),
-            "timed_presses": int(timed[i]),
-            "mean_time_ms": float(time_sum[i] / timed[i]) if timed[i] else None,
-            "smoothed_time_ms": smoothed_i,
-            "time_ratio": smoothed_i / median_time if smoothed_i is not None and median_time else None,
-            "confidence": target_time_ms / smoothed_i if smoothed_i else None,
-            "score": float(score[i]),
-            "eligible": bool(eligible[i]),
+    tail = (1.0 - INTERVAL_LEVEL) / 2
+    # Many units share their posterior (rare pairs above all): one quantile per distinct (user, errors, presses).
+    posteriors, posterior_of_unit = np.unique(
+        np.stack([unit_user, errors, presses], axis=1), axis=0, return_inverse=True
+    )
+    posterior_of_unit = posterior_of_unit.ravel()
+    p_rate = user_rate[posteriors[:, 0]]
+    a = posteriors[:, 1] + prior_strength * p_rate
+    b = posteriors[:, 2] - posteriors[:, 1] + prior_strength * (1.0 - p_rate)
+    quantiles = beta_quantile(np.array([[tail], [1.0 - tail]]), a, b)
+    interval_lo, interval_hi = quantiles[0][posterior_of_unit].tolist(), quantiles[1][posterior_of_unit].tolist()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_time = np.where(timed > 0, time_sum / np.maximum(timed, 1), np.nan)
+    # Plain Python numbers before the loop: indexing numpy arrays per element costs more than the entry itself.
+    presses_l, errors_l, tests_l, timed_l = presses.tolist(), errors.tolist(), tests.tolist(), timed.tolist()
+    shrunk_l, score_l, eligible_l = shrunk.tolist(), score.tolist(), eligible.tolist()
+    smoothed_l, mean_time_l, name_l = smoothed.tolist(), mean_time.tolist(), unit_name.tolist()
+
+    out: dict[int, dict[str, Any]] = {}
+    for j, user_id in enumerate(users.tolist()):
+        median_j = float(median_time[j]) if np.isfinite(median_time[j]) else None
+        rate_j = float(user_rate[j])
+        entries = []
+        for i in range(bounds[j], bounds[j + 1]):
+            n, e = presses_l[i], errors_l[i]
+            smoothed_i = smoothed_l[i] if math.isfinite(smoothed_l[i]) else None
+            entry: dict[str, Any] = {
+                "key": names[name_l[i]],
+                "presses": n,
+                "errors": e,
+                "error_rate": e / n if n else 0.0,
+                "shrunk_error_rate": shrunk_l[i],
+                "error_interval": [interval_lo[i], interval_hi[i]],
+                "tests": tests_l[i],
+                "timed_presses": timed_l[i],
+                "mean_time_ms": mean_time_l[i] if timed_l[i] else None,
+                "smoothed_time_ms": smoothed_i,
+                "time_ratio": smoothed_i / median_j if smoothed_i is not None and median_j else None,
+                "confidence": target_time_ms / smoothed_i if smoothed_i else None,
+                "score": score_l[i],
+                "eligible": eligible_l[i],
+            }
+            entry["reason"] = _reason(entry, kind, median_j, rate_j, min_presses)
+            entries.append(entry)
+        ranked = sorted(entries, key=lambda entry: (-entry["score"], entry["key"]))
+        weak = [entry for entry in ranked if entry["eligible"] and entry["score"] > 0][:top]
+        strong = [entry for entry in reversed(ranked) if entry["eligible"] and entry["score"] < 0]
+        strong = sorted(strong, key=lambda entry: (entry["score"], entry["key"]))[:top]
+        out[int(user_id)] = {
+            "weak": weak,
+            "strong": strong,
+            "all": ranked,
+            "baseline": {"error_rate": rate_j, "median_time_ms": median_j, "target_time_ms": target_time_ms},
         }
-        entry["reason"] = _reason(entry, kind, median_time, user_rate, min_presses)
-        entries.append(entry)
-
-    ranked = sorted(entries, key=lambda entry: (-entry["score"], entry["key"]))
-    weak = [entry for entry in ranked if entry["eligible"] and entry["score"] > 0][:top]
-    strong = [entry for entry in reversed(ranked) if entry["eligible"] and entry["score"] < 0]
-    strong = sorted(strong, key=lambda entry: (entry["score"], entry["key"]))[:top]
-    return {
-        "weak": weak,
-        "strong": strong,
-        "all": ranked,
-        "baseline": {"error_rate": user_rate, "median_time_ms": median_time, "target_time_ms": target_time_ms},
-    }
+    return out
 
 
 # --- Confusions ------------------------------------------------------------------------------------------

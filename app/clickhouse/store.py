@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 
 from app.faults import failpoint
@@ -277,15 +278,53 @@ def user_tests(
     return [_test_row(dict(zip(result.column_names, row))) for row in result.result_rows]
 
 
+# --- A typist's history, for many typists in one query each -------------------------------------------------
+# The insights refresh reads thousands of typists a pass: one query per read kind over all of them (rows ordered
+# by user, split here) costs the store a few scans instead of a dozen point queries per typist. The one-user
+# functions are the same queries for a list of one.
+
+_TEST_HISTORY_COLUMNS = (
+    "test_id, started_at, layout, keystroke_count, wpm, accuracy, health_score, consistency, hesitations, "
+    "hesitations_word_start, hesitations_after_error, slowdown, chars_incorrect, corrections, transpositions, "
+    "doubled_letters, dropped_letters, error_bursts"
+)
+_UNIT_HISTORY_ARRAYS = ("key", "presses", "errors", "timed_presses", "time_to_type_sum_ms")
+
+
+def _user_slices(table: pa.Table) -> dict[int, pa.Table]:
+    """Split a table ordered by its `user_id` column into one zero-copy slice per user."""
+    if table.num_rows == 0:
+        return {}
+    users = table.column("user_id").to_numpy()
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(users)) + 1))
+    ends = np.append(starts[1:], table.num_rows)
+    return {int(users[a]): table.slice(int(a), int(b - a)) for a, b in zip(starts, ends)}
+
+
+def _sliced(table: pa.Table, user_ids: list[int], *, keep_user: bool) -> dict[int, pa.Table]:
+    """Every asked user's rows (an empty table for a user with none), without `user_id` unless `keep_user`."""
+    if not keep_user:
+        slices = {u: t.drop_columns(["user_id"]) for u, t in _user_slices(table).items()}
+        table = table.drop_columns(["user_id"])
+    else:
+        slices = _user_slices(table)
+    empty = table.slice(0, 0)
+    return {u: slices.get(u, empty) for u in user_ids}
+
+
+def users_test_history(client: Client, user_ids: list[int]) -> dict[int, pa.Table]:
+    """Each user's tests in chronological order with the per-test facts progress and advice need."""
+    table = client.query_arrow(
+        f"SELECT user_id, {_TEST_HISTORY_COLUMNS} FROM test_results FINAL WHERE user_id IN {{u:Array(UInt64)}} "
+        "ORDER BY user_id, started_at, test_id",
+        parameters={"u": user_ids},
+    )
+    return _sliced(table, user_ids, keep_user=False)
+
+
 def user_test_history(client: Client, user_id: int) -> pa.Table:
     """The user's tests in chronological order with the per-test facts progress and advice need."""
-    return client.query_arrow(
-        "SELECT test_id, started_at, layout, keystroke_count, wpm, accuracy, health_score, consistency, "
-        "hesitations, hesitations_word_start, hesitations_after_error, slowdown, chars_incorrect, corrections, "
-        "transpositions, doubled_letters, dropped_letters, error_bursts "
-        "FROM test_results FINAL WHERE user_id = {u:UInt64} ORDER BY started_at, test_id",
-        parameters={"u": user_id},
-    )
+    return users_test_history(client, [user_id])[user_id]
 
 
 def _unit_table(kind: str) -> str:
@@ -294,41 +333,60 @@ def _unit_table(kind: str) -> str:
     return _UNIT_TABLES[kind]
 
 
+def users_unit_history(client: Client, user_ids: list[int], kind: str) -> dict[int, pa.Table]:
+    """Each user's per-test rows of one unit kind ('key' or 'pair'), one per (test, unit), for smoothing and ranking.
+
+    Fetched as the stored per-test arrays (one row per test) and unrolled here: the same rows as an ARRAY JOIN in
+    the store, without sending each test's id and time once per unit."""
+    per_test = client.query_arrow(
+        f"SELECT user_id, test_id, started_at, {', '.join(_UNIT_HISTORY_ARRAYS)} FROM {_unit_table(kind)} FINAL "
+        "WHERE user_id IN {u:Array(UInt64)} ORDER BY user_id, started_at, test_id",
+        parameters={"u": user_ids},
+    )
+    lengths = pc.list_value_length(per_test.column("key")).to_numpy(zero_copy_only=False)
+    test_of_row = pa.array(np.repeat(np.arange(per_test.num_rows), lengths))
+    columns = {name: per_test.column(name).take(test_of_row) for name in ("user_id", "test_id", "started_at")}
+    columns.update({name: pc.list_flatten(per_test.column(name)) for name in _UNIT_HISTORY_ARRAYS})
+    return _sliced(pa.table(columns), user_ids, keep_user=True)
+
+
 def user_unit_history(client: Client, user_id: int, kind: str) -> pa.Table:
     """The user's per-test rows of one unit kind ('key' or 'pair'), one per (test, unit), for smoothing and
     ranking."""
-    return client.query_arrow(
-        "SELECT user_id, test_id, started_at, key, presses, errors, timed_presses, time_to_type_sum_ms "
-        f"FROM {_unit_table(kind)} FINAL "
-        "ARRAY JOIN key, presses, errors, timed_presses, time_to_type_sum_ms WHERE user_id = {u:UInt64}",
-        parameters={"u": user_id},
+    return users_unit_history(client, [user_id], kind)[user_id]
+
+
+def users_confusions(client: Client, user_ids: list[int]) -> dict[int, pa.Table]:
+    """Per user: presented key, key typed instead, and how often, over the user's history, most frequent first."""
+    table = client.query_arrow(
+        "SELECT user_id, key, typed, toUInt64(sum(count)) AS count FROM test_confusions FINAL "
+        "WHERE user_id IN {u:Array(UInt64)} GROUP BY user_id, key, typed ORDER BY user_id, count DESC, key, typed",
+        parameters={"u": user_ids},
     )
+    return _sliced(table, user_ids, keep_user=False)
 
 
 def user_confusions(client: Client, user_id: int) -> pa.Table:
     """Presented key, key typed instead, and how often, over the user's history."""
-    return client.query_arrow(
-        "SELECT key, typed, toUInt64(sum(count)) AS count FROM test_confusions FINAL WHERE user_id = {u:UInt64} "
-        "GROUP BY key, typed ORDER BY count DESC, key, typed",
-        parameters={"u": user_id},
-    )
+    return users_confusions(client, [user_id])[user_id]
 
 
-def user_unit_aggregates(client: Client, user_id: int, kind: str) -> list[dict[str, Any]]:
-    """Per key or letter pair over the user's history: presses, errors, time-to-type mean / median / p95 (ClickHouse's
-    quantilesTiming over every timed press) and, for keys, mean hold time."""
+def users_unit_aggregates(client: Client, user_ids: list[int], kind: str) -> dict[int, list[dict[str, Any]]]:
+    """Per user, per key or letter pair over their history: presses, errors, time-to-type mean / median / p95
+    (ClickHouse's quantilesTiming over every timed press) and, for keys, mean hold time."""
     table = _unit_table(kind)
     hold = "sum(holds), sum(hold_sum_ms)" if kind == "key" else "0, 0"
     rows = client.query(
-        "SELECT key, sum(presses), sum(errors), sum(timed_presses), sum(time_to_type_sum_ms), "
+        "SELECT user_id, key, sum(presses), sum(errors), sum(timed_presses), sum(time_to_type_sum_ms), "
         f"quantilesTimingArray(0.5, 0.95)(time_to_type_ms), {hold} FROM {table} FINAL "
-        f"ARRAY JOIN {UNIT_ARRAYS[kind]} WHERE user_id = {{u:UInt64}} GROUP BY key ORDER BY key",
-        parameters={"u": user_id},
+        f"ARRAY JOIN {UNIT_ARRAYS[kind]} WHERE user_id IN {{u:Array(UInt64)}} GROUP BY user_id, key "
+        "ORDER BY user_id, key",
+        parameters={"u": user_ids},
     ).result_rows
-    out = []
-    for name, presses, errors, timed, time_sum, quantiles, holds, hold_sum in rows:
+    out: dict[int, list[dict[str, Any]]] = {u: [] for u in user_ids}
+    for user_id, name, presses, errors, timed, time_sum, quantiles, holds, hold_sum in rows:
         presses, errors, timed = int(presses), int(errors), int(timed)
-        out.append(
+        out[int(user_id)].append(
             {
                 "key": name,
                 "presses": presses,
@@ -344,37 +402,53 @@ def user_unit_aggregates(client: Client, user_id: int, kind: str) -> list[dict[s
     return out
 
 
-def user_summary(client: Client, user_id: int, recent: int = 10) -> dict[str, Any] | None:
-    """Test count and metric means over all tests and over the newest `recent`; None for an unknown user."""
+def user_unit_aggregates(client: Client, user_id: int, kind: str) -> list[dict[str, Any]]:
+    """Per key or letter pair over the user's history: presses, errors, time-to-type mean / median / p95 (ClickHouse's
+    quantilesTiming over every timed press) and, for keys, mean hold time."""
+    return users_unit_aggregates(client, [user_id], kind)[user_id]
+
+
+def users_summary(client: Client, user_ids: list[int], recent: int = 10) -> dict[int, dict[str, Any]]:
+    """Per user with tests: test count, metric means over all tests and over the newest `recent`, counts, error
+    locations, layout, and `covered_until` (the newest ingested_at). Users without tests are absent."""
     means = ", ".join(f"avg({_q(name)}) AS {_q(name)}" for name in METRIC_FIELDS)
     sums = ", ".join(f"toUInt64(sum({_q(name)})) AS {_q(name)}" for name in COUNT_FIELDS[4:])
     result = client.query(
-        f"SELECT count() AS tests, sum(keystroke_count) AS keystrokes, {means}, {sums}, "
+        f"SELECT user_id, count() AS tests, sum(keystroke_count) AS keystrokes, {means}, {sums}, "
         "sumForEach(errors_by_finger) AS errors_by_finger, sumForEach(errors_by_hand) AS errors_by_hand, "
-        "sumForEach(errors_by_row) AS errors_by_row, topK(1)(layout) AS layouts "
-        "FROM test_results FINAL WHERE user_id = {u:UInt64}",
-        parameters={"u": user_id},
+        "sumForEach(errors_by_row) AS errors_by_row, topK(1)(layout) AS layouts, "
+        "max(ingested_at) AS covered_until FROM test_results FINAL WHERE user_id IN {u:Array(UInt64)} "
+        "GROUP BY user_id",
+        parameters={"u": user_ids},
     )
-    overall = dict(zip(result.column_names, result.result_rows[0]))
-    if int(overall["tests"]) == 0:
-        return None
     recent_result = client.query(
-        f"SELECT count() AS tests, {means} FROM (SELECT * FROM test_results FINAL WHERE user_id = {{u:UInt64}} "
-        "ORDER BY started_at DESC LIMIT {n:UInt32})",
-        parameters={"u": user_id, "n": recent},
+        f"SELECT user_id, count() AS tests, {means} FROM (SELECT * FROM test_results FINAL "
+        "WHERE user_id IN {u:Array(UInt64)} ORDER BY started_at DESC LIMIT {n:UInt32} BY user_id) GROUP BY user_id",
+        parameters={"u": user_ids, "n": recent},
     )
-    latest = dict(zip(recent_result.column_names, recent_result.result_rows[0]))
-    return {
-        "test_count": int(overall["tests"]),
-        "keystroke_count": int(overall["keystrokes"]),
-        "layout": overall["layouts"][0] if overall["layouts"] else "qwerty",
-        "overall": {name: _number(overall[name]) for name in METRIC_FIELDS},
-        "recent": {"tests": int(latest["tests"]), **{name: _number(latest[name]) for name in METRIC_FIELDS}},
-        "totals": {name: int(overall[name]) for name in COUNT_FIELDS[4:]},
-        "errors_by": {
-            name.removeprefix("errors_by_"): [int(v) for v in overall[name]] for name in ERROR_LOCATION_FIELDS
-        },
-    }
+    latest_by_user = {int(row[0]): dict(zip(recent_result.column_names, row)) for row in recent_result.result_rows}
+    out = {}
+    for row in result.result_rows:
+        overall = dict(zip(result.column_names, row))
+        user_id, latest = int(overall["user_id"]), latest_by_user[int(overall["user_id"])]
+        out[user_id] = {
+            "test_count": int(overall["tests"]),
+            "keystroke_count": int(overall["keystrokes"]),
+            "layout": overall["layouts"][0] if overall["layouts"] else "qwerty",
+            "overall": {name: _number(overall[name]) for name in METRIC_FIELDS},
+            "recent": {"tests": int(latest["tests"]), **{name: _number(latest[name]) for name in METRIC_FIELDS}},
+            "totals": {name: int(overall[name]) for name in COUNT_FIELDS[4:]},
+            "errors_by": {
+                name.removeprefix("errors_by_"): [int(v) for v in overall[name]] for name in ERROR_LOCATION_FIELDS
+            },
+            "covered_until": overall["covered_until"],
+        }
+    return out
+
+
+def user_summary(client: Client, user_id: int, recent: int = 10) -> dict[str, Any] | None:
+    """Test count and metric means over all tests and over the newest `recent`; None for an unknown user."""
+    return users_summary(client, [user_id], recent).get(user_id)
 
 
 def load_job_watermark(client: Client, job: str) -> datetime | None:

@@ -125,15 +125,15 @@ def test_a_user_deleted_while_the_refresh_computes_them_does_not_come_back(
     victim, bystander = 47_060, 47_061
     post(api_url, simulate_tests(2, 2, seed=44, first_user_id=victim))
     run_ingest(stack_settings)
-    compute = insights_job.build_progress
+    compute = insights_job.build_reads
 
-    def delete_mid_refresh(client, user_id: int, **options):
-        progress = compute(client, user_id, **options)  # the victim's reads are computed: the deletion runs now
-        if user_id == victim:
+    def delete_mid_refresh(history, **options):
+        reads = compute(history, **options)  # the victim's reads are computed: the deletion runs now
+        if history.user_id == victim:
             delete_user(stack_settings, victim)
-        return progress
+        return reads
 
-    monkeypatch.setattr(insights_job, "build_progress", delete_mid_refresh)
+    monkeypatch.setattr(insights_job, "build_reads", delete_mid_refresh)
     assert insights_job.refresh_users(stack_settings, [victim, bystander]) == 2
     assert precomputed(stack_settings, victim) is None
     assert not redis.Redis.from_url(stack_settings.redis_url).exists(user_cache_key(victim))

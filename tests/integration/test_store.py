@@ -17,11 +17,20 @@ from app.clickhouse.store import (
     stored_keystrokes,
     stored_test,
     stored_tests,
+    user_test_history,
     user_tests,
     user_unit_aggregates,
     write_tables,
 )
-from app.insights import build_insights, build_key_table, build_progress
+from app.insights import (
+    build_insights,
+    build_key_table,
+    build_progress,
+    build_reads,
+    load_histories,
+    load_history,
+    rank_histories,
+)
 from app.schemas import KEYSTROKE_SCHEMA, TypingTest, parse_submission
 from app.tables import build_tables
 from devstack.simulate import simulate_tests
@@ -224,13 +233,15 @@ def test_written_tests_read_back_with_their_metrics(client):
             assert row["wpm"] == pytest.approx(expected["wpm"])
             assert row["accuracy"] == pytest.approx(expected["accuracy"])
             assert row["started_at"] == sub["started_at"]
-    insights = build_insights(client, subs[0]["user_id"])
+    user_id = subs[0]["user_id"]
+    history = load_history(client, user_id)
+    insights = build_insights(history)
     assert insights["test_count"] == 2
     assert sum(k["presses"] for k in insights["keys"]) > 0
-    assert build_key_table(client, subs[0]["user_id"])["pairs"]
-    assert len(build_progress(client, subs[0]["user_id"])["daily"]) >= 1
-    assert build_insights(client, 987_654) is None
-    assert build_key_table(client, 987_654) is None and build_progress(client, 987_654) is None
+    assert build_key_table(history)["pairs"]
+    assert len(build_progress(user_id, history.tests)["daily"]) >= 1
+    assert load_history(client, 987_654) is None
+    assert build_progress(987_654, user_test_history(client, 987_654)) is None
     assert user_tests(client, 987_654, 5) == []
 
 
@@ -240,7 +251,7 @@ def test_writing_the_same_tests_twice_reads_as_once(client):
     write_tables(client, tables)
     write_tables(client, tables)  # a re-run after a crash between the write and the offset store
     assert len(user_tests(client, 40, limit=10)) == 2
-    assert build_insights(client, 40)["test_count"] == 2
+    assert build_insights(load_history(client, 40))["test_count"] == 2
     presses = client.query("SELECT count() FROM keystrokes WHERE user_id = 40").result_rows[0][0]
     assert presses == sum(len(s["keystrokes"]) for s in subs if s["user_id"] == 40)
     # The daily materialized views saw each keystroke once: their key presses equal one copy's.
@@ -323,3 +334,21 @@ def test_a_write_stopped_part_way_is_completed_once(client):
     keyed = sum(k["presses"] for k in user_unit_aggregates(client, 90, "key"))
     assert keyed == client.query("SELECT count() FROM keystrokes WHERE user_id = 90 AND target != ''").result_rows[0][0]
     assert len(user_tests(client, 90, limit=10)) == 2
+
+
+def test_reads_computed_for_many_typists_at_once_equal_each_computed_alone(client):
+    """The insights refresh loads and ranks a whole batch of typists together (one query per kind, one vectorized
+    ranking); every read must be what the typist alone would get, and a typist without tests is simply absent."""
+    subs = submissions(n_users=6, n_tests=4, first_user_id=500)
+    write_tables(client, tables_of(subs))
+    users = sorted({s["user_id"] for s in subs})
+    assert len(users) >= 4
+    histories = load_histories(client, [*users, 987_655])
+    assert sorted(histories) == users
+    ranked = rank_histories(list(histories.values()))
+    for user_id in users:
+        alone = load_history(client, user_id)
+        assert alone.summary == histories[user_id].summary
+        assert alone.tests.equals(histories[user_id].tests)
+        assert alone.pair_rows.equals(histories[user_id].pair_rows)
+        assert build_reads(histories[user_id], ranked=ranked[user_id]) == build_reads(alone)

@@ -8,7 +8,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from app.analytics.weakness import beta_quantile, errors_by_key, rank_units, regularized_beta, top_confusions
+from app.analytics.weakness import (
+    beta_quantile,
+    errors_by_key,
+    rank_units,
+    rank_units_by_user,
+    regularized_beta,
+    top_confusions,
+)
 from app.schemas import CONFUSION_SCHEMA, KEY_STAT_SCHEMA, parse_submission
 from app.tables import TestTables, build_tables
 from devstack.simulate import make_profiles, simulate_test
@@ -263,3 +270,24 @@ def test_typist_who_types_r_for_e_gets_that_confusion_first():
     result = top_confusions(tables.confusions, top=3, key_errors=errors_by_key(tables.key_stats))
     assert (result[0]["key"], result[0]["typed"]) == ("e", "r")
     assert result[0]["share_of_key_errors"] > 0.5
+
+
+def test_ranking_many_typists_at_once_equals_ranking_each_alone():
+    """The insights refresh ranks a batch of typists in one pass: each must get exactly their own ranking, even when
+    two typists' tests share a test id and one typist has no timed presses at all."""
+    fast = simulated_tables(12, seed=5).pair_stats
+    slow = simulated_tables(9, seed=6, slow_keys={"q": 3.0}).pair_stats
+    untimed = stat_rows([("t1", 1, "ab", 7, 1, 0, 0), ("t2", 2, "ab", 3, 0, 0, 0)])
+    shared_id = stat_rows([("t1", 5, "ab", 9, 0, 9, 900), ("t1", 5, "cd", 6, 2, 6, 1800)])
+    typists = {11: fast, 12: slow, 13: untimed, 14: shared_id}
+    together = pa.concat_tables(
+        pa.table(
+            {name: t.column(name).cast(KEY_STAT_SCHEMA.field(name).type) for name in KEY_STAT_SCHEMA.names}
+        ).set_column(0, "user_id", pa.array([u] * t.num_rows, pa.uint64()))
+        for u, t in typists.items()
+    )
+    ranked = rank_units_by_user(together, kind="pair")
+    assert sorted(ranked) == sorted(typists)
+    for user_id, table in typists.items():
+        assert ranked[user_id] == rank_units(table, kind="pair")
+    assert ranked[13]["baseline"]["median_time_ms"] is None
