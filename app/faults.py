@@ -13,7 +13,8 @@ keystrokes in, its result rows not; also `write_tables`, so the MySQL migration 
 the offsets not stored); the migration's `migrate_after_batch`; the archive job's points
 (pipelines/archive.py: `archive_after_move`, … `anonymize_after_delete`) and the cold store's `cold_after_stage`
 (a file staged and verified, not yet renamed); the warehouse erasure sweep's `erasure_after_parts` (a day's parts
-rewritten, its manifest not yet).
+rewritten, its manifest not yet); the insights job's `insights_after_chunk` (a chunk of typists refreshed and its
+progress recorded, the rest not).
 """
 
 from __future__ import annotations

@@ -9,7 +9,10 @@ only users with new tests. The ingest job also refreshes the users of each pass 
 (`refresh_in_background`), so a user's insights are never older than the last ingest pass plus a few seconds.
 Both record each refreshed user's practice signature and queue the signatures users moved to for the practice
 pre-generation job (`queue_moved_signatures`, pipelines/practice.py).
-Users are split into batches that Ray Data computes in parallel; each batch writes its own rows.
+A batch of users is computed together: their histories in one query per kind, their keys and pairs ranked in one
+vectorized pass (app/insights.py), about 10 ms of CPU a typist in all (`keyscope bench insights --refresh`). The
+job splits its users into such batches, which Ray Data computes in parallel, and checkpoints after each chunk
+(`job_progress`), so a killed run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ import numpy as np
 import pyarrow as pa
 import ray
 import redis
+from tqdm import tqdm
 
 from app.cache import encode_read, generations, put_many_reads, user_cache_key
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import apply_migrations
-from app.clickhouse.store import load_job_watermark, store_job_watermark
+from app.clickhouse.store import load_job_progress, load_job_watermark, store_job_progress, store_job_watermark
 from app.config import Settings
+from app.faults import failpoint
 from app.insights import build_reads, load_histories, rank_histories
 from app.models.forecast import ModelForecaster
 from app.practice.served import ServedTexts, signature_key
@@ -43,7 +48,11 @@ from pipelines.entry import job_main, job_parser
 log = logging.getLogger("keyscope.insights")
 
 JOB = "insights"
-USERS_PER_BATCH = 64
+# Users whose histories one query per kind loads together: the per-typist cost falls with the batch (fewer queries
+# per typist, one vectorized ranking) until the batch's rows dominate; `keyscope bench insights --refresh` measures it.
+USERS_PER_BATCH = 500
+# Users per checkpoint of the hourly job: a killed run loses at most this many users' work.
+CHUNK_USERS = 5_000
 # Tests become visible a little after their ingested_at (the insert commits later), so each run looks back this
 # far behind the stored watermark; refreshing a few users twice is harmless, missing one is not.
 OVERLAP_S = 120
@@ -51,8 +60,8 @@ OVERLAP_S = 120
 CPU_SHARE = 0.25
 # Users waiting for a refresh after ingest passes, at most; beyond it the hourly job covers them.
 MAX_PENDING = 20_000
-# A pass storing tests of more users than this is a backlog being caught up: refreshing them all at once (about
-# 0.2 s of CPU a user) would slow the ingest itself, so they are left to the hourly job and to cache misses.
+# A pass storing tests of more users than this is a backlog being caught up: refreshing them all at once would slow
+# the ingest itself, so they are left to the hourly job and to cache misses.
 REFRESH_AFTER_PASS_MAX_USERS = 500
 
 READS = ("insights", "keys", "progress")
@@ -75,10 +84,12 @@ class RefreshReport:
     refreshed: int = 0
     seconds: float = 0.0
     watermark: datetime | None = None
+    resumed_after: int | None = None  # the last user id of the unfinished run this one finished
 
     def line(self) -> str:
         rate = self.refreshed / self.seconds if self.seconds else 0.0
-        return f"{self.refreshed} of {self.users} users refreshed in {self.seconds:.1f} s ({rate:,.1f} users/s)"
+        line = f"{self.refreshed} of {self.users} users refreshed in {self.seconds:.1f} s ({rate:,.1f} users/s)"
+        return line if self.resumed_after is None else f"{line}; resumed after user {self.resumed_after}"
 
 
 _FORECASTER: ModelForecaster | None = None
@@ -237,7 +248,7 @@ class InsightsRefresher:
                 continue
             with self.lock:
                 self.refreshed += done
-            # A background job: at most CPU_SHARE of a core, so a steady stream of tests (about 0.3 s of CPU per
+            # A background job: at most CPU_SHARE of a core, so a steady stream of tests (about 10 ms of CPU per
             # user refreshed) never slows the ingest or the API. Behind, it skips to MAX_PENDING and the hourly
             # job catches up; reads stay fresh meanwhile (the cache was invalidated and a miss computes).
             time.sleep((time.perf_counter() - started) * (1 / CPU_SHARE - 1))
@@ -257,7 +268,7 @@ def refresh_in_background(settings: Settings, user_ids: list[int]) -> None:
 
 
 def users_with_new_tests(client, since: datetime | None) -> tuple[list[int], datetime | None]:
-    """Users with tests ingested after `since` (all users when None), and the newest ingested_at seen."""
+    """Users with tests ingested after `since` (all users when None), in id order, and the newest ingested_at."""
     where = "" if since is None else f"WHERE ingested_at > toDateTime64({{s:DateTime64(3)}}, 3) - {OVERLAP_S}"
     result = client.query(
         f"SELECT user_id, max(ingested_at) FROM test_results {where} GROUP BY user_id ORDER BY user_id",
@@ -268,30 +279,63 @@ def users_with_new_tests(client, since: datetime | None) -> tuple[list[int], dat
     return [int(r[0]) for r in result], max(r[1] for r in result)
 
 
-def run_refresh(settings: Settings, *, all_users: bool = False) -> RefreshReport:
-    """One run: refresh every user with new tests since the watermark (every user with `all_users`)."""
+def _progress_key(all_users: bool) -> str:
+    return f"{JOB}:all" if all_users else JOB
+
+
+def run_refresh(
+    settings: Settings, *, all_users: bool = False, show_progress: bool = True, chunk_users: int = CHUNK_USERS
+) -> RefreshReport:
+    """One run: refresh every user with new tests since the watermark (every user with `all_users`).
+
+    Users go in id order, `chunk_users` at a time (each chunk's batches in parallel on Ray Data); after each chunk is
+    written the run records how far it got (`job_progress`), so a run killed part-way resumes after the last chunk
+    it finished. The watermark moves only when every user is done."""
     started = time.perf_counter()
     if not ray.is_initialized():
         ray.init(address=settings.ray_address, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     client = clickhouse_client(settings.clickhouse_url, background=True)
+    key = _progress_key(all_users)
     try:
         apply_migrations(client)
         since = None if all_users else load_job_watermark(client, JOB)
         users, newest = users_with_new_tests(client, since)
+        unfinished = load_job_progress(client, key)
         report = RefreshReport(users=len(users), watermark=newest)
+        if unfinished is not None:
+            # Finish what the killed run set out to do: its watermark, and only the users it had not reached.
+            newest, done_through = unfinished
+            users = [u for u in users if u > done_through]
+            report.watermark, report.resumed_after = newest, done_through
+            log.info("resuming the unfinished run after user %d: %d users left", done_through, len(users))
         if users:
             log.info("refreshing %d users with tests stored since %s", len(users), since or "the start")
-            refreshed = ray.data.from_items([{"user_id": u} for u in users]).map_batches(
-                _refresh_batch, batch_size=USERS_PER_BATCH, batch_format="numpy", fn_kwargs={"settings": settings}
-            )
-            report.refreshed = int(sum(int(row["refreshed"]) for row in refreshed.iter_rows()))
-            store_job_watermark(client, JOB, newest)  # only after every batch is written
+            with tqdm(total=len(users), unit=" typists", desc="insights", disable=not show_progress) as bar:
+                for first in range(0, len(users), chunk_users):
+                    chunk = users[first : first + chunk_users]
+                    report.refreshed += _refresh_chunk(settings, chunk)
+                    store_job_progress(client, key, newest, chunk[-1])
+                    bar.update(len(chunk))
+                    failpoint(settings, "insights_after_chunk")
+        if newest is not None:
+            store_job_watermark(client, JOB, newest)  # only after every user is written
+            store_job_progress(client, key, newest, 0, finished=True)
     finally:
         client.close()
     report.seconds = time.perf_counter() - started
     log.info("insights: %s", report.line())
     return report
+
+
+def _refresh_chunk(settings: Settings, users: list[int]) -> int:
+    """Refresh these users on the cluster, USERS_PER_BATCH to a Ray Data task; returns how many had tests."""
+    if len(users) <= USERS_PER_BATCH:  # one batch: no need for a dataset
+        return refresh_users(settings, users)
+    refreshed = ray.data.from_items([{"user_id": u} for u in users]).map_batches(
+        _refresh_batch, batch_size=USERS_PER_BATCH, batch_format="numpy", fn_kwargs={"settings": settings}
+    )
+    return int(sum(int(row["refreshed"]) for row in refreshed.iter_rows()))
 
 
 DESCRIPTION = (
@@ -303,11 +347,20 @@ DESCRIPTION = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The job's flags, for `python -m pipelines.insights` and `keyscope insights` alike."""
     parser.add_argument("--all", action="store_true", help="refresh every typist, not only those with new tests")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (logs only)")
+    parser.add_argument(
+        "--chunk",
+        type=int,
+        default=CHUNK_USERS,
+        help=f"typists per checkpoint: a killed run resumes after the last chunk it wrote (default {CHUNK_USERS:,})",
+    )
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """One refresh as the flags ask; prints its report line."""
-    print(run_refresh(settings, all_users=args.all).line())
+    if args.chunk < 1:
+        raise SystemExit(f"--chunk must be a positive number of typists, got {args.chunk}")
+    print(run_refresh(settings, all_users=args.all, show_progress=not args.quiet, chunk_users=args.chunk).line())
     return 0
 
 

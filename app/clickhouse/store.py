@@ -461,3 +461,25 @@ def load_job_watermark(client: Client, job: str) -> datetime | None:
 
 def store_job_watermark(client: Client, job: str, watermark: datetime) -> None:
     client.insert("job_watermarks", [[job, watermark]], column_names=["job", "watermark"])
+
+
+def load_job_progress(client: Client, job: str) -> tuple[datetime, int] | None:
+    """An unfinished run of a batch job (`job_progress`): (the watermark it will store, the last user id done);
+    None when the last run finished or none ran."""
+    rows = client.query(
+        "SELECT run_until, done_through, finished FROM job_progress FINAL WHERE job = {j:String}",
+        parameters={"j": job},
+    ).result_rows
+    if not rows or rows[0][2]:
+        return None
+    return rows[0][0], int(rows[0][1])
+
+
+def store_job_progress(
+    client: Client, job: str, run_until: datetime, done_through: int, *, finished: bool = False
+) -> None:
+    client.insert(
+        "job_progress",
+        [[job, run_until, done_through, int(finished), datetime.now(UTC)]],
+        column_names=["job", "run_until", "done_through", "finished", "updated_at"],
+    )

@@ -14,6 +14,8 @@ import redis
 import pipelines.insights as insights_job
 from app.cache import user_cache_key
 from app.clickhouse.client import clickhouse_client
+from app.clickhouse.store import load_job_progress, load_job_watermark
+from app.faults import SimulatedCrash, armed
 from devstack.simulate import simulate_tests
 from pipelines.ingest import run_ingest
 from tests.api import api_client, api_get
@@ -83,8 +85,17 @@ def test_a_cache_miss_serves_a_fresh_precomputed_row_and_never_a_stale_one(refre
         marker = {"marker": "from user_insights"}
         client.insert(
             "user_insights",
-            [[Y, datetime.now(UTC) + timedelta(hours=1), datetime.now(UTC) + timedelta(hours=1), 3,
-              json.dumps(marker), "{}", "{}"]],
+            [
+                [
+                    Y,
+                    datetime.now(UTC) + timedelta(hours=1),
+                    datetime.now(UTC) + timedelta(hours=1),
+                    3,
+                    json.dumps(marker),
+                    "{}",
+                    "{}",
+                ]
+            ],
             column_names=["user_id", "computed_at", "covered_until", "test_count", "insights", "keys", "progress"],
         )
         cache.delete(user_cache_key(Y))
@@ -92,8 +103,17 @@ def test_a_cache_miss_serves_a_fresh_precomputed_row_and_never_a_stale_one(refre
         # A row older than the user's newest test is not served: the read is computed from the aggregates.
         client.insert(
             "user_insights",
-            [[Y, datetime.now(UTC) + timedelta(hours=2), datetime(2000, 1, 1, tzinfo=UTC), 3,
-              json.dumps(marker), "{}", "{}"]],
+            [
+                [
+                    Y,
+                    datetime.now(UTC) + timedelta(hours=2),
+                    datetime(2000, 1, 1, tzinfo=UTC),
+                    3,
+                    json.dumps(marker),
+                    "{}",
+                    "{}",
+                ]
+            ],
             column_names=["user_id", "computed_at", "covered_until", "test_count", "insights", "keys", "progress"],
         )
         cache.delete(user_cache_key(Y))
@@ -138,3 +158,31 @@ def test_a_user_deleted_while_the_refresh_computes_them_does_not_come_back(
     assert precomputed(stack_settings, victim) is None
     assert not redis.Redis.from_url(stack_settings.redis_url).exists(user_cache_key(victim))
     assert precomputed(stack_settings, bystander) is not None
+
+
+def test_a_run_killed_part_way_resumes_after_the_last_chunk_it_wrote(refreshed, api_url):
+    """The hourly job checkpoints after each chunk of typists: a run that dies after its first chunk leaves the
+    watermark where it was, and the next run refreshes only the typists the dead one had not reached, then moves
+    the watermark to where the dead run was heading."""
+    settings = refreshed
+    insights_job.run_refresh(settings, show_progress=False)  # the watermark covers everything stored so far
+    users = list(range(47_070, 47_075))
+    post(api_url, simulate_tests(len(users), 1, seed=45, first_user_id=users[0]))
+    run_ingest(settings)
+    client = clickhouse_client(settings.clickhouse_url)
+    try:
+        before = load_job_watermark(client, "insights")
+        with armed("insights_after_chunk"), pytest.raises(SimulatedCrash):
+            insights_job.run_refresh(settings, show_progress=False, chunk_users=2)
+        heading_to, done_through = load_job_progress(client, "insights")
+        assert done_through == users[1] and heading_to > before
+        assert load_job_watermark(client, "insights") == before  # not moved by a run that did not finish
+
+        report = insights_job.run_refresh(settings, show_progress=False, chunk_users=2)
+        assert report.resumed_after == users[1]
+        assert report.refreshed == len(users) - 2  # only the typists the dead run had not reached
+        assert load_job_progress(client, "insights") is None
+        assert load_job_watermark(client, "insights") == heading_to
+        assert insights_job.run_refresh(settings, show_progress=False).users == 0  # nothing new since
+    finally:
+        client.close()
