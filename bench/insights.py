@@ -6,12 +6,18 @@
 
 Users are stored once (one simulated test each, produced straight to Kafka and ingested); later runs with the
 same `--users` find them and skip that step.
+
+`--refresh` measures the insights refresh instead (pipelines/insights.py `refresh_users`, what the hourly job and
+the ingest job's background refresher run): CPU per typist refreshed, in this process and in the ClickHouse
+endpoint, with 1, 100 and 10,000 typists per refresh (`--refresh-sizes`), each typist with `--tests-per-typist`
+stored tests. The typists are stored once as well.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -27,6 +33,8 @@ from devstack.simulate import simulate_tests
 
 FIRST_USER = 80_000_000
 SEED = 8
+REFRESH_FIRST_USER = 81_000_000
+STORE_CHUNK_TYPISTS = 500  # typists simulated and produced at a time: bounds the simulator's memory
 
 
 @dataclass
@@ -148,6 +156,106 @@ def run(settings: Settings, users: int, sample: int, concurrency: int, seconds: 
     return [cached, from_row, from_aggregates]
 
 
+@dataclass
+class RefreshCost:
+    typists: int
+    batches: int
+    wall_s: float
+    caller_cpu_s: float
+    clickhouse_cpu_s: float
+
+    def row(self) -> str:
+        per = 1000.0 / self.typists
+        caller, store = self.caller_cpu_s * per, self.clickhouse_cpu_s * per
+        return (
+            f"| {self.typists:,} | {self.batches} | {self.wall_s:,.2f} | {caller:.1f} | {store:.1f} | "
+            f"{caller + store:.1f} | {self.typists / self.wall_s:,.0f} |"
+        )
+
+
+def store_refresh_typists(settings: Settings, typists: int, tests: int, progress=print) -> None:
+    """`typists` simulated typists with `tests` tests each, through Kafka and the ingest job (skipped when stored)."""
+    from devstack.produce import produce_tests
+    from pipelines.ingest import run_ingest
+
+    client = clickhouse_client(settings.clickhouse_url)
+    try:
+        have = int(
+            client.command(
+                "SELECT count() FROM test_results WHERE user_id BETWEEN {a:UInt64} AND {b:UInt64}",
+                parameters={"a": REFRESH_FIRST_USER, "b": REFRESH_FIRST_USER + typists - 1},
+            )
+        )
+    finally:
+        client.close()
+    if have >= typists * tests:
+        return
+    progress(f"storing {typists:,} simulated typists with {tests} tests each through Kafka and the ingest job…")
+    for first in range(0, typists, STORE_CHUNK_TYPISTS):
+        n = min(STORE_CHUNK_TYPISTS, typists - first)
+        batch = simulate_tests(n, tests, seed=SEED + 1, first_user_id=REFRESH_FIRST_USER + first)
+        asyncio.run(produce_tests(settings, batch))
+        progress(f"  produced {first + n:,} of {typists:,} typists")
+    progress("ingest: " + run_ingest(settings).line())
+
+
+def clickhouse_pid(settings: Settings) -> int | None:
+    """The local ClickHouse endpoint's process, from the stack's state file (None on a stack keyscope did not start)."""
+    import json
+
+    state = settings.data_dir / "stack.json"
+    try:
+        return int(json.loads(state.read_text())["clickhouse"]["pid"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def refresh_cost(settings: Settings, user_ids: list[int]) -> RefreshCost:
+    """Refresh these typists USERS_PER_BATCH at a time in this process, as the job's tasks do; CPU measured here and
+    in the ClickHouse endpoint (Redis, a few pipelined round trips per batch, is not counted)."""
+    from bench.capacity import cpu_seconds
+    from pipelines.insights import USERS_PER_BATCH, refresh_users
+
+    store_pid = clickhouse_pid(settings)
+    pids = {os.getpid(): "caller", **({store_pid: "clickhouse"} if store_pid else {})}
+    before, wall = cpu_seconds(pids), time.perf_counter()
+    batches = 0
+    for first in range(0, len(user_ids), USERS_PER_BATCH):
+        done = refresh_users(settings, user_ids[first : first + USERS_PER_BATCH])
+        assert done == len(user_ids[first : first + USERS_PER_BATCH]), "a typist of the benchmark has no tests"
+        batches += 1
+    wall = time.perf_counter() - wall
+    after = cpu_seconds(pids)
+    spent = {name: after.get(pid, 0.0) - before.get(pid, 0.0) for pid, name in pids.items()}
+    return RefreshCost(len(user_ids), batches, wall, spent["caller"], spent.get("clickhouse", 0.0))
+
+
+def run_refresh(settings: Settings, sizes: list[int], tests: int, progress=print) -> list[RefreshCost]:
+    from pipelines.insights import refresh_users
+
+    total = sum(sizes)
+    store_refresh_typists(settings, total, tests, progress)
+    refresh_users(settings, [REFRESH_FIRST_USER + total - 1])  # imports, the forecaster and connections warm
+    costs, first = [], REFRESH_FIRST_USER
+    for size in sizes:  # distinct typists for each size: nothing is warm in the store's caches from the last row
+        progress(f"refreshing {size:,} typists…")
+        costs.append(refresh_cost(settings, list(range(first, first + size))))
+        first += size
+    return costs
+
+
+def print_refresh_table(costs: list[RefreshCost], tests: int) -> None:
+    from pipelines.insights import USERS_PER_BATCH
+
+    print(
+        f"Insights refresh, {tests} stored tests per typist, {USERS_PER_BATCH} typists per batch (CPU ms per typist):"
+    )
+    print("| typists refreshed | batches | wall s | this process | ClickHouse | total | typists/s |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for cost in costs:
+        print(cost.row())
+
+
 def print_table(timings: list[Timing]) -> None:
     print("| read | requests | req/s | p50 ms | p95 ms | p99 ms | errors |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -164,13 +272,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--concurrency", type=int, default=32, help="connections, each with one request in flight (default 32)"
     )
     parser.add_argument("--duration", type=float, default=5.0, help="seconds timed per route (default 5)")
+    parser.add_argument(
+        "--refresh",
+        action="store_true",
+        help="measure the insights refresh (CPU per typist, this process and ClickHouse) instead of the reads",
+    )
+    parser.add_argument(
+        "--refresh-sizes",
+        type=_sizes,
+        default=[1, 100, 10_000],
+        help="typists per refresh, comma-separated (default 1,100,10000)",
+    )
+    parser.add_argument(
+        "--tests-per-typist", type=int, default=20, help="stored tests of each refreshed typist (default 20)"
+    )
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated typist counts, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"typist counts must be positive, got {text!r}")
+    return sizes
 
 
 def run_command(settings: Settings, args: argparse.Namespace) -> int:
     """`keyscope bench insights`: brings the stack up."""
     from devstack.stack import LocalStack
 
-    LocalStack(settings).up(progress=print)
+    LocalStack(settings).up(with_serve=not args.refresh, progress=print)
+    if args.refresh:
+        print_refresh_table(run_refresh(settings, args.refresh_sizes, args.tests_per_typist), args.tests_per_typist)
+        return 0
     timings = run(settings, args.users_stored, args.sample, args.concurrency, args.duration)
     print(
         f"GET /v1/users/{{id}}/insights with {args.users_stored:,} typists stored, {args.concurrency} requests in "

@@ -72,7 +72,7 @@ BENCHMARKS: tuple[Command, ...] = (
     ),
     _bench(
         "insights",
-        "insights reads cached / from the precomputed row / computed, with --users-stored typists stored (starts the "
-        "stack)",
+        "insights reads cached / from the precomputed row / computed, with --users-stored typists stored; or with "
+        "--refresh the insights refresh's CPU per typist at 1, 100 and 10,000 typists per refresh (starts the stack)",
     ),
 )
