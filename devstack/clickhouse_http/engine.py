@@ -95,11 +95,19 @@ def _check_unlocked(data_dir: Path) -> None:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
+# Idle connections kept per (settings, database) of sessionless requests, and how many such kinds at most.
+POOL_PER_KIND = 8
+POOL_KINDS = 32
+
+
 class Engine:
-    """The chDB engine for one directory: a fresh connection per query, or the session's own connection.
+    """The chDB engine for one directory: a pooled connection per sessionless query, or the session's own connection.
 
     Connections to one path share one engine and run in parallel (chDB releases the GIL); per-connection
-    state (SET, USE, temporary tables) is what gives each HTTP request or session its own context."""
+    state (SET, USE, temporary tables) is what gives each HTTP request or session its own context. A sessionless
+    request gets an idle connection already set up with its URL settings and database, so it costs one engine query
+    instead of a connect, a SET, a USE and a close (clickhouse-connect sends the same settings on every request); a
+    connection goes back to the pool only after a query that cannot change its state (a read or an insert)."""
 
     def __init__(self, data_dir: Path, timezone: str) -> None:
         if "?" in str(data_dir):
@@ -122,6 +130,8 @@ class Engine:
         self.timezone = tz
         self._sessions: dict[str, _Session] = {}
         self._sessions_lock = threading.Lock()
+        self._pool: dict[tuple, list[Any]] = {}
+        self._pool_lock = threading.Lock()
 
     def close(self) -> None:
         with self._sessions_lock:
@@ -129,6 +139,10 @@ class Engine:
         for session in sessions:
             with session.lock:
                 session.conn.close()
+        with self._pool_lock:
+            pooled, self._pool = [c for idle in self._pool.values() for c in idle], {}
+        for conn in pooled:
+            conn.close()
         self._anchor.close()  # last connection: chDB shuts the engine down and flushes
 
     # sessions ---------------------------------------------------------
@@ -167,13 +181,39 @@ class Engine:
     def _connect(self) -> Any:
         return chdb.connect(self._conn_string)
 
+    def _take(self, kind: tuple) -> Any | None:
+        with self._pool_lock:
+            idle = self._pool.get(kind)
+            return idle.pop() if idle else None
+
+    def _give_back(self, kind: tuple, conn: Any) -> None:
+        with self._pool_lock:
+            idle = self._pool.get(kind)
+            if idle is None and len(self._pool) < POOL_KINDS:
+                idle = self._pool[kind] = []
+            if idle is not None and len(idle) < POOL_PER_KIND:
+                idle.append(conn)
+                return
+        conn.close()
+
     def run(self, call: Call, session: _Session | None) -> Outcome:
         if session is None:
-            conn = self._connect()
+            kind = (tuple(sorted(call.settings.items())), call.database)
+            conn = self._take(kind)
+            prepared = conn is not None
+            conn = conn or self._connect()
+            reusable = False
             try:
-                return self._run_on(conn, call)
+                outcome = self._run_on(conn, call, prepared=prepared)
+                reusable = not call.external and (
+                    call.insert is not None or first_keyword(call.sql.decode("latin-1")) in RESULT_KEYWORDS
+                )
+                return outcome
             finally:
-                conn.close()
+                if reusable:
+                    self._give_back(kind, conn)
+                else:
+                    conn.close()
         # URL settings and `database` apply to this query only, as on the server; SET/USE persist.
         try:
             self._snapshot(session, call)
@@ -191,11 +231,12 @@ class Engine:
                 logger.warning("could not restore a session's settings; dropping the session", exc_info=True)
                 session.broken = True
 
-    def _run_on(self, conn: Any, call: Call) -> Outcome:
+    def _run_on(self, conn: Any, call: Call, *, prepared: bool = False) -> Outcome:
+        """Run `call` on `conn`; `prepared`: the connection already has the call's settings and database."""
         try:
-            if call.settings:
+            if call.settings and not prepared:
                 conn.query(set_statement(call.settings), "TabSeparated")
-            if call.database:
+            if call.database and not prepared:
                 conn.query(f"USE {quote_identifier(call.database)}", "TabSeparated")
             for name, table in call.external.items():
                 quoted = quote_identifier(name)
