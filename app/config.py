@@ -149,6 +149,9 @@ class Settings:
     # Follow mode: how long to wait before looking again when a pass found nothing (a look asks the broker for its
     # end offsets, nothing else), and how many long-lived Kafka readers carry the passes (pipelines/ingest/readers.py).
     ingest_interval_s: float = 0.25
+    # Follow mode under load: a pass starts at most this often, so a busy topic is stored in fewer, larger passes
+    # (each pass costs a fixed set of ClickHouse inserts and parts to merge, whatever its size).
+    ingest_min_pass_s: float = 0.0
     ingest_readers: int = 2
     ingest_max_messages: int = 0  # per partition and pass; 0 = everything up to the end offsets
     # The ingest job deletes the keystroke topic's records below its stored offsets (Kafka DeleteRecords) at most
@@ -255,6 +258,7 @@ class Settings:
             cold_days=_int(env, "KEYSCOPE_COLD_DAYS", base.cold_days),
             fault_injection=env.get("KEYSCOPE_FAULT_INJECTION", ""),
             ingest_interval_s=_float(env, "KEYSCOPE_INGEST_INTERVAL_S", base.ingest_interval_s),
+            ingest_min_pass_s=_seconds(env, "KEYSCOPE_INGEST_MIN_PASS_S", base.ingest_min_pass_s),
             ingest_readers=_int(env, "KEYSCOPE_INGEST_READERS", base.ingest_readers),
             token_secrets=token_secrets,
             service_keys=service_keys,
@@ -309,6 +313,7 @@ class Settings:
             "KEYSCOPE_HOT_DAYS": str(self.hot_days),
             "KEYSCOPE_COLD_DAYS": str(self.cold_days),
             "KEYSCOPE_INGEST_INTERVAL_S": str(self.ingest_interval_s),
+            "KEYSCOPE_INGEST_MIN_PASS_S": str(self.ingest_min_pass_s),
             "KEYSCOPE_INGEST_READERS": str(self.ingest_readers),
             "KEYSCOPE_TOKEN_SECRETS": ",".join(self.token_secrets),
             "KEYSCOPE_SERVICE_KEYS": ",".join(self.service_keys),

@@ -64,6 +64,8 @@ class CapacityResult:
     stored: int = 0  # accepted tests found stored after the drain
     drain_s: float | None = None  # load end → every accepted test stored (None: not within the timeout)
     cpu: dict[str, float] = field(default_factory=dict)  # process group → share of one core over the load
+    window_s: float = 0.0  # the load window the CPU shares are over
+    clickhouse: dict[str, int] = field(default_factory=dict)  # ClickHouse's own counters over the load window
 
     @property
     def achieved(self) -> float:
@@ -98,6 +100,40 @@ def returning_typists(count: int, users: int, first_user_id: int, seed: int) -> 
     tests = simulate_tests(users, per_user, seed=seed, first_user_id=first_user_id)
     by_user = [tests[u * per_user : (u + 1) * per_user] for u in range(users)]
     return [by_user[i % users][i // users] for i in range(count)]
+
+
+# ClickHouse's own counters (system.events of the endpoint's engine), as (row label, events summed).
+CLICKHOUSE_COUNTERS = (
+    ("SELECT queries", ("SelectQuery",)),
+    ("INSERT queries", ("InsertQuery",)),
+    ("all engine queries (SET, USE, DDL included)", ("Query",)),
+    ("rows inserted", ("InsertedRows",)),
+    ("merges", ("Merge",)),
+    ("rows merged", ("MergedRows",)),
+    ("SELECT time, ms", ("SelectQueryTimeMicroseconds",)),
+    ("INSERT time, ms", ("InsertQueryTimeMicroseconds",)),
+    ("merge time, ms", ("MergeTotalMilliseconds",)),
+    ("query threads' CPU, ms", ("UserTimeMicroseconds", "SystemTimeMicroseconds")),
+)
+_MICROSECONDS = ("SelectQueryTimeMicroseconds", "InsertQueryTimeMicroseconds", "UserTimeMicroseconds",
+                 "SystemTimeMicroseconds")
+
+
+def clickhouse_events(settings: Settings) -> dict[str, int]:
+    """The engine's event counters now (microsecond counters in ms); empty if the endpoint does not answer."""
+    from app.clickhouse.client import clickhouse_client
+
+    names = sorted({name for _, events in CLICKHOUSE_COUNTERS for name in events})
+    try:
+        client = clickhouse_client(settings.clickhouse_url)
+        try:
+            rows = client.query("SELECT event, value FROM system.events WHERE event IN {e:Array(String)}",
+                                parameters={"e": names}).result_rows
+        finally:
+            client.close()
+    except Exception:  # a counter table is a bonus: the load's own figures stand without it
+        return {}
+    return {name: int(value) // (1000 if name in _MICROSECONDS else 1) for name, value in rows}
 
 
 def cpu_seconds(pids: dict[int, str]) -> dict[int, float]:
@@ -213,10 +249,14 @@ def run_rate(settings: Settings, rate: float, seconds: float, users: int, first_
     result = CapacityResult(offered=rate)
     extra = {**extra, "load generator (this process)": os.getpid()}
     pids = stack_processes(settings, extra)
+    events_before = clickhouse_events(settings)
     before, wall = cpu_seconds(pids), time.perf_counter()
     asyncio.run(offered_load(settings, tests, rate, sample, insights_sample, result))
     pids.update(stack_processes(settings, extra))  # Ray workers started during the load count too
-    result.cpu = cpu_shares(pids, before, cpu_seconds(pids), time.perf_counter() - wall)
+    result.window_s = time.perf_counter() - wall
+    result.cpu = cpu_shares(pids, before, cpu_seconds(pids), result.window_s)
+    events_after = clickhouse_events(settings)
+    result.clickhouse = {name: events_after[name] - events_before.get(name, 0) for name in events_after}
     ended = time.perf_counter()
     while True:
         result.stored = stored_tests(settings, first_user_id, users)
@@ -256,6 +296,28 @@ def print_results(results: list[CapacityResult]) -> None:
         rows.append([g, *(f"{r.cpu.get(g, 0.0):.2f}" for r in results)])
     rows.append(["total", *(f"{sum(r.cpu.values()):.2f}" for r in results)])
     print_table(rows, numeric_from=1)
+    print("\nCPU per accepted test, ms (the shares above × the load window ÷ tests accepted):")
+    rows = [["process", *(f"{r.offered:g}/s" for r in results)]]
+    for g in [*groups, "total"]:
+        rows.append([g, *(_per_test_ms(r, g) for r in results)])
+    print_table(rows, numeric_from=1)
+    if any(r.clickhouse for r in results):
+        print("\nClickHouse's own counters over the load (system.events), per accepted test:")
+        rows = [["counter", *(f"{r.offered:g}/s" for r in results)]]
+        for label, events in CLICKHOUSE_COUNTERS:
+            rows.append([label, *(_per_test(r, events) for r in results)])
+        print_table(rows, numeric_from=1)
+
+
+def _per_test_ms(result: CapacityResult, group: str) -> str:
+    share = sum(result.cpu.values()) if group == "total" else result.cpu.get(group, 0.0)
+    return f"{1000 * share * result.window_s / result.accepted:.2f}" if result.accepted else "-"
+
+
+def _per_test(result: CapacityResult, events: tuple[str, ...]) -> str:
+    if not result.accepted or not all(e in result.clickhouse for e in events):
+        return "-"
+    return f"{sum(result.clickhouse[e] for e in events) / result.accepted:,.2f}"
 
 
 def knee(results: list[CapacityResult]) -> CapacityResult | None:

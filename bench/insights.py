@@ -10,7 +10,8 @@ same `--users` find them and skip that step.
 `--refresh` measures the insights refresh instead (pipelines/insights.py `refresh_users`, what the hourly job and
 the ingest job's background refresher run): CPU per typist refreshed, in this process and in the ClickHouse
 endpoint, with 1, 100 and 10,000 typists per refresh (`--refresh-sizes`), each typist with `--tests-per-typist`
-stored tests. The typists are stored once as well.
+stored tests. The typists are stored once as well: 500 simulated typists, repeated under other ids up to the number
+asked for.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from devstack.simulate import simulate_tests
 
 FIRST_USER = 80_000_000
 SEED = 8
-REFRESH_FIRST_USER = 81_000_000
-STORE_CHUNK_TYPISTS = 500  # typists simulated and produced at a time: bounds the simulator's memory
+REFRESH_FIRST_USER = 82_000_000
+# Typists simulated for the refresh benchmark; more are stored as copies of them under other ids (the simulator
+# makes a few hundred tests a second: 10,000 distinct typists with 20 tests each would take most of an hour).
+DISTINCT_TYPISTS = 500
 
 
 @dataclass
@@ -190,12 +193,16 @@ def store_refresh_typists(settings: Settings, typists: int, tests: int, progress
         client.close()
     if have >= typists * tests:
         return
-    progress(f"storing {typists:,} simulated typists with {tests} tests each through Kafka and the ingest job…")
-    for first in range(0, typists, STORE_CHUNK_TYPISTS):
-        n = min(STORE_CHUNK_TYPISTS, typists - first)
-        batch = simulate_tests(n, tests, seed=SEED + 1, first_user_id=REFRESH_FIRST_USER + first)
-        asyncio.run(produce_tests(settings, batch))
-        progress(f"  produced {first + n:,} of {typists:,} typists")
+    progress(f"storing {typists:,} typists with {tests} tests each through Kafka and the ingest job…")
+    distinct = simulate_tests(min(typists, DISTINCT_TYPISTS), tests, seed=SEED + 1, first_user_id=0)
+    for first in range(0, typists, DISTINCT_TYPISTS):
+        copies = [
+            {**test, "user_id": REFRESH_FIRST_USER + first + test["user_id"]}
+            for test in distinct
+            if first + test["user_id"] < typists
+        ]
+        asyncio.run(produce_tests(settings, copies))
+        progress(f"  produced {min(first + DISTINCT_TYPISTS, typists):,} of {typists:,} typists")
     progress("ingest: " + run_ingest(settings).line())
 
 

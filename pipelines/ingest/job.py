@@ -186,6 +186,7 @@ def run_ingest(
     total = IngestReport()
     with Ingestor(settings, readers=settings.ingest_readers if follow else 0) as job:
         while not stop.event.is_set():
+            pass_started = time.monotonic()
             report = job.run_pass(max_messages_per_partition=cap)
             metrics.record_pass(report.lag, report.oldest_message_ms, report.tests_written, report.dead_lettered)
             if (drift := job.drift()) is not None:
@@ -200,4 +201,6 @@ def run_ingest(
                 stop.event.wait(settings.ingest_interval_s)
             elif not follow and cap is None:
                 break  # one uncapped pass read everything up to the end offsets
+            elif follow and (rest := settings.ingest_min_pass_s - (time.monotonic() - pass_started)) > 0:
+                stop.event.wait(rest)  # under load: fewer, larger passes
     return total
