@@ -175,6 +175,35 @@ def test_settings_database_and_sessions(endpoint: ClickHouseEndpoint, client: Cl
     assert client.query("SELECT sum(id) FROM ids", external_data=ext).result_rows == [(6,)]
 
 
+def test_sessionless_requests_reuse_connections_without_leaking_state(
+    endpoint: ClickHouseEndpoint, client: Client
+) -> None:
+    """Sessionless requests run on pooled connections set up for their settings and database: each still sees only
+    its own settings and database, and a SET or temporary table one of them creates never reaches the next."""
+    from urllib.parse import urlencode
+
+    def ask(sql: str, **params: str) -> str:
+        status, _, body = request(endpoint, "POST", "/?" + urlencode(params), sql.encode())
+        assert status == 200, body
+        return body.decode().strip()
+
+    client.command("CREATE DATABASE pooled")
+    default_threads = ask("SELECT getSetting('max_threads')")
+    for _ in range(3):  # interleaved, so each kind of request meets a connection the other kind left
+        assert ask("SELECT getSetting('max_threads')", max_threads="1") == "1"
+        assert ask("SELECT getSetting('max_threads')") == default_threads
+        assert ask("SELECT currentDatabase()", database="pooled") == "pooled"
+        assert ask("SELECT currentDatabase()") == "default"
+    default_block = ask("SELECT getSetting('max_block_size')")
+    ask("SET max_block_size = 7")
+    ask("CREATE TEMPORARY TABLE leftover (a UInt8)")
+    for _ in range(3):
+        assert ask("SELECT getSetting('max_block_size')") == default_block
+        assert ask("EXISTS TEMPORARY TABLE leftover") == "0"
+    pooled = endpoint._server.engine._pool  # bounded: idle connections kept per kind of request
+    assert pooled and all(1 <= len(idle) <= 8 for idle in pooled.values())
+
+
 def test_errors_surface_and_server_keeps_serving(endpoint: ClickHouseEndpoint, client: Client) -> None:
     with pytest.raises(DatabaseError) as info:
         client.query("SELECT * FROM missing_table")

@@ -70,9 +70,16 @@ def test_as_env_reproduces_the_settings_in_a_child_process(tmp_path):
         rate_limit_user_burst=3,
         ingest_interval_s=0.75,
         ingest_readers=5,
+        ingest_min_pass_s=0.4,
         topic_trim_interval_s=0.0,
     )
     assert Settings.from_env(settings.as_env()) == settings
+
+
+@pytest.mark.parametrize("raw", ["-1", "soon"])
+def test_a_bad_minimum_pass_period_is_refused_by_name(raw):
+    with pytest.raises(ValueError, match="KEYSCOPE_INGEST_MIN_PASS_S"):
+        Settings.from_env({"KEYSCOPE_INGEST_MIN_PASS_S": raw})
 
 
 @pytest.mark.parametrize("raw", ["-1", "soon"])
