@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 LM_DIR := .keyscope/lm/smollm2-135m-instruct
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither" || true; }
 
-.PHONY: install system-packages demo test lint down clean
+.PHONY: install system-packages demo test lint down clean image
 
 system-packages:
 	@command -v redis-server >/dev/null || { \
@@ -52,3 +52,9 @@ down: install
 
 clean: down
 	rm -rf .keyscope
+
+# The deployment image, tagged with the project version as the rendered manifests expect (cluster/README.md). Needs a
+# container daemon, which keyscope's development machines do not run: there the Dockerfile is checked by parsing.
+VERSION = $(shell python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
+image:
+	docker build -t keyscope:$(VERSION) .

@@ -156,6 +156,17 @@ COMMANDS: tuple[Command, ...] = (
         ),
     ),
     Command(
+        "cluster",
+        "the Kubernetes deployment (cluster/)",
+        children=(
+            Command(
+                "render",
+                "write the manifests of one size (dev, prod) from cluster/values/SIZE.yaml",
+                **defined_in("cluster.render"),
+            ),
+        ),
+    ),
+    Command(
         "cold",
         "read the cold store (Parquet) with ClickHouse SQL",
         children=(

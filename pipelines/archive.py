@@ -1,6 +1,6 @@
 """Archive job: retention of raw keystrokes and per-test results.
 
-    python -m pipelines.archive [--now 2027-06-01T00:00:00Z]   # daily as a RayCronJob (cluster/raycronjob-archive.yaml)
+    python -m pipelines.archive [--now 2027-06-01T00:00:00Z]   # daily as a RayCronJob (cluster/jobs.py)
     keyscope archive run [--now ...]                          # the same from the CLI
 
 Each run does three things, each safe to repeat after a crash at any point:

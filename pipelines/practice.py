@@ -1,7 +1,7 @@
 """Pre-generation of practice texts: write language-model texts for the signatures typists need, ahead of their
 requests, so the practice deployment serves them from cache (app/practice/texts.py).
 
-    python -m pipelines.practice            # daily as a RayCronJob (cluster/raycronjob-practice.yaml)
+    python -m pipelines.practice            # daily as a RayCronJob (cluster/prod/app/raycronjob-practice.yaml)
     keyscope practice generate              # the same on the local stack
 
 Steps, in one direction:

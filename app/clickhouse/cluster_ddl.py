@@ -1,6 +1,7 @@
 """The replicated, sharded variant of the migrations for a ClickHouse cluster, generated from the same files.
 
     python -m app.clickhouse.cluster_ddl --out cluster/clickhouse      # regenerate after adding a migration
+    python -m pipelines.schema                                         # apply them to a cluster (a RayJob)
 
 Each table `t` becomes `t_local` (Replicated*MergeTree on every replica, `ON CLUSTER '{cluster}'`) plus a
 `Distributed` table `t` over it, sharded by `cityHash64(user_id)` so one user's keystrokes, results and
@@ -16,7 +17,16 @@ import argparse
 import re
 from pathlib import Path
 
-from app.clickhouse.migrate import Migration, load_migrations
+from clickhouse_connect.driver.client import Client
+
+from app.clickhouse.migrate import (
+    SCHEMA_MIGRATIONS_COLUMNS,
+    Migration,
+    applied_versions,
+    load_migrations,
+    pending_migrations,
+    record_applied,
+)
 
 CLUSTER = "'{cluster}'"
 # Tables without user_id are sharded by what identifies their rows.
@@ -111,6 +121,39 @@ def cluster_statements(migration: Migration) -> list[str]:
         else:
             raise ValueError(f"migration {migration.version}: no cluster form for statement: {statement[:80]}…")
     return out
+
+
+# The applied versions, recorded under the local migrations' checksums in one table that every node holds in full:
+# each job's own `apply_migrations` (app/clickhouse/migrate.py) reads `schema_migrations` on whichever node its
+# connection reaches and must find the cluster forms recorded there, or it would run the single-node forms against
+# the Distributed tables. So one replication path for the whole cluster, not one per {shard}; `{replica}` (the host's
+# name under the Altinity operator) is unique across shards.
+SCHEMA_MIGRATIONS_DDL = (
+    f"CREATE TABLE IF NOT EXISTS schema_migrations ON CLUSTER {CLUSTER} {SCHEMA_MIGRATIONS_COLUMNS}\n"
+    "ENGINE = ReplicatedMergeTree('/clickhouse/tables/all/{database}/schema_migrations', '{replica}') ORDER BY version"
+)
+# Before the job ends, every replica holds what it recorded, so a job started next finds it on any node.
+SYNC_SCHEMA_MIGRATIONS = f"SYSTEM SYNC REPLICA ON CLUSTER {CLUSTER} schema_migrations"
+
+
+def pending_cluster_statements(client: Client) -> list[tuple[Migration, list[str]]]:
+    """The migrations the cluster has not recorded, each with its cluster statements, in order (changes nothing)."""
+    recorded = applied_versions(client) if client.command("EXISTS TABLE schema_migrations") else {}
+    return [(m, cluster_statements(m)) for m in pending_migrations(recorded, load_migrations())]
+
+
+def apply_cluster_migrations(client: Client) -> list[int]:
+    """Apply the cluster form of every migration the cluster has not recorded, recording each once all its
+    statements ran on every node (ON CLUSTER waits for them); the versions applied now."""
+    client.command(SCHEMA_MIGRATIONS_DDL)
+    done = []
+    for migration, statements in pending_cluster_statements(client):
+        for statement in statements:
+            client.command(statement)
+        record_applied(client, migration)
+        done.append(migration.version)
+    client.command(SYNC_SCHEMA_MIGRATIONS)
+    return done
 
 
 def render(migration: Migration) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,30 +50,44 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return migrations
 
 
+SCHEMA_MIGRATIONS_COLUMNS = (
+    "(version UInt32, name String, checksum String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3))"
+)
+RECORD_SQL = "INSERT INTO schema_migrations (version, name, checksum) VALUES ({v:UInt32}, {n:String}, {c:String})"
+
+
+def pending_migrations(applied: Mapping[int, str], migrations: list[Migration]) -> list[Migration]:
+    """The migrations not in `applied` (version -> checksum of the file when it was applied), in order; an applied
+    file whose checksum has changed since is an error."""
+    for migration in migrations:
+        if migration.version in applied and applied[migration.version] != migration.checksum:
+            raise RuntimeError(
+                f"migration {migration.version}_{migration.name} changed after it was applied; "
+                "add a new migration instead"
+            )
+    return [migration for migration in migrations if migration.version not in applied]
+
+
+def applied_versions(client: Client) -> dict[int, str]:
+    """What `schema_migrations` records: version -> checksum."""
+    rows = client.query("SELECT version, checksum FROM schema_migrations").result_rows
+    return {int(row[0]): str(row[1]) for row in rows}
+
+
+def record_applied(client: Client, migration: Migration) -> None:
+    client.command(RECORD_SQL, parameters={"v": migration.version, "n": migration.name, "c": migration.checksum})
+
+
 def apply_migrations(client: Client, directory: Path = MIGRATIONS_DIR) -> list[int]:
     """Apply the migrations not yet applied; returns the versions applied now."""
     client.command(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, checksum String, "
-        "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = MergeTree ORDER BY version"
+        f"CREATE TABLE IF NOT EXISTS schema_migrations {SCHEMA_MIGRATIONS_COLUMNS} ENGINE = MergeTree ORDER BY version"
     )
-    applied = {
-        int(row[0]): str(row[1]) for row in client.query("SELECT version, checksum FROM schema_migrations").result_rows
-    }
     done = []
-    for migration in load_migrations(directory):
-        if migration.version in applied:
-            if applied[migration.version] != migration.checksum:
-                raise RuntimeError(
-                    f"migration {migration.version}_{migration.name} changed after it was applied; "
-                    "add a new migration instead"
-                )
-            continue
+    for migration in pending_migrations(applied_versions(client), load_migrations(directory)):
         for statement in migration.statements():
             client.command(statement)
-        client.command(
-            "INSERT INTO schema_migrations (version, name, checksum) VALUES ({v:UInt32}, {n:String}, {c:String})",
-            parameters={"v": migration.version, "n": migration.name, "c": migration.checksum},
-        )
+        record_applied(client, migration)
         log.info("applied ClickHouse migration %04d_%s", migration.version, migration.name)
         done.append(migration.version)
     return done

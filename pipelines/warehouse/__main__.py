@@ -1,6 +1,6 @@
 """`python -m pipelines.warehouse ACTION [flags]`: the warehouse command as a process of its own, the entrypoint of
-the Ray job (`ray job submit ... -- python -m pipelines.warehouse export`, cluster/raycronjob-warehouse.yaml). It
-reads the settings from the environment once and runs the action (pipelines/warehouse/command.py).
+the Ray job (`ray job submit ... -- python -m pipelines.warehouse export`, the RayCronJob keyscope-warehouse-cron of
+cluster/jobs.py). It reads the settings from the environment once and runs the action (pipelines/warehouse/command.py).
 """
 
 from __future__ import annotations

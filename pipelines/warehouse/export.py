@@ -34,7 +34,7 @@ aggregated where the data lives (DESIGN decision 5), streamed as Arrow record ba
 stays at about one row group whatever the day's size. Ray Data would add a hop and no parallelism (the source is
 one query), cannot reach an in-process `chdb://` store from its workers, and names its output files itself, which
 rules out the in-place replacement above. The job still runs as a Ray job (`ray job submit`, the RayCronJob in
-`cluster/raycronjob-warehouse.yaml`); a very large day splits into several parts of `max_file_rows` rows each.
+`cluster/prod/app/raycronjob-warehouse.yaml`); a very large day splits into several parts of `max_file_rows` rows each.
 """
 
 from __future__ import annotations

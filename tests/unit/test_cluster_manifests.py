@@ -1,6 +1,7 @@
-"""The deploy contract, checked offline: cluster/*.yaml against the KubeRay v1.7.0 CRD schemas (and the operator's
-own rules that a schema cannot express), serve/config.yaml against Ray Serve's schema and the application it
-names, and the RayService's embedded Serve config against serve/config.yaml.
+"""The deploy contract of the Ray side, checked offline: the RayService, RayJobs and RayCronJobs that
+`keyscope cluster render` writes for every size against the KubeRay v1.7.0 CRD schemas (and the operator's own rules
+that a schema cannot express), serve/config.yaml against Ray Serve's schema and the application it names, and the
+RayService's embedded Serve config against serve/config.yaml.
 
 The CRD schemas are the project's own copy in `cluster/schemas/` (source and licence in its README), so a clone
 validates with nothing beside it; a missing schema fails the test rather than skipping it.
@@ -25,9 +26,11 @@ import yaml
 from jsonschema import Draft7Validator
 from pydantic import BaseModel
 
+from cluster.values import SIZES, load_values
+from tests.rendered import all_documents, documents
+
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_DIR = REPO / "cluster" / "schemas"
-CLUSTER_DIR = REPO / "cluster"
 SERVE_CONFIG = REPO / "serve" / "config.yaml"
 RAY_KINDS = ("RayCluster", "RayService", "RayJob", "RayCronJob")
 # Names KubeRay gives what it creates must stay valid DNS-1035 labels (utils.MaxRayJobNameLength and friends).
@@ -39,16 +42,7 @@ REQUIRED_ENV = {"KAFKA_BOOTSTRAP": CONFIG_MAP, "CLICKHOUSE_URL": SECRET, "REDIS_
 SECRET_LIKE = re.compile(r"URL|PASSWORD|TOKEN|SECRET|CREDENTIAL|(^|_)KEY($|_)")
 
 
-def _load_manifests() -> list[tuple[str, dict]]:
-    found = []
-    for path in sorted(CLUSTER_DIR.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if isinstance(doc, dict) and str(doc.get("apiVersion", "")).startswith("ray.io/"):
-                found.append((f"{path.name}:{doc.get('kind')}", doc))
-    return found
-
-
-MANIFESTS = _load_manifests()
+MANIFESTS = [(name, doc) for name, doc in all_documents() if str(doc.get("apiVersion", "")).startswith("ray.io/")]
 MANIFEST_IDS = [name for name, _ in MANIFESTS]
 
 
@@ -211,9 +205,9 @@ def _serve_config() -> dict:
     return yaml.safe_load(SERVE_CONFIG.read_text())
 
 
-def _rayservice() -> dict:
-    services = [doc for _, doc in MANIFESTS if doc.get("kind") == "RayService"]
-    assert len(services) == 1, f"expected one RayService under cluster/, found {len(services)}"
+def _rayservice(size: str) -> dict:
+    services = [doc for _, doc in documents(size) if doc.get("kind") == "RayService"]
+    assert len(services) == 1, f"expected one RayService in the {size} rendering, found {len(services)}"
     return services[0]
 
 
@@ -228,9 +222,10 @@ def test_kuberay_schemas_present():
         _kuberay_schema(kind)
 
 
-def test_expected_manifests_present():
-    kinds = [doc.get("kind") for _, doc in MANIFESTS]
-    assert "RayService" in kinds and "RayJob" in kinds, f"cluster/ holds {MANIFEST_IDS}"
+@pytest.mark.parametrize("size", SIZES)
+def test_expected_manifests_present(size):
+    kinds = [doc.get("kind") for _, doc in documents(size)]
+    assert kinds.count("RayService") == 1 and "RayJob" in kinds and "RayCronJob" in kinds, f"{size} renders {kinds}"
     unknown = [name for name, doc in MANIFESTS if doc.get("kind") not in RAY_KINDS]
     assert not unknown, f"ray.io manifests of a kind with no schema to check them against: {unknown}"
 
@@ -324,15 +319,43 @@ def test_serve_config_names_the_real_application(monkeypatch):
                 assert merged[options.name].deployment_config.autoscaling_config is not None
 
 
-def test_rayservice_embeds_serve_config():
+def _deployments(config: dict) -> dict[str, dict]:
+    return {d["name"]: d for app in config["applications"] for d in app.get("deployments", [])}
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_rayservice_embeds_serve_config(size):
+    """serveConfigV2 is serve/config.yaml but for the host and the values file's per-deployment overrides."""
     from ray.serve.schema import ServeDeploySchema
 
-    embedded = yaml.safe_load(_rayservice()["spec"]["serveConfigV2"])
+    embedded = yaml.safe_load(_rayservice(size)["spec"]["serveConfigV2"])
     ServeDeploySchema.model_validate(embedded)
+    assert not _unknown_keys(ServeDeploySchema, embedded), "options Ray Serve would ignore"
     local = _serve_config()
     assert embedded["http_options"].pop("host") == "0.0.0.0", "in a Pod the proxy must listen beyond loopback"
     local["http_options"].pop("host")
-    assert embedded == local, "serveConfigV2 in cluster/rayservice.yaml has drifted from serve/config.yaml"
+    overrides = load_values(size).serve.deployments
+    for name, deployment in _deployments(embedded).items():
+        for key, value in overrides.get(name, {}).items():
+            where = deployment["ray_actor_options"] if key == "num_gpus" else deployment["autoscaling_config"]
+            assert where.pop(key) == value, f"{name}.{key} is not the values file's {value}"
+            (_deployments(local)[name].get("ray_actor_options", {}) if key == "num_gpus"
+             else _deployments(local)[name].get("autoscaling_config", {})).pop(key, None)
+    assert embedded == local, f"serveConfigV2 of the {size} RayService has drifted from serve/config.yaml"
+
+
+def test_prod_serves_the_practice_model_on_a_gpu_group_that_starts_empty():
+    cluster = _rayservice("prod")["spec"]["rayClusterConfig"]
+    groups = {group["groupName"]: group for group in cluster["workerGroupSpecs"]}
+    gpu = groups["gpu"]
+    assert gpu["minReplicas"] == 0 and gpu["replicas"] == 0 and gpu["maxReplicas"] >= 1
+    container = gpu["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    embedded = _deployments(yaml.safe_load(_rayservice("prod")["spec"]["serveConfigV2"]))
+    assert embedded["practice"]["ray_actor_options"]["num_gpus"] > 0, "nothing would scale the GPU group up"
+    # The local stack has no GPU: serve/config.yaml must ask for none, or its replicas would never start.
+    assert all("num_gpus" not in d.get("ray_actor_options", {}) for d in _deployments(_serve_config()).values())
+    assert all(g["groupName"] != "gpu" for g in _rayservice("dev")["spec"]["rayClusterConfig"]["workerGroupSpecs"])
 
 
 @pytest.mark.parametrize(

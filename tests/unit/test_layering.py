@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("app", "pipelines", "serve", "training", "bench", "devstack", "cli")
+PACKAGES = ("app", "pipelines", "serve", "training", "bench", "devstack", "cli", "cluster")
 OUTER = tuple(p for p in PACKAGES if p != "app")
 
 
@@ -107,6 +107,18 @@ def test_no_import_cycles() -> None:
     # A package's __init__ that only re-exports its submodules is the one loop Python expects.
     real = [c for c in cycles if not all(m.startswith(c[0] + ".") or m == c[0] for m in c)]
     assert not real, "modules importing each other in a loop: " + "; ".join(" ↔ ".join(c) for c in real)
+
+
+def test_only_the_cli_imports_the_deployment_renderer() -> None:
+    """cluster/ renders how keyscope is deployed; no stage may depend on it (cluster/__init__.py says why)."""
+    importers = sorted(
+        f"{module} (line {line})"
+        for module, imports in GRAPH.items()
+        if module.split(".")[0] not in ("cluster", "cli")
+        for name, line in imports
+        if name.split(".")[0] == "cluster"
+    )
+    assert not importers, f"imports of cluster/: {', '.join(importers)}"
 
 
 @pytest.mark.parametrize("module", sorted(m for m in SOURCES if m != "app.config"))

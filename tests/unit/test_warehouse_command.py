@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_raycronjob_entrypoint_parses_as_an_export_of_yesterday_to_the_default_root():
-    doc = yaml.safe_load((REPO / "cluster" / "raycronjob-warehouse.yaml").read_text())
+    doc = yaml.safe_load((REPO / "cluster" / "prod" / "app" / "raycronjob-warehouse.yaml").read_text())
     argv = shlex.split(doc["spec"]["jobTemplate"]["entrypoint"])
     assert argv[:3] == ["python", "-m", "pipelines.warehouse"]
     args = build_parser().parse_args(argv[3:])
