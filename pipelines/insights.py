@@ -1,7 +1,7 @@
 """Precomputed insights: recompute every typist with tests stored since the last run, into ClickHouse
 (`user_insights`) and the Redis cache (1-hour TTL).
 
-    python -m pipelines.insights            # hourly as a RayCronJob (cluster/raycronjob-insights.yaml)
+    python -m pipelines.insights            # hourly as a RayCronJob (cluster/prod/app/raycronjob-insights.yaml)
     keyscope insights                       # the same on the local stack
 
 The watermark (the newest `ingested_at` covered) is kept in ClickHouse (`job_watermarks`), so a run refreshes
