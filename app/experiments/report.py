@@ -121,6 +121,12 @@ def _num(x: float, digits: int = 1, sign: bool = True) -> str:
     return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
 
 
+def _p(p_value: float) -> str:
+    if math.isnan(p_value):
+        return "= –"
+    return "< 0.001" if p_value < 0.001 else f"= {p_value:.3f}"
+
+
 def format_report(report: Report) -> str:
     """The report as the table `keyscope experiment report` prints."""
     e = report.experiment
@@ -151,7 +157,7 @@ def format_report(report: Report) -> str:
                 verdict = "better" if d.estimate * better > 0 else "worse"
             lines.append(
                 f"  {variant} − {control}: {label} {_num(d.estimate, 2)} {unit} "
-                f"[{_num(d.low, 2)}, {_num(d.high, 2)}], p = {_num(d.p_value, 3, False)}: {verdict}"
+                f"[{_num(d.low, 2)}, {_num(d.high, 2)}], p {_p(d.p_value)}: {verdict}"
             )
     ratio = report.sample_ratio
     observed = ", ".join(
