@@ -88,3 +88,69 @@ def simulate_experiment(
             test_id = f"exp-{seed}-{profile.user_id}-{i}"
             submissions.append(simulate_test(typist, rng, started_at, i, test_id=test_id))
     return submissions, exposures
+
+
+def error_rates(seeds: int, users: int, tests_before: int, tests_after: int, effect: VariantEffect) -> str:
+    """Run an A/B experiment (variant `b` has `effect`) and an A/A one on each seed's simulated typists, in a
+    throwaway in-process chDB, and say how often each outcome's 95 % interval excludes 0 (A/A: false positives;
+    A/B: found with the right sign)."""
+    import tempfile
+
+    from app.clickhouse.client import clickhouse_client
+    from app.clickhouse.migrate import apply_migrations
+    from app.clickhouse.store import write_tables
+    from app.experiments.definition import Variant
+    from app.experiments.report import experiment_report
+    from app.experiments.store import create_experiment, write_exposures
+    from app.schemas import parse_submission
+    from app.tables import build_tables
+
+    found = {("aa", "wpm_change"): 0, ("aa", "weak_key_change_ms"): 0, ("ab", "wpm_change"): 0,
+             ("ab", "weak_key_change_ms"): 0}
+    better = {"wpm_change": 1, "weak_key_change_ms": -1}
+    with tempfile.TemporaryDirectory() as folder:
+        client = clickhouse_client(f"chdb://{folder}/ch")
+        apply_migrations(client)
+        for seed in range(seeds):
+            for kind in ("aa", "ab"):
+                starts = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=2 * seed + (kind == "ab"))
+                experiment = Experiment(
+                    f"{kind}-{seed}", "hint_style", (Variant("a", 1, "x"), Variant("b", 1, "x")), starts,
+                    starts + timedelta(days=1),
+                )
+                create_experiment(client, experiment)
+                first = 7_900_001 + (2 * seed + (kind == "ab")) * users
+                submissions, exposures = simulate_experiment(
+                    experiment, users, tests_before, tests_after, {"b": effect} if kind == "ab" else {}, seed, first
+                )
+                tests = [parse_submission(s) for s in submissions]
+                positions = np.arange(len(tests), dtype=np.int64)
+                write_tables(client, build_tables(tests, np.zeros(len(tests), np.int64), positions))
+                write_exposures(client, exposures)
+                report = experiment_report(client, experiment.name, tests_after)
+                for outcome, difference in report.differences["b"].items():
+                    if kind == "aa":
+                        found[(kind, outcome)] += difference.excludes_zero
+                    else:
+                        found[(kind, outcome)] += difference.excludes_zero and difference.estimate * better[outcome] > 0
+        client.close()
+    lines = [f"{seeds} seeds × {users} typists, {tests_before} tests before exposure, {tests_after} after"]
+    for (kind, outcome), n in found.items():
+        what = "A/A: interval excludes 0 (false positive)" if kind == "aa" else "A/B: effect found with the right sign"
+        lines.append(f"  {what:<45} {outcome:<20} {n}/{seeds}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=error_rates.__doc__)
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--users", type=int, default=160)
+    parser.add_argument("--before", type=int, default=5)
+    parser.add_argument("--after", type=int, default=8)
+    parser.add_argument("--speedup", type=float, default=0.10)
+    parser.add_argument("--weak-key-relief", type=float, default=0.7)
+    args = parser.parse_args()
+    effect = VariantEffect(args.speedup, args.weak_key_relief)
+    print(error_rates(args.seeds, args.users, args.before, args.after, effect))

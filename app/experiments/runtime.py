@@ -1,9 +1,9 @@
 """The experiment layer inside a serving process: which value of a factor a user gets, answered from memory.
 
-A background thread keeps the running experiments (re-read from ClickHouse every `refresh_s`; a failed read
-keeps the last list) and flushes the exposures `choose` records every `flush_s`. `choose` itself does no I/O:
-a hash, a list scan and an append, so an experiment never slows a route, and a ClickHouse outage only delays the
-exposures (bounded, app/experiments/exposures.py).
+A background thread keeps the experiments running or yet to start (re-read from ClickHouse every `refresh_s`; a
+failed read keeps the last list) and flushes the exposures `choose` records every `flush_s`. `choose` itself does
+no I/O: a hash, a list scan and an append, so an experiment never slows a route, and a ClickHouse outage only
+delays the exposures (bounded, app/experiments/exposures.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from clickhouse_connect.driver.client import Client
 from app.experiments.assignment import assign
 from app.experiments.definition import Experiment
 from app.experiments.exposures import ExposureRecorder
-from app.experiments.store import Exposure, running_experiments, write_exposures
+from app.experiments.store import Exposure, unfinished_experiments, write_exposures
 
 log = logging.getLogger("keyscope.experiments")
 
@@ -82,8 +82,9 @@ class ExperimentRuntime:
         return self
 
     def refresh(self) -> None:
-        """Re-read the running experiments (the end of one is seen by `choose` itself, through `running`)."""
-        self._experiments = tuple(self._with_client(running_experiments))
+        """Re-read the experiments running or yet to start (`choose` checks each one's start and end itself, so an
+        experiment starts and ends on time between refreshes)."""
+        self._experiments = tuple(self._with_client(unfinished_experiments))
         self._refreshed_at = time.monotonic()
 
     def flush(self) -> int:

@@ -69,8 +69,10 @@ def load_experiment(client: Client, name: str) -> Experiment:
     return _experiment(rows[0])
 
 
-def running_experiments(client: Client, now: datetime | None = None) -> list[Experiment]:
-    return [e for e in load_experiments(client) if e.running(now)]
+def unfinished_experiments(client: Client, now: datetime | None = None) -> list[Experiment]:
+    """The experiments running or yet to start."""
+    now = now or datetime.now(UTC)
+    return [e for e in load_experiments(client) if e.ends_at is None or e.ends_at > now]
 
 
 def create_experiment(client: Client, experiment: Experiment) -> Experiment:

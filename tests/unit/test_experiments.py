@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -326,3 +327,22 @@ def test_the_lm_variant_and_no_experiment_answer_as_before():
 def test_a_failing_experiment_layer_does_not_fail_the_route():
     answer = practice("rules", fail=True)[0].for_user(7_900_001, None, 10)
     assert answer["generator"] == "lm" and "experiment" not in answer
+
+
+def test_choosing_does_no_io_and_takes_microseconds():
+    from app.experiments.runtime import ExperimentRuntime
+
+    def no_connection():
+        raise AssertionError("choose must not touch ClickHouse")
+
+    runtime = ExperimentRuntime(no_connection)
+    runtime._experiments = (experiment(("lm", 1, "lm"), ("rules", 1, "rules"), ends_at=START + timedelta(days=3650)),)
+    users = range(7_900_001, 7_920_001)
+    timings = []
+    for _ in range(2):  # first exposures, then the same users again
+        started = time.perf_counter()
+        assert all(runtime.choose(u, "practice_generator") for u in users)
+        timings.append((time.perf_counter() - started) / len(users))
+    assert runtime.recorder.pending() == len(users) and runtime.choose(users[0], "hint_style") is None
+    print(f"choose: {timings[0] * 1e6:.1f} µs a first exposure, {timings[1] * 1e6:.1f} µs a repeat")
+    assert max(timings) < 1e-3
