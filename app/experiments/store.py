@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
@@ -29,26 +30,23 @@ class Exposure:
     exposed_at: datetime
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
+def _utc(moment: datetime) -> datetime:
+    """`moment` in UTC (clickhouse-connect returns naive UTC times for DateTime64(3, 'UTC') columns)."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _experiment(row: Sequence[object]) -> Experiment:
+def _experiment(row: Sequence[Any]) -> Experiment:
     name, factor, names, weights, values, metric, description, starts_at, ends_at, created_at = row
-    variants = tuple(
-        Variant(str(n), float(w), str(v)) for n, w, v in zip(names, weights, values, strict=True)  # type: ignore[call-overload]
-    )
+    variants = tuple(Variant(str(n), float(w), str(v)) for n, w, v in zip(names, weights, values, strict=True))
     return Experiment(
         name=str(name),
         factor=str(factor),
         variants=variants,
-        starts_at=_utc(starts_at),  # type: ignore[arg-type]
-        ends_at=_utc(ends_at),  # type: ignore[arg-type]
+        starts_at=_utc(starts_at),
+        ends_at=None if ends_at is None else _utc(ends_at),
         metric=str(metric),
         description=str(description),
-        created_at=_utc(created_at),  # type: ignore[arg-type]
+        created_at=_utc(created_at),
     )
 
 
@@ -130,7 +128,7 @@ def write_exposures(client: Client, exposures: Iterable[Exposure]) -> int:
     deleted = load_tombstones(client, {e.user_id for e in batch})
     kept = [
         e for e in batch
-        if e.user_id not in deleted or int(_utc(e.exposed_at).timestamp() * 1000) > deleted[e.user_id]  # type: ignore[union-attr]
+        if e.user_id not in deleted or int(_utc(e.exposed_at).timestamp() * 1000) > deleted[e.user_id]
     ]
     if kept:
         client.insert(
