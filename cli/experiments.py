@@ -40,7 +40,10 @@ def add_create_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ends", type=_moment, metavar="TIME", help="ISO-8601 end (default: open; `keyscope experiment stop` ends it)"
     )
-    parser.add_argument("--metric", choices=METRICS, default="wpm", help="the outcome the report leads with")
+    parser.add_argument(
+        "--metric", choices=METRICS, default="wpm",
+        help="the outcome the experiment is about (the report marks it and shows both)",
+    )
     parser.add_argument("--description", default="", help="what the experiment tests, for the list")
 
 

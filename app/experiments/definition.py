@@ -18,7 +18,7 @@ FACTORS: dict[str, tuple[str, ...] | None] = {
     "practice_generator": ("lm", "rules"),
     "hint_style": None,
 }
-# What the report leads with; both outcomes are always computed (app/experiments/outcomes.py).
+# The outcome an experiment is about (the report marks it); both are always computed (app/experiments/outcomes.py).
 METRICS = ("wpm", "weak_key_ms")
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 VARIANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")

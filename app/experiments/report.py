@@ -24,8 +24,11 @@ from app.experiments.stats import (
 )
 from app.experiments.store import exposure_counts, load_experiment
 
-# (attribute of UserOutcome, label, unit, which direction is better)
-OUTCOMES = (("wpm_change", "WPM change", "WPM", +1), ("weak_key_change_ms", "weak-key time change", "ms", -1))
+# (attribute of UserOutcome, label, unit, which direction is better, the experiment's `metric` naming it)
+OUTCOMES = (
+    ("wpm_change", "WPM change", "WPM", +1, "wpm"),
+    ("weak_key_change_ms", "weak-key time change", "ms", -1, "weak_key_ms"),
+)
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,7 @@ def format_report(report: Report) -> str:
     control = report.variants[0].name
     lines += ["", f"difference from {control} (Welch's t, {CONFIDENCE:.0%} interval):"]
     for variant, by_outcome in report.differences.items():
-        for attr, label, unit, better in OUTCOMES:
+        for attr, label, unit, better, metric in OUTCOMES:
             d = by_outcome[attr]
             if math.isnan(d.low):
                 verdict = "too few measured users"
@@ -155,9 +158,10 @@ def format_report(report: Report) -> str:
                 verdict = "no difference shown"
             else:
                 verdict = "better" if d.estimate * better > 0 else "worse"
+            primary = "  ← the experiment's metric" if metric == report.experiment.metric else ""
             lines.append(
                 f"  {variant} − {control}: {label} {_num(d.estimate, 2)} {unit} "
-                f"[{_num(d.low, 2)}, {_num(d.high, 2)}], p {_p(d.p_value)}: {verdict}"
+                f"[{_num(d.low, 2)}, {_num(d.high, 2)}], p {_p(d.p_value)}: {verdict}{primary}"
             )
     ratio = report.sample_ratio
     observed = ", ".join(
