@@ -27,7 +27,9 @@ key kind) for the manifest and the deletion report. Built in, in the order they 
   generation `keyscope:user:{id}:gen` and the rate-limit bucket `keyscope:rl:user:{id}`.
 
 Later parts register their own with `register_store(factory)` (`cache=True` for anything refilled from the other
-stores): the cold Parquet archive (app/cold.py `ColdArchive`), experiment exposures.
+stores): the cold Parquet archive (app/cold.py `ColdArchive`). The experiment exposures (app/experiments/) have a
+store of their own here, `experiments` (`ExposureStore`): their table `experiment_exposures` is exported with the
+experiments' definitions beside each row, so the `clickhouse` store leaves it out (`OWN_STORE_TABLES`).
 
 `export_user` writes one zip archive: a folder per store and `manifest.json` with the records per store and part.
 `delete_user` records a tombstone (table `user_tombstones`), deletes the user from every store, and records the
@@ -137,6 +139,9 @@ def _iso(moment: datetime) -> str:
 
 # Tables with a user_id column that are not the user's data: the deletion records themselves.
 EXCLUDED_TABLES = frozenset({"user_tombstones"})
+# User tables that a registered store of their own exports and deletes; the `clickhouse` store leaves them out so
+# they are not exported twice.
+OWN_STORE_TABLES = frozenset({"experiment_exposures"})
 # Engines that store nothing of their own (their data lives in the tables they feed or read).
 _STORELESS_ENGINES = frozenset({"View", "MaterializedView", "LiveView", "WindowView", "Null", "Dictionary"})
 # MergeTree engines whose rows are merged (replaced, aggregated, …): read with FINAL so counts are exact.
@@ -301,7 +306,7 @@ class ClickHouseStore:
         return self._client
 
     def tables(self) -> list[UserTable]:
-        return discover_user_tables(self.client())
+        return [table for table in discover_user_tables(self.client()) if table.name not in OWN_STORE_TABLES]
 
     def export(self, user_id: int) -> Iterator[tuple[str, bytes]]:
         for table in self.tables():
@@ -336,6 +341,69 @@ class ClickHouseStore:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+# --- Experiment exposures --------------------------------------------------------------------------------------
+
+_EXPOSURES_SQL = """
+SELECT x.experiment AS experiment, e.factor AS factor, x.first_variant AS variant,
+       e.variant_values[indexOf(e.variant_names, x.first_variant)] AS value, x.first_exposed_at AS first_exposed_at
+FROM (
+    SELECT experiment, argMin(variant, exposed_at) AS first_variant, min(exposed_at) AS first_exposed_at
+    FROM experiment_exposures WHERE user_id = {u:UInt64} GROUP BY experiment
+) AS x
+LEFT JOIN (SELECT name, factor, variant_names, variant_values FROM experiments FINAL) AS e ON e.name = x.experiment
+ORDER BY first_exposed_at, experiment
+"""
+
+
+class ExposureStore:
+    """The user's experiment exposures (migration 0017, app/experiments/), as the `experiments` store.
+
+    Exported as `exposures.jsonl`: one line per experiment the user was exposed to, with its factor, the user's
+    variant, the value it set and the first exposure time. Deleted like every ClickHouse table of the user's
+    (`UserTable.delete_sql`: a synchronous mutation; on a cluster the local table ON CLUSTER). An exposure still
+    buffered in a serving process when the deletion runs is dropped when written: app/experiments/store.py
+    `write_exposures` checks the tombstones."""
+
+    name = "experiments"
+    table = "experiment_exposures"
+
+    def __init__(self, settings: Settings) -> None:
+        self._store = ClickHouseStore(settings)
+
+    def _table(self) -> UserTable:
+        for table in discover_user_tables(self._store.client()):
+            if table.name == self.table:
+                return table
+        raise UserDataError(f"table {self.table} is missing: apply the ClickHouse migrations (0017)")
+
+    def export(self, user_id: int) -> Iterator[tuple[str, bytes]]:
+        stream = self._store.client().raw_stream(
+            _EXPOSURES_SQL, parameters={"u": check_user_id(user_id)}, settings=_JSON_SETTINGS, fmt="JSONEachRow"
+        )
+        try:
+            yield "exposures.jsonl", b"".join(stream)
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+    def count(self, user_id: int) -> int:
+        return int(
+            self._store.client().query(
+                f"SELECT uniqExact(experiment) FROM {self.table} WHERE user_id = {{u:UInt64}}",
+                parameters={"u": check_user_id(user_id)},
+            ).result_rows[0][0]
+        )
+
+    def delete(self, user_id: int) -> int:
+        removed = self.count(user_id)
+        self._store.client().command(self._table().delete_sql(user_id))
+        return removed
+
+    def close(self) -> None:
+        self._store.close()
 
 
 # --- Kafka ------------------------------------------------------------------------------------------------------
@@ -552,6 +620,7 @@ def _practice_records(settings: Settings) -> UserDataStore:
 
 register_store(ClickHouseStore)
 register_store(KafkaPendingStore)
+register_store(ExposureStore)
 register_store(_cold_archive)
 register_store(_practice_records)
 register_store(_online_features, cache=True)

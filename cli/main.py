@@ -156,6 +156,29 @@ COMMANDS: tuple[Command, ...] = (
         ),
     ),
     Command(
+        "experiment",
+        "A/B experiments: deterministic assignment, exposures in ClickHouse, effect on later tests",
+        children=(
+            Command(
+                "create",
+                "define an experiment: what it varies, its variants and weights, when it runs",
+                **defined_in("cli.experiments", "create"),
+            ),
+            Command("list", "every experiment, its state and exposed users", **defined_in("cli.experiments", "list")),
+            Command(
+                "stop",
+                "end a running experiment now (its users get the default again; the report still reads it)",
+                **defined_in("cli.experiments", "stop"),
+            ),
+            Command(
+                "report",
+                "per variant, the exposed users' WPM and weak-key change after N tests, the differences between "
+                "variants with confidence intervals, and the sample-ratio check",
+                **defined_in("cli.experiments", "report"),
+            ),
+        ),
+    ),
+    Command(
         "cluster",
         "the Kubernetes deployment (cluster/)",
         children=(

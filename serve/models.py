@@ -104,6 +104,11 @@ class PracticeScore(BaseModel):
     value: float = Field(description="The one number written texts are ranked by (higher: better)")
 
 
+class PracticeExperiment(BaseModel):
+    name: str = Field(description="The experiment that chose this user's generator")
+    variant: str = Field(description="The user's variant (the same on every request)")
+
+
 class PracticeText(BaseModel):
     user_id: int
     text: str = Field(description="The passage to type, about `words` words")
@@ -114,6 +119,9 @@ class PracticeText(BaseModel):
                            "no one")
     text_ids: list[str] = Field(description="The written texts the passage is made of (empty for a drill)")
     score: PracticeScore
+    experiment: PracticeExperiment | None = Field(
+        default=None, description="Present while an experiment on the practice generator runs (docs/experiments.md)"
+    )
 
 
 class SignatureText(BaseModel):

@@ -1,7 +1,8 @@
 """The `practice` deployment: practice texts written for a kind of typist, served from the cache
 (app/practice/serving.py), with the rule-based drill at once on a miss.
 
-- `text(user_id, words)`: the typist's text. Their insights come from the Redis cache, else from the insights
+- `text(user_id, words)`: the typist's text (the generator chosen by a running experiment, if one varies it:
+  app/experiments/runtime.py). Their insights come from the Redis cache, else from the insights
   deployment (a user with no tests gets general practice text); choosing and recording the text is Redis and, on a
   cold signature, ClickHouse, so it runs in a worker thread.
 - `texts(signature)`: a signature's texts with no personal data, for the CDN route; a signature with none is queued.
@@ -23,7 +24,9 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from app.cache import InsightsCache, encode_read
+from app.clickhouse.client import clickhouse_client
 from app.config import Settings
+from app.experiments.runtime import ExperimentRuntime
 from app.practice.served import ServedTexts
 from app.practice.serving import PracticeTexts, warm
 from app.practice.texts import TextCache
@@ -44,7 +47,10 @@ class PracticeDeployment:
         self.metrics = PracticeMetrics()
         self.cache = TextCache(settings)
         self.served = ServedTexts(settings)
-        self.practice = PracticeTexts(self.cache, self.served)
+        # Which generator a user gets while an experiment on it runs; its thread reads the experiments and writes
+        # exposures, so the request path stays in memory.
+        self.experiments = ExperimentRuntime(lambda: clickhouse_client(settings.clickhouse_url)).start()
+        self.practice = PracticeTexts(self.cache, self.served, self.experiments)
         self.insights_cache = InsightsCache(settings)
         self._writer_task: asyncio.Task[None] | None = None
         # A cache of its own for the writer: its ClickHouse writes run in a thread beside the serving threads' reads.
@@ -91,6 +97,7 @@ class PracticeDeployment:
         if self._writer_cache is not None:
             await asyncio.to_thread(self._writer_cache.close)
         await asyncio.to_thread(self.served.close)
+        await asyncio.to_thread(self.experiments.close)
 
 
 class HandlePractice:

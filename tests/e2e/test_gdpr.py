@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import zipfile
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -27,6 +27,8 @@ import pipelines.ingest.deletions as deletions
 from app.auth import issue_token
 from app.clickhouse.client import clickhouse_client
 from app.codec import encode_test
+from app.experiments.definition import Experiment, Variant
+from app.experiments.store import Exposure, create_experiment, write_exposures
 from app.faults import SimulatedCrash
 from app.kafka import user_key
 from app.schemas import parse_submission
@@ -144,6 +146,23 @@ def tokens(stack) -> dict[str, str]:
     }
 
 
+EXPOSED_AT = datetime(2026, 11, 20, 8, 15, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def exposed(population, clickhouse):
+    """The victim and two others were exposed to an experiment (one that varies hints, ended long ago, so nothing
+    served in this session changes)."""
+    experiment = Experiment(
+        "gdpr-hints", "hint_style", (Variant("short", 1, "short"), Variant("long", 1, "long")),
+        starts_at=datetime(2026, 11, 1, tzinfo=UTC), ends_at=datetime(2026, 11, 30, tzinfo=UTC),
+    )
+    create_experiment(clickhouse, experiment)
+    users = (VICTIM, LEAVER, OTHERS[0])
+    assert write_exposures(clickhouse, [Exposure(u, experiment.name, "long", EXPOSED_AT) for u in users]) == 3
+    return experiment
+
+
 @pytest.fixture(scope="module")
 def pending(population, stack_settings):
     """One more test of the victim, on Kafka but not ingested yet when the export and the deletion run."""
@@ -152,7 +171,9 @@ def pending(population, stack_settings):
     return late
 
 
-def test_a_user_exports_everything_held_about_them(population, pending, api_url, tokens, stack_settings, clickhouse):
+def test_a_user_exports_everything_held_about_them(
+    population, exposed, pending, api_url, tokens, stack_settings, clickhouse
+):
     victim_token = bearer(tokens["victim"])
     assert httpx.get(f"{api_url}/v1/users/{VICTIM}/insights", headers=victim_token).status_code == 200
     response = httpx.get(f"{api_url}/v1/users/{VICTIM}/export", headers=victim_token, timeout=120)
@@ -166,8 +187,14 @@ def test_a_user_exports_everything_held_about_them(population, pending, api_url,
     ud.close_stores(stores)
     assert list(manifest["stores"]) == names and manifest["user_id"] == VICTIM
 
-    # ClickHouse: a file per table with a user_id column, every row the user's, counts as the tables hold them.
+    # ClickHouse: a file per table with a user_id column, every row the user's, counts as the tables hold them
+    # (the exposures table in the `experiments` store's folder, with the experiment's definition beside it).
     expected = table_counts(clickhouse, VICTIM)
+    assert expected.pop("experiment_exposures") == 1
+    exposures = [json.loads(line) for line in archive.read("experiments/exposures.jsonl").splitlines()]
+    assert exposures == [{"experiment": "gdpr-hints", "factor": "hint_style", "variant": "long", "value": "long",
+                          "first_exposed_at": "2026-11-20T08:15:00.000Z"}]
+    assert manifest["stores"]["experiments"]["count"] == 1
     entry = manifest["stores"]["clickhouse"]
     assert entry["parts"] == expected and entry["count"] == sum(expected.values())
     for table in ("keystrokes", "test_results", "test_keys", "test_pairs"):
@@ -206,7 +233,7 @@ def test_export_is_for_the_user_themself_or_an_admin(population, api_url, tokens
 
 
 def test_an_admin_deletes_one_user_among_many_and_no_trace_is_left(
-    population, pending, api_url, tokens, stack_settings, clickhouse
+    population, exposed, pending, api_url, tokens, stack_settings, clickhouse
 ):
     before_victim = table_counts(clickhouse, VICTIM)
     before_others = {u: table_counts(clickhouse, u) for u in OTHERS}
@@ -225,7 +252,9 @@ def test_an_admin_deletes_one_user_among_many_and_no_trace_is_left(
     response = httpx.delete(url, headers=bearer(tokens["admin"]), timeout=300)
     assert response.status_code == 200, response.text
     body = response.json()
+    own_store = {table: before_victim.pop(table) for table in ud.OWN_STORE_TABLES}
     assert body["user_id"] == VICTIM and body["stores"]["clickhouse"]["parts"] == before_victim
+    assert own_store == {"experiment_exposures": 1} and body["stores"]["experiments"]["count"] == 1
     assert body["stores"]["kafka"]["count"] == 1 and body["stores"]["redis"]["count"] >= 2
     assert body["total"] == sum(entry["count"] for entry in body["stores"].values())
 
@@ -329,7 +358,7 @@ def test_a_deleted_user_who_comes_back_starts_afresh(population, api_url, tokens
     assert rows == [("back-again",)]
 
 
-def test_the_cli_exports_and_deletes_a_user(population, stack_settings, clickhouse, tmp_path):
+def test_the_cli_exports_and_deletes_a_user(population, exposed, stack_settings, clickhouse, tmp_path):
     env = {**os.environ, **TEST_PORTS, "KEYSCOPE_DATA_DIR": str(stack_settings.data_dir)}
 
     def keyscope(*args: str) -> subprocess.CompletedProcess:
@@ -342,7 +371,9 @@ def test_the_cli_exports_and_deletes_a_user(population, stack_settings, clickhou
     exported = keyscope("user", "export", str(LEAVER), "--out", str(out))
     assert exported.returncode == 0, exported.stderr
     manifest = json.loads(zipfile.ZipFile(out).read("manifest.json"))
-    assert manifest["stores"]["clickhouse"]["parts"] == before and f"wrote {out}" in exported.stdout
+    generic = {table: n for table, n in before.items() if table not in ud.OWN_STORE_TABLES}
+    assert manifest["stores"]["clickhouse"]["parts"] == generic and f"wrote {out}" in exported.stdout
+    assert manifest["stores"]["experiments"]["count"] == before["experiment_exposures"] == 1
 
     refused = keyscope("user", "delete", str(LEAVER))  # no terminal to confirm on, and no --yes
     assert refused.returncode == 1 and "--yes" in refused.stderr

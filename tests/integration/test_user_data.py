@@ -103,15 +103,15 @@ def test_deleting_one_user_empties_every_table_of_theirs_and_nothing_else(chdb):
 
 def test_a_table_added_later_is_covered_without_registering_it(chdb):
     url, client = chdb
-    client.command("CREATE TABLE experiment_exposures (user_id UInt64, arm String) ENGINE = MergeTree ORDER BY user_id")
-    client.command(f"INSERT INTO experiment_exposures VALUES ({USERS[0]}, 'a'), ({USERS[1]}, 'b')")
+    client.command("CREATE TABLE survey_answers (user_id UInt64, arm String) ENGINE = MergeTree ORDER BY user_id")
+    client.command(f"INSERT INTO survey_answers VALUES ({USERS[0]}, 'a'), ({USERS[1]}, 'b')")
     store = ud.ClickHouseStore(Settings(clickhouse_url=url))
     try:
-        assert store.count_parts(USERS[0])["experiment_exposures"] == 1
-        assert dict(store.export(USERS[0]))["experiment_exposures.jsonl"] == b'{"user_id":%d,"arm":"a"}\n' % USERS[0]
+        assert store.count_parts(USERS[0])["survey_answers"] == 1
+        assert dict(store.export(USERS[0]))["survey_answers.jsonl"] == b'{"user_id":%d,"arm":"a"}\n' % USERS[0]
         store.delete(USERS[0])
-        assert store.count_parts(USERS[0])["experiment_exposures"] == 0
-        assert store.count_parts(USERS[1])["experiment_exposures"] == 1
+        assert store.count_parts(USERS[0])["survey_answers"] == 0
+        assert store.count_parts(USERS[1])["survey_answers"] == 1
     finally:
         store.close()
 

@@ -72,9 +72,11 @@ def test_the_response_models_document_every_field_the_deployment_answers():
     answer = {
         "user_id": 7_600_001, "text": "The street was quiet.", "targets": ["e", "t"], "generator": "lm",
         "signature": SIGNATURE, "text_ids": [A], "score": score,
+        "experiment": {"name": "practice-gen-1", "variant": "lm"},  # while an experiment on the generator runs
     }
     model = PracticeTextModel.model_validate(answer)
     assert set(PracticeTextModel.model_fields) == set(answer)
+    assert model.experiment is not None and model.experiment.variant == "lm"
     assert set(model.score.model_dump()) == set(score)  # no field of the score goes undocumented
     public = TEXTS[0].public()
     texts = SignatureTexts.model_validate({"signature": SIGNATURE, "texts": [{**public, "score": score}]})
