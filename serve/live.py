@@ -165,6 +165,12 @@ class LiveConnection:
                     return
             except ProtocolError as exc:
                 await self.send(error(exc.message, exc.field))
+            except WebSocketDisconnect:
+                await self.dropped()
+                return
+            except Exception:  # a bug must not end the typist's test: say so, keep the session
+                log.exception("live: message of session %s failed", self.session and self.session.session_id)
+                await self.send(error("the server could not handle this message"))
 
     async def dropped(self) -> None:
         """The connection is gone mid-test: park the session for a `resume`."""

@@ -33,7 +33,7 @@ _ENDS_RUN = (NAMED_KEY_CODES["Backspace"], NAMED_KEY_CODES["Delete"])
 _NUMBERS = {2: "two", 3: "three", 4: "four", 5: "five"}
 
 
-def hint(kind: str, message: str, **evidence: Any) -> dict[str, Any]:
+def hint(kind: str, message: str, evidence: dict[str, Any]) -> dict[str, Any]:
     return {"kind": kind, "message": message, "evidence": evidence}
 
 
@@ -46,8 +46,8 @@ def spot_hint(spot: SlowSpot) -> dict[str, Any]:
         noun = "pair" if spot.kind == "slow_pair" else "key"
         rank = spot.evidence["rank"]
         why = f"your slowest {noun}" if rank == 1 else f"one of your slow {noun}s (#{rank})"
-    return hint("slow_spot_ahead", f"{label} ahead — {why}", position=spot.position, chars=spot.chars,
-                spot=spot.kind, **spot.evidence)  # fmt: skip
+    evidence = {"position": spot.position, "chars": spot.chars, "spot": spot.kind, **spot.evidence}
+    return hint("slow_spot_ahead", f"{label} ahead — {why}", evidence)
 
 
 @dataclass
@@ -74,8 +74,9 @@ class HintRules:
             if press.code >= 0 and not press.correct:
                 self.error_run += 1
                 if self.error_run == ERROR_RUN:
-                    hints.append(hint("errors_in_a_row", f"{_NUMBERS.get(ERROR_RUN, ERROR_RUN)} errors in a row: "
-                                      "slow down", errors_in_a_row=ERROR_RUN, position=press.position))  # fmt: skip
+                    message = f"{_NUMBERS.get(ERROR_RUN, ERROR_RUN)} errors in a row: slow down"
+                    hints.append(hint("errors_in_a_row", message, {"errors_in_a_row": ERROR_RUN,
+                                                                   "position": press.position}))  # fmt: skip
             elif press.code >= 0 or press.code in _ENDS_RUN:
                 self.error_run = 0
             if (
@@ -85,11 +86,12 @@ class HintRules:
             ):  # fmt: skip
                 rhythm_given, self.last_rhythm_ms = True, press.down_ms
                 median = press.median_iki_ms or 0.0
-                hints.append(hint(
-                    "rhythm_break", f"rhythm break: {press.iki_ms / 1000:.1f} s pause (your median so far "
-                    f"{median:.0f} ms) — keep an even pace", iki_ms=press.iki_ms, median_iki_ms=median,
-                    position=metrics.position,
-                ))  # fmt: skip
+                message = (
+                    f"rhythm break: {press.iki_ms / 1000:.1f} s pause (your median so far {median:.0f} ms) — keep an "
+                    "even pace"
+                )
+                evidence = {"iki_ms": press.iki_ms, "median_iki_ms": median, "position": metrics.position}
+                hints.append(hint("rhythm_break", message, evidence))
         hints.extend(self._ahead(metrics.position))
         if presses:
             hints.extend(self._pace(metrics, presses[-1].down_ms))
@@ -128,7 +130,5 @@ class HintRules:
         self.last_pace_ms = now_ms
         what = "predicted" if source["source"] == "predictor" else "usual"
         side = "ahead of" if gap > 0 else "behind"
-        return [hint(
-            "pace", f"{abs(gap):.0f} WPM {side} your {what} {target_wpm:.0f} WPM", wpm=round(wpm, 1),
-            target_wpm=round(target_wpm, 1), **source,
-        )]  # fmt: skip
+        evidence = {"wpm": round(wpm, 1), "target_wpm": round(target_wpm, 1), **source}
+        return [hint("pace", f"{abs(gap):.0f} WPM {side} your {what} {target_wpm:.0f} WPM", evidence)]
