@@ -5,9 +5,9 @@ bookkeeping differs. Where the stored metric compares with the whole presented t
 the part typed so far, P[:len(T)] (a test half typed is not half wrong), so once T is as long as P the two agree:
 tests/unit/test_live_metrics.py checks them against `analyse_test` on simulated tests.
 
-Each press costs O(log n) (the sorted intervals for the median); each answer O(len(T)) for the Levenshtein distance
-(rapidfuzz, C) plus a handful of numpy calls on one-element arrays. State grows with the presses, which the session
-bounds (Settings.max_keystrokes).
+Each press costs O(log n) (the sorted intervals for the median); each answer a few microseconds, and the health
+score (O(len(T)) for the Levenshtein distance, rapidfuzz in C, and numpy calls on one-element arrays) once per
+HEALTH_EVERY_MS of typing. State grows with the presses, which the session bounds (Settings.max_keystrokes).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from app.analytics.rhythm import HESITATION_FACTOR, HESITATION_MS, consistency_s
 from app.keys import NAMED_KEY_CODES
 
 _BACKSPACE = NAMED_KEY_CODES["Backspace"]
-_DELETE = NAMED_KEY_CODES["Delete"]
+HEALTH_EVERY_MS = 1000
 
 
 def _number(value: float, digits: int) -> float | None:
@@ -63,6 +63,7 @@ class LiveMetrics:
     mean_iki: float = 0.0  # Welford's running mean and squared deviations of the intervals
     iki_m2: float = 0.0
     char_presses_per_second: list[int] = field(default_factory=list)
+    _health: tuple[int, float] | None = None  # (last press's time, score) of the last health computation
 
     @property
     def position(self) -> int:
@@ -178,6 +179,13 @@ class LiveMetrics:
         )
         return float(components["health_score"][0])
 
+    def live_health(self, wpm: float) -> float:
+        """The health score, recomputed once per HEALTH_EVERY_MS of typing: a whole-test score barely moves from one
+        press to the next, and it is most of an answer's CPU (numpy calls on one-element arrays)."""
+        if self._health is None or self.last_down - self._health[0] >= HEALTH_EVERY_MS or math.isnan(self._health[1]):
+            self._health = (self.last_down, self.health(wpm))
+        return self._health[1]
+
     def snapshot(self) -> dict[str, float | int | None]:
         """The live answer's numbers (JSON-ready: undefined metrics are None)."""
         wpm = self.wpm()
@@ -185,6 +193,6 @@ class LiveMetrics:
             "wpm": _number(wpm, 1),
             "accuracy": _number(self.accuracy(), 4),
             "iki_cv": _number(self.iki_cv(), 3),
-            "health": _number(self.health(wpm), 1),
+            "health": _number(self.live_health(wpm), 1),
             "position": self.position,
         }
