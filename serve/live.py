@@ -152,7 +152,8 @@ class LiveConnection:
         idle_s = self.backend.settings.live_idle_s
         while True:
             try:
-                raw = await asyncio.wait_for(self.websocket.receive_text(), idle_s)
+                async with asyncio.timeout(idle_s):  # not wait_for: that wraps every message in a task of its own
+                    raw = await self.websocket.receive_text()
             except TimeoutError:
                 await self.send(error(f"no message for {idle_s:g} s: the session has expired"))
                 await self.websocket.close(CLOSE_IDLE, "idle")
