@@ -31,6 +31,7 @@ from app.live.history import History
 from app.live.parking import SessionParking
 from app.live.protocol import Auth, End, Keys, ProtocolError, Resume, Start, decode, parse, token_of
 from app.live.session import LiveSession
+from serve.gateway import Gateway
 from serve.prediction_request import MAX_PREDICT_CHARS, TypingRequest
 
 log = logging.getLogger("keyscope.live")
@@ -65,9 +66,9 @@ class LiveBackend(Protocol):
 class GatewayLive:
     """The live backend of a Serve replica: the replica's Gateway (serve/gateway.py) and the resume window."""
 
-    def __init__(self, gateway: Any) -> None:  # serve.gateway.Gateway (not imported: it imports FastAPI responses)
+    def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self.settings: Settings = gateway.settings
+        self.settings = gateway.settings
         self.parking = SessionParking(gateway.settings.redis_url, gateway.settings.live_resume_s)
 
     async def principal(self, credential: str) -> Principal:

@@ -1,7 +1,8 @@
 """The hint rules: what to tell a typist while they type, each hint with the evidence behind it.
 
-- slow spot ahead: the word the cursor has just reached holds one of the typist's slow pairs or keys (insights)
-  or a character the predictor expects to be slow ("'ed' ahead — your slowest pair"); once per word
+- slow spot ahead: the word the cursor is in holds, still untyped, one of the typist's slow pairs or keys
+  (insights) or a character the predictor expects to be slow ("'ed' ahead — your slowest pair"); once per word,
+  as soon as a batch reaches it
 - errors in a row: ERROR_RUN incorrect character presses in a row ("three errors in a row: slow down"); a correct
   press, Backspace or Delete ends a run, other named keys do not (the error bursts of app/analytics/errors.py)
 - rhythm break: a hesitation as app/analytics/rhythm.py defines it (an interval over 3 × the median so far, or
@@ -98,16 +99,19 @@ class HintRules:
         return hints
 
     def _ahead(self, position: int) -> list[dict[str, Any]]:
-        """A hint for the worst slow spot of the word the cursor is at the start of (once per word)."""
+        """A hint for the worst slow spot still ahead in the word the cursor is in (once per word)."""
         text = self.text
-        if position >= len(text) or (position > 0 and text[position - 1] != " ") or position == self.word_checked:
+        if position >= len(text):
             return []
-        self.word_checked = position
-        end = text.find(" ", position)
+        start = text.rfind(" ", 0, position) + 1 if position > 0 and text[position - 1] != " " else position
+        if start == self.word_checked:
+            return []
+        self.word_checked = start
+        end = text.find(" ", start)
         end = len(text) if end < 0 else end
         # A pair that starts on the space before the word ("␣t") belongs to the word too.
-        start = max(position - 1, 0)
-        lo, hi = bisect.bisect_left(self._spot_starts, start), bisect.bisect_left(self._spot_starts, end)
+        lo = bisect.bisect_left(self._spot_starts, max(start - 1, 0))
+        hi = bisect.bisect_left(self._spot_starts, end)
         candidates = [s for s in self.spots[lo:hi] if s.end > position]
         if not candidates:
             return []

@@ -24,10 +24,10 @@ def unit_label(unit: str) -> str:
     return "space" if unit == " " else "'" + unit.replace(" ", "␣") + "'"
 
 
-def _finite(value: Any) -> float | None:
+def _finite(value: Any, digits: int = 4) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
-    return float(value)
+    return round(float(value), digits)
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,8 @@ class History:
             ranked = [u for u in insights.get(name) or [] if isinstance(u, dict) and u.get("eligible", True)]
             return tuple(
                 WeakUnit(
-                    str(u.get("key", "")), kind, rank, _finite(u.get("mean_time_ms")), _finite(u.get("time_ratio")),
-                    _finite(u.get("error_rate")), int(u.get("tests") or 0),
+                    str(u.get("key", "")), kind, rank, _finite(u.get("mean_time_ms"), 1),
+                    _finite(u.get("time_ratio"), 3), _finite(u.get("error_rate"), 4), int(u.get("tests") or 0),
                 )
                 for rank, u in enumerate(ranked[:WEAK_UNITS], start=1)
                 if u.get("key")

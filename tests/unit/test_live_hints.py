@@ -68,6 +68,17 @@ def test_a_word_with_a_slow_pair_is_announced_once_when_the_cursor_reaches_it():
     assert batches[2][0]["kind"] == "slow_spot_ahead"
 
 
+def test_the_first_word_is_announced_with_the_first_batch_and_a_typed_spot_never():
+    text = "need it"
+    batches = run(text, History.from_sources(INSIGHTS, None), steady(text))
+    assert batches[0][0]["message"] == "'ed' ahead — your slowest pair"  # after the "n" of "need"
+    assert all(h["kind"] != "slow_spot_ahead" for batch in batches[1:4] for h in batch)  # once per word
+    # Typed past the spot before the batch arrives: nothing to announce.
+    metrics, history = LiveMetrics(text), History.from_sources(INSIGHTS, None)
+    rules = HintRules(text, history, expect(text, history))
+    assert rules.after(metrics, [metrics.press(ord(c), 100 * i) for i, c in enumerate("need")]) == []
+
+
 def test_a_typist_without_history_gets_no_slow_spot_or_pace_hints():
     text = "we need to quit the treadmill today"
     assert kinds(run(text, History(), steady(text))) == []
