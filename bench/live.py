@@ -13,6 +13,9 @@ Every answer is checked against its own session: its session_id is the one `read
 is the next batch this connection sent, and its `position` and `keystrokes` are what that session's keys so far
 make. A wrong answer is counted; any wrong answer fails the run (exit status 1), as does any error or dropped
 connection. Sessions are not ended: nothing is submitted, and their state leaves the stack a minute later.
+
+Last, the server's own work per answer is timed in this process (no network, no Ray): one session's batches
+decoded, validated, applied and encoded, in CPU time.
 """
 
 from __future__ import annotations
@@ -175,6 +178,32 @@ async def run_load(url: str, tokens: list[str], sessions: list[Typist], batch_ms
     return merged, open_allowance
 
 
+def answer_cpu_us(typist: Typist, batch_ms: float, repeats: int = 5) -> tuple[int, float]:
+    """(batches, µs per batch): one session's whole text in `batch_ms` batches through what the server does per
+    message (decode and validate, update the session, hints, encode), in this process; best of `repeats`."""
+    import orjson
+
+    from app.live.history import History
+    from app.live.protocol import Start, decode, parse
+    from app.live.session import LiveSession
+
+    frames, next_key, batch = [], 0, 0
+    while next_key < len(typist.text):
+        keys, next_key = typist.keys_until(next_key, (batch + 1) * batch_ms)
+        batch += 1
+        if keys:
+            frames.append(json.dumps({"type": "keys", "keystrokes": keys, "seq": len(frames)}))
+    history = History.from_sources({"mean_wpm": 60.0, "weak_pairs": [{"key": "th", "mean_time_ms": 300.0}]}, None)
+    best = float("inf")
+    for _ in range(repeats):
+        session = LiveSession.begin(Start(typist.user_id, typist.text, "qwerty", "en", None, None), history, 0, 20_000)
+        started = time.process_time()
+        for frame in frames:
+            orjson.dumps(session.apply(parse(decode(frame))))  # type: ignore[arg-type]
+        best = min(best, time.process_time() - started)
+    return len(frames), best / len(frames) * 1e6
+
+
 def _ms(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f}"
 
@@ -223,5 +252,8 @@ def run_command(settings, args: argparse.Namespace) -> int:  # noqa: ANN001 - ap
     print_table(args.sessions, args.batch_ms, args.seconds, result)
     for message in result.errors[:5]:
         print(f"  error: {message}")
+    batches, cpu_us = answer_cpu_us(sessions[0], args.batch_ms)
+    print(f"an answer's own work, in this process: {cpu_us:.0f} µs of CPU per batch (one session's {batches} batches, "
+          "best of 5)")  # fmt: skip
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     return 1 if result.wrong or result.errors else 0

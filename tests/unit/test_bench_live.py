@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 
-from bench.live import FIRST_USER, WPM_RANGE, SessionResult, print_table, typists
+from bench.live import FIRST_USER, WPM_RANGE, SessionResult, answer_cpu_us, print_table, typists
 
 
 def test_typists_are_distinct_users_in_the_benchmarks_range_at_typing_speeds():
@@ -34,3 +34,10 @@ def test_the_table_reports_the_runs_numbers():
     header, row = out.getvalue().splitlines()
     assert header.split()[:5] == ["sessions", "batches/s", "answers", "p50", "ms"]
     assert row.split() == ["10", "2", "4", "2.5", "85.5", "97.1", "100.0", "0.5", "0", "0"]
+
+
+def test_the_in_process_timing_runs_a_whole_session():
+    typist = typists(1)[0]
+    batches, cpu_us = answer_cpu_us(typist, 200.0, repeats=1)
+    assert batches == len({int(i * typist.interval_ms) // 200 for i in range(len(typist.text))})
+    assert 0 < cpu_us < 100_000
