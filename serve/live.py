@@ -138,6 +138,20 @@ class LiveConnection:
         await self.websocket.close(CLOSE_RATE_LIMITED if exc.status == 429 else CLOSE_UNAUTHENTICATED, exc.code)
 
     async def run(self) -> None:
+        """Serve the connection until it closes; a session whose connection drops mid-test is parked."""
+        try:
+            await self.serve()
+        except asyncio.CancelledError:
+            # Serve cancels the request of a client that went away, which can come before the disconnect message.
+            await asyncio.shield(self.dropped())
+            raise
+        except WebSocketDisconnect:
+            await self.dropped()
+        except Exception as exc:  # sending to a connection that just went away, say
+            log.warning("live: connection of session %s failed: %r", self.session and self.session.session_id, exc)
+            await self.dropped()
+
+    async def serve(self) -> None:
         await self.websocket.accept()
         header = self.websocket.headers.get("authorization")
         credential = self.websocket.query_params.get("token")
@@ -154,22 +168,22 @@ class LiveConnection:
         while True:
             try:
                 async with asyncio.timeout(idle_s):  # not wait_for: that wraps every message in a task of its own
-                    raw = await self.websocket.receive_text()
+                    message = await self.websocket.receive()
             except TimeoutError:
+                self.session = None  # expired: not resumable
                 await self.send(error(f"no message for {idle_s:g} s: the session has expired"))
                 await self.websocket.close(CLOSE_IDLE, "idle")
                 return
-            except WebSocketDisconnect:
+            if message["type"] == "websocket.disconnect":
                 await self.dropped()
                 return
             try:
-                if not await self.handle(raw):
+                if not await self.handle(message.get("text") or message.get("bytes") or ""):
                     return
             except ProtocolError as exc:
                 await self.send(error(exc.message, exc.field))
             except WebSocketDisconnect:
-                await self.dropped()
-                return
+                raise
             except Exception:  # a bug must not end the typist's test: say so, keep the session
                 log.exception("live: message of session %s failed", self.session and self.session.session_id)
                 await self.send(error("the server could not handle this message"))
@@ -182,7 +196,7 @@ class LiveConnection:
             except Exception as exc:
                 log.warning("live: parking session %s failed: %r", self.session.session_id, exc)
 
-    async def handle(self, raw: str) -> bool:
+    async def handle(self, raw: str | bytes) -> bool:
         """Answer one message; False when the connection was closed."""
         obj = decode(raw)
         if self.principal is None:

@@ -209,3 +209,11 @@ def test_an_idle_connection_expires(backend):
             ws.receive_json()
         assert closed.value.code == CLOSE_IDLE
     assert backend.parked == {}  # an expired session is gone, not resumable
+
+
+def test_a_binary_frame_is_read_as_a_text_one(client):
+    with client.websocket_connect("/v1/live?token=user-token") as ws:
+        ws.send_bytes(b'{"type": "end"}')
+        assert ws.receive_json()["field"] == "type"
+        ws.send_bytes(b"\xff\xfe")
+        assert ws.receive_json()["field"] == "message"
