@@ -3,7 +3,8 @@
 One connection carries one test at a time. The credential comes as `Authorization: Bearer` on the upgrade request,
 as the `token` query parameter, or in the first message (browsers cannot set WebSocket headers); it is checked and
 charged to its rate limit once per connection, and every `start` or `resume` is authorized for its user like a REST
-route (a user token for itself only, a service key or admin token for any user). A refused credential gets an
+route (a user token for itself only, a service key or admin token for any user); every `start` and `resume` is
+charged to the rate limit too, as a request (batches are not). A refused credential gets an
 error message and the connection closes (4401 no or a bad credential, 4429 rate limited); every other bad
 message gets `{"type": "error", "message", "field"}` and the session goes on.
 
@@ -54,6 +55,8 @@ class LiveBackend(Protocol):
 
     async def principal(self, credential: str) -> Principal: ...
 
+    async def charge(self, principal: Principal) -> bool: ...
+
     async def history(self, user_id: int, text: str, layout: str) -> History: ...
 
     async def submit(self, principal: Principal, submission: dict[str, Any]) -> tuple[int, dict[str, Any]]: ...
@@ -73,10 +76,13 @@ class GatewayLive:
 
     async def principal(self, credential: str) -> Principal:
         principal = await self.gateway.authenticated(f"Bearer {credential}")
-        decision = await self.gateway.limiter.check(principal)
-        if not decision.allowed:
+        if not await self.charge(principal):
             raise AuthError(429, "rate_limited", f"too many requests for {principal.name}; retry later")
         return principal
+
+    async def charge(self, principal: Principal) -> bool:
+        """Take one request from the principal's rate limit (app/ratelimit.py); False when it is spent."""
+        return (await self.gateway.limiter.check(principal)).allowed
 
     async def history(self, user_id: int, text: str, layout: str) -> History:
         """The typist's cached insights and the predictor's view of the text; what fails or is slow is left out."""
@@ -233,10 +239,17 @@ class LiveConnection:
         except AuthError as exc:
             raise ProtocolError("user_id", exc.message) from None
 
+    async def charge(self) -> None:
+        """A test started or resumed costs a request of the rate limit, as a submission does; batches cost none."""
+        assert self.principal is not None
+        if not await self.backend.charge(self.principal):
+            raise ProtocolError("type", f"too many requests for {self.principal.name}; retry in a few seconds")
+
     async def start(self, start: Start) -> None:
         if self.session is not None:
             raise ProtocolError("type", "a test is running: send `end` first")
         self.authorize(start.user_id)
+        await self.charge()
         history = await self.backend.history(start.user_id, start.text, start.layout)
         self.session = LiveSession.begin(start, history, int(time.time() * 1000), self.backend.settings.max_keystrokes)
         await self.send(self.session.ready())
@@ -249,6 +262,7 @@ class LiveConnection:
         if user_id is None:
             raise ProtocolError("user_id", "is required with a service key")
         self.authorize(user_id)
+        await self.charge()
         deadline = time.monotonic() + RESUME_WAIT_S
         session = await self.backend.claim(user_id, resume.session_id)
         while session is None and time.monotonic() < deadline:

@@ -16,7 +16,7 @@ from app.config import Settings
 from app.live.history import History
 from app.live.session import LiveSession
 from app.schemas import parse_submission
-from serve.live import CLOSE_IDLE, CLOSE_UNAUTHENTICATED, live_session
+from serve.live import CLOSE_IDLE, CLOSE_RATE_LIMITED, CLOSE_UNAUTHENTICATED, live_session
 
 USER, OTHER = 8_100_101, 8_100_102
 TOKENS = {"user-token": Principal("user", USER, f"user:{USER}"), "service-key": Principal("service", None, "svc")}
@@ -28,10 +28,17 @@ class MemoryBackend:
         self.settings = settings
         self.submitted: list[dict[str, Any]] = []
         self.parked: dict[tuple[int, str], LiveSession] = {}
+        self.allowance = 1000  # requests the rate limit lets through
+
+    async def charge(self, principal: Principal) -> bool:
+        self.allowance -= 1
+        return self.allowance >= 0
 
     async def principal(self, credential: str) -> Principal:
         if credential not in TOKENS:
             raise AuthError(401, "invalid_credentials", "unknown credential")
+        if not await self.charge(TOKENS[credential]):
+            raise AuthError(429, "rate_limited", "too many requests")
         return TOKENS[credential]
 
     async def history(self, user_id: int, text: str, layout: str) -> History:
@@ -217,3 +224,22 @@ def test_a_binary_frame_is_read_as_a_text_one(client):
         assert ws.receive_json()["field"] == "type"
         ws.send_bytes(b"\xff\xfe")
         assert ws.receive_json()["field"] == "message"
+
+
+def test_every_start_is_charged_to_the_rate_limit_and_a_spent_one_refuses_the_connection(client, backend):
+    backend.allowance = 2  # the connection, then one start
+    with client.websocket_connect("/v1/live?token=user-token") as ws:
+        ws.send_json(start())
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_json({"type": "keys", "keystrokes": keys("the")})  # batches cost nothing
+        ws.receive_json()
+        ws.send_json({"type": "end"})
+        assert ws.receive_json()["type"] == "done"
+        ws.send_json(start())
+        refused = ws.receive_json()
+        assert refused["type"] == "error" and "too many requests" in refused["message"]
+    with client.websocket_connect("/v1/live?token=user-token") as ws:
+        assert ws.receive_json()["field"] == "token"
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+        assert closed.value.code == CLOSE_RATE_LIMITED
