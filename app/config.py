@@ -210,6 +210,10 @@ class Settings:
     # How often each predictor replica (serve/predictor.py) asks the model registry for newly promoted versions;
     # a promotion serves within this many seconds, without a redeploy.
     model_poll_s: float = 10.0
+    # Live feedback (serve/live.py): a connection silent this long ends its session; a dropped connection's session
+    # can be resumed this long (app/live/parking.py).
+    live_idle_s: float = 120.0
+    live_resume_s: float = 60.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -276,6 +280,8 @@ class Settings:
             mysql_password=env.get("MYSQL_PWD", base.mysql_password),
             clickhouse_slow_query_ms=_int(env, "KEYSCOPE_CLICKHOUSE_SLOW_QUERY_MS", base.clickhouse_slow_query_ms),
             model_poll_s=_positive_seconds(env, "KEYSCOPE_MODEL_POLL_S", base.model_poll_s),
+            live_idle_s=_positive_seconds(env, "KEYSCOPE_LIVE_IDLE_S", base.live_idle_s),
+            live_resume_s=_positive_seconds(env, "KEYSCOPE_LIVE_RESUME_S", base.live_resume_s),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -331,6 +337,8 @@ class Settings:
             "MYSQL_PWD": self.mysql_password,
             "KEYSCOPE_CLICKHOUSE_SLOW_QUERY_MS": str(self.clickhouse_slow_query_ms),
             "KEYSCOPE_MODEL_POLL_S": str(self.model_poll_s),
+            "KEYSCOPE_LIVE_IDLE_S": str(self.live_idle_s),
+            "KEYSCOPE_LIVE_RESUME_S": str(self.live_resume_s),
         }
 
     def describe(self) -> dict[str, str]:

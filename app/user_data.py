@@ -24,7 +24,8 @@ key kind) for the manifest and the deletion report. Built in, in the order they 
 - `features` (derived from the stored tests, so deleted after every source): the typist's online features
   `keyscope:features:{id}` (app/features/online.py `FeatureStore`), exported as `features.json`.
 - `redis` (a cache, so deleted after every source): the cached reads `keyscope:user:{id}`, their invalidation
-  generation `keyscope:user:{id}:gen` and the rate-limit bucket `keyscope:rl:user:{id}`.
+  generation `keyscope:user:{id}:gen`, the rate-limit bucket `keyscope:rl:user:{id}` and the live sessions in their
+  resume window `keyscope:user:{id}:live`.
 
 Later parts register their own with `register_store(factory)` (`cache=True` for anything refilled from the other
 stores): the cold Parquet archive (app/cold.py `ColdArchive`). The experiment exposures (app/experiments/) have a
@@ -59,6 +60,7 @@ from app.cache import user_cache_key, user_generation_key
 from app.clickhouse.client import clickhouse_client
 from app.config import Settings
 from app.identity import check_user_id
+from app.live.parking import live_sessions_key
 from app.ratelimit import rate_limit_key
 
 log = logging.getLogger("keyscope.user_data")
@@ -532,10 +534,13 @@ class KafkaPendingStore:
 
 def user_redis_keys(user_id: int) -> list[str]:
     """Every Redis key keyscope keeps for a user: cached reads, their invalidation generation, the rate-limit
-    bucket of the user's token (app/ratelimit.py names it after the principal, `user:{id}`). A module that adds a
-    per-user key adds it here."""
+    bucket of the user's token (app/ratelimit.py names it after the principal, `user:{id}`), the live sessions in
+    their resume window (app/live/parking.py). A module that adds a per-user key adds it here."""
     check_user_id(user_id)
-    return [user_cache_key(user_id), user_generation_key(user_id), rate_limit_key(f"user:{user_id}")]
+    return [
+        user_cache_key(user_id), user_generation_key(user_id), rate_limit_key(f"user:{user_id}"),
+        live_sessions_key(user_id),
+    ]  # fmt: skip
 
 
 def _redis_value(raw: bytes) -> Any:

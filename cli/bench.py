@@ -71,6 +71,11 @@ BENCHMARKS: tuple[Command, ...] = (
         "model's tokens/s, and the practice-text route's p50/p95 for cache hits and misses (starts the stack)",
     ),
     _bench(
+        "live",
+        "N concurrent /v1/live sessions at a batch every 200 ms each: answer latency p50/p95/p99 and a check that "
+        "every answer belongs to its own session (starts the stack)",
+    ),
+    _bench(
         "insights",
         "insights reads cached / from the precomputed row / computed, with --users-stored typists stored; or with "
         "--refresh the insights refresh's CPU per typist at 1, 100 and 10,000 typists per refresh (starts the stack)",

@@ -148,11 +148,7 @@ class Gateway:
         """Authenticate the bearer credential, check it may act on `user_id` / needs one of `scopes`, and
         charge its rate limit. Checks run before any work, so a refused request costs one Redis call at most."""
         try:
-            header = request.headers.get("authorization")
-            if self.auth.platform_keys is None:
-                principal = authenticate(header, self.auth, time.time())
-            else:  # a platform token may fetch the JWKS, blocking up to its timeout: not on the event loop
-                principal = await asyncio.to_thread(authenticate, header, self.auth, time.time())
+            principal = await self.authenticated(request.headers.get("authorization"))
             if scopes:
                 require_scope(principal, *scopes)
             if user_id is not None:
@@ -171,6 +167,13 @@ class Gateway:
             )
         return Caller(principal, None)
 
+    async def authenticated(self, authorization_header: str | None) -> Principal:
+        """The principal of a bearer credential (app/auth.py); AuthError when it is refused."""
+        if self.auth.platform_keys is None:
+            return authenticate(authorization_header, self.auth, time.time())
+        # A platform token may fetch the JWKS, blocking up to its timeout: not on the event loop.
+        return await asyncio.to_thread(authenticate, authorization_header, self.auth, time.time())
+
     # -- writes ---------------------------------------------------------------------------------------------
 
     async def submit(self, request: Request) -> Response:
@@ -184,12 +187,17 @@ class Gateway:
         submission = await self._json_body(request, limit)
         if isinstance(submission, Response):
             return submission
+        return await self.queue_submission(caller.principal, submission)
+
+    async def queue_submission(self, principal: Principal, submission: Any) -> JSONResponse:
+        """Validate a decoded submission, check the principal may submit for its user, and put it on Kafka: 202 with
+        its test id, or the error. POST /v1/tests and the end of a live session (serve/live.py) both come here."""
         try:
             test = parse_submission(submission, self.settings.max_keystrokes, self.settings.max_text_chars)
         except SubmissionError as exc:
             return error_response(422, "invalid_submission", exc.message, exc.field)
         try:
-            authorize_user(caller.principal, test.user_id)  # a typist submits only their own tests
+            authorize_user(principal, test.user_id)  # a typist submits only their own tests
         except AuthError as exc:
             return auth_error_response(exc)
         try:

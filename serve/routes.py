@@ -9,7 +9,7 @@ import time
 from pathlib import Path as FilePath
 from typing import Any
 
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import FastAPI, Path, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.schemas import MAX_USER_ID
 from serve.gateway import Gateway, error_response
+from serve.live import GatewayLive, live_session
 from serve.models import (
     PREDICT_TYPING_SCHEMA,
     SUBMISSION_SCHEMA,
@@ -41,12 +42,20 @@ SUBMISSION_BODY = {"schema": SUBMISSION_SCHEMA}
 UserId = Path(ge=1, le=MAX_USER_ID, description="The typist's id on the platform")
 
 _gateway: Gateway | None = None
+_live: GatewayLive | None = None
 
 
 def set_gateway(gateway: Gateway) -> None:
-    """Install this process's Gateway (one per Serve replica or uvicorn worker)."""
-    global _gateway
+    """Install this process's Gateway (one per Serve replica or uvicorn worker) and the live sessions' backend."""
+    global _gateway, _live
     _gateway = gateway
+    _live = GatewayLive(gateway)
+
+
+def live_backend() -> GatewayLive:
+    if _live is None:
+        raise RuntimeError("the API's gateway is not installed (set_gateway)")
+    return _live
 
 
 def gateway() -> Gateway:
@@ -262,6 +271,11 @@ def build_app() -> FastAPI:
     )
     async def delete_user(request: Request, user_id: int = UserId) -> Response:
         return await gateway().delete_user(request, user_id)
+
+    # Not in the OpenAPI schema (it has no WebSockets); the protocol is in docs/live.md.
+    @app.websocket("/v1/live")
+    async def live(websocket: WebSocket) -> None:
+        await live_session(live_backend(), websocket)
 
     @app.get("/dashboard", include_in_schema=False)
     async def dashboard() -> FileResponse:

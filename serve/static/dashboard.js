@@ -5,9 +5,11 @@
 //   GET  /v1/users/{id}/progress   daily wpm / accuracy / health_score
 //   GET  /v1/users/{id}/trajectory the trajectory model's WPM over the next 20 tests (503 until one is promoted)
 //   GET  /v1/users/{id}/practice-text  a practice text: written for this kind of typist, or a word drill
-//   POST /v1/tests                 the practice test, keystrokes timed with performance.now()
+//   WS   /v1/live                  live numbers and hints while the practice test is typed, and its submission
+//   POST /v1/tests                 the practice test, when the live connection is not available
 // Every call carries "Authorization: Bearer <token>"; the token is a user JWT whose subject (`sub`) names the user.
-"use strict";
+// The practice box records and streams its keystrokes with keyscope-live.js, the module typing sites use too.
+import { KeystrokeRecorder, LiveFeedback } from "./keyscope-live.js";
 
 (function () {
   const TOKEN_KEY = "keyscope.token";
@@ -20,21 +22,9 @@
   const MIN_PRESSES = 3; // fewer presses colour a key as "not enough data"
   const SVG_NS = "http://www.w3.org/2000/svg";
 
-  // The key names the API accepts besides single characters (app/schemas.py NAMED_KEYS, checked by
-  // tests/e2e/test_dashboard.py), and the older KeyboardEvent.key spellings some browsers still report.
-  const NAMED_KEYS = new Set([
-    "Backspace", "Shift", "Enter", "Tab", "CapsLock", "Control", "Alt", "Meta", "Escape", "Delete",
-    "ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End", "PageUp", "PageDown", "Insert",
-    "AltGraph", "Dead", "Compose", "Unidentified", "NumLock", "ScrollLock", "ContextMenu"
-  ]);
-  const OLD_KEY_NAMES = {
-    Spacebar: " ", Esc: "Escape", Left: "ArrowLeft", Right: "ArrowRight", Up: "ArrowUp", Down: "ArrowDown",
-    Del: "Delete", Apps: "ContextMenu", OS: "Meta", Win: "Meta", Scroll: "ScrollLock",
-  };
-
   // Key legends per layout, row by row ("unshifted" or "unshifted+shifted"), copied from _ROWS in
   // app/analytics/layouts.py (tests/e2e/test_dashboard.py checks they agree): they draw the keys the typist has
-  // not pressed yet; keys with data are placed by the API's row / x. NAMED_KEYS above and this object are JSON.
+  // not pressed yet; keys with data are placed by the API's row / x. This object is JSON.
   const LAYOUT_ROWS = {
     "qwerty": [
       "`~ 1! 2@ 3# 4$ 5% 6^ 7& 8* 9( 0) -_ =+",
@@ -588,11 +578,7 @@
 
   // ---- practice -----------------------------------------------------------------------------------------
 
-  function keyName(event) {
-    const key = OLD_KEY_NAMES[event.key] || event.key;
-    if ([...key].length === 1 || NAMED_KEYS.has(key)) return key;
-    return "Unidentified"; // "Process" (IME) and keys the API has no name for
-  }
+  const LIVE_HINTS_SHOWN = 3;
 
   async function loadPractice() {
     if (!state.token) return;
@@ -620,24 +606,69 @@
   }
 
   function resetPractice(drill) {
+    const old = state.practice;
+    if (old) {
+      old.recorder.detach();
+      if (old.live) old.live.close();
+    }
+    const input = $("practice-input");
     state.practice = drill && {
       text: drill.text,
       chars: [...drill.text], // by code point, as the API counts characters
-      typed: [], // what the API will transcribe from the keys so far
-      strokes: [],
-      open: new Map(), // physical key (event.code) → index of its press still down
-      t0: null,
-      startedAt: null,
+      recorder: new KeystrokeRecorder(input, { onChange: onPracticeChange }),
+      live: null, // the /v1/live session; null when it could not be opened (the test is then POSTed)
+      answer: null, // its latest live answer
+      hints: [],
       done: false,
       submission: null,
     };
     if (!drill) $("practice-generator").hidden = true;
-    const input = $("practice-input");
     input.value = "";
     input.readOnly = false;
     input.disabled = !drill;
     $("practice-retry").hidden = true;
     renderPassage();
+    if (state.practice) startLive(state.practice);
+  }
+
+  function startLive(p) {
+    const url = `${location.origin.replace(/^http/, "ws")}/v1/live`;
+    const live = new LiveFeedback(p.recorder, {
+      url, token: state.token, userId: state.userId, text: p.text, layout: layoutName(),
+    });
+    live.onReady = (ready) => {
+      if (state.practice === p) markSlowSpots(p, ready.expect);
+    };
+    live.onLive = (answer) => {
+      if (state.practice !== p) return;
+      p.answer = answer;
+      if (answer.hints.length) p.hints = [...answer.hints.slice().reverse(), ...p.hints].slice(0, LIVE_HINTS_SHOWN);
+      renderLiveStats();
+    };
+    live.onClose = () => {
+      if (state.practice === p && !p.done) p.live = null;
+    };
+    p.live = live;
+    live.open().catch(() => {
+      if (state.practice === p) p.live = null;
+    });
+  }
+
+  // Underline where the typist is expected to slow down (the `expect` of the live session's `ready`).
+  function markSlowSpots(p, spots) {
+    if (!p.spans) return;
+    for (const spot of spots) {
+      for (let i = spot.position; i < spot.position + [...spot.chars].length && i < p.spans.length; i++) {
+        p.spans[i].dataset.slow = spot.kind;
+      }
+    }
+  }
+
+  function onPracticeChange() {
+    const p = state.practice;
+    if (!p) return;
+    renderPassage();
+    if (!p.done && p.recorder.typed.length >= p.chars.length) finishPractice();
   }
 
   // The passage as one span per character, classed ok / wrong / current / todo; only the spans around the
@@ -648,9 +679,11 @@
     if (!p) {
       box.replaceChildren();
       $("practice-plain").textContent = "";
+      renderLiveStats();
       return;
     }
-    const { chars, typed } = p;
+    const { chars } = p;
+    const typed = p.recorder.typed;
     if (!p.spans) {
       p.spans = chars.map((c) => el("span", { text: c }));
       box.replaceChildren(...p.spans);
@@ -666,7 +699,6 @@
       p.spans[i].className = cls;
     }
     p.shown = typed.length;
-    $("practice-input").value = typed.join("");
     const done = Math.min(typed.length, chars.length);
     const progress = $("practice-progress");
     progress.max = chars.length;
@@ -675,76 +707,48 @@
     renderLiveStats();
   }
 
+  // keyscope's live numbers and hints once an answer has come; until then (or without a live session), the
+  // page's own count.
   function renderLiveStats() {
     const p = state.practice;
     const live = $("practice-live");
-    if (!p || p.t0 === null) {
+    const hints = $("practice-hints");
+    if (!p || p.recorder.t0 === null) {
       live.textContent = "";
+      delete live.dataset.source;
+      hints.replaceChildren();
       return;
     }
-    const chars = p.strokes.filter((s) => [...s.key].length === 1);
-    const last = p.strokes[p.strokes.length - 1].down;
-    const minutes = last / 60000;
-    const correct = p.typed.filter((c, i) => c === p.chars[i]).length;
-    const wpm = minutes > 0 ? (p.typed.length / 5) / minutes : null;
-    const accuracy = p.typed.length ? correct / p.typed.length : null;
-    live.textContent = `${wpm == null ? "–" : wpm.toFixed(0)} WPM · ${fmt.pct(accuracy, 0)} right · ${chars.length} key presses`;
-  }
-
-  function onPracticeKeyDown(event) {
-    const p = state.practice;
-    if (!p || p.done || event.key === "Tab" || event.isComposing) return; // Tab moves focus: keep it usable
-    const now = performance.now();
-    const key = keyName(event);
-    const character = [...key].length === 1;
-    // Shortcuts (Ctrl+R, Cmd+W) are not typing: let the browser have them, unrecorded. AltGr, which some
-    // systems report as Ctrl+Alt, types characters and is recorded.
-    if (character && (event.ctrlKey || event.metaKey) && !event.getModifierState("AltGraph")) return;
-    if (p.t0 === null) {
-      p.t0 = now;
-      p.startedAt = new Date();
+    const a = p.answer;
+    if (a) {
+      live.dataset.source = "live";
+      live.textContent = `${fmt.num(a.wpm)} WPM · ${fmt.pct(a.accuracy, 0)} right · health ${fmt.num(a.health)}`;
+    } else {
+      const strokes = p.recorder.strokes;
+      const minutes = strokes[strokes.length - 1].down / 60000;
+      const typed = p.recorder.typed;
+      const correct = typed.filter((c, i) => c === p.chars[i]).length;
+      const wpm = minutes > 0 ? (typed.length / 5) / minutes : null;
+      live.dataset.source = "page";
+      live.textContent = `${wpm == null ? "–" : wpm.toFixed(0)} WPM · ${fmt.pct(typed.length ? correct / typed.length : null, 0)} right`;
     }
-    const index = p.strokes.push({ key, down: now - p.t0, up: null }) - 1;
-    if (!event.repeat) p.open.set(event.code || key, index);
-    // The field shows what the API will transcribe: a character appends, Backspace removes the last one,
-    // anything else changes nothing (no caret moves, no selection, no word deletion).
-    event.preventDefault();
-    if (character) p.typed.push(key);
-    else if (key === "Backspace") p.typed.pop();
-    renderPassage();
-    if (p.typed.length >= p.chars.length) finishPractice();
+    hints.replaceChildren(...p.hints.map((h) => el("li", { "data-kind": h.kind, title: evidenceText(h.evidence), text: h.message })));
   }
 
-  function onPracticeKeyUp(event) {
-    const p = state.practice;
-    if (!p || p.t0 === null) return;
-    const id = event.code || keyName(event);
-    const index = p.open.get(id);
-    if (index === undefined) return;
-    p.strokes[index].up = Math.max(performance.now() - p.t0, p.strokes[index].down);
-    p.open.delete(id);
+  function evidenceText(evidence) {
+    return Object.entries(evidence).filter(([, v]) => v !== null).map(([k, v]) => `${k}: ${v}`).join(", ");
   }
 
   async function finishPractice() {
     const p = state.practice;
     p.done = true;
+    p.recorder.enabled = false;
     $("practice-input").readOnly = true;
-    const waitUntil = performance.now() + RELEASE_WAIT_MS;
-    while (p.open.size && performance.now() < waitUntil) await new Promise((r) => setTimeout(r, 20));
-    p.submission = submissionBody(p);
+    await p.recorder.released(RELEASE_WAIT_MS);
+    p.submission = p.recorder.submission({
+      userId: state.userId, text: p.text, layout: layoutName(), testId: p.live && p.live.testId,
+    });
     await submitPractice();
-  }
-
-  // The POST body; user_id written from the token's digits so a large id keeps every digit.
-  function submissionBody(p) {
-    const rest = {
-      started_at: p.startedAt.toISOString(),
-      text: p.text,
-      layout: layoutName(),
-      language: "en",
-      keystrokes: p.strokes.map((s) => ({ key: s.key, down: Math.round(s.down), up: s.up == null ? null : Math.round(s.up) })),
-    };
-    return `{"user_id":${state.userId},${JSON.stringify(rest).slice(1)}`;
   }
 
   async function submitPractice() {
@@ -753,6 +757,17 @@
     $("practice-retry").hidden = true;
     status.textContent = "Sending your test…";
     const before = state.insights ? state.insights.test_count : 0;
+    if (p.live) {
+      try {
+        const testId = await p.live.end(); // submitted by keyscope from the streamed keys
+        status.textContent = "Submitted — your insights update in a few seconds.";
+        status.dataset.testId = testId;
+        pollForTest(before);
+        return;
+      } catch (error) {
+        p.live = null; // POST it instead, under the same test id: if `end` did reach keyscope, nothing is stored twice
+      }
+    }
     try {
       const queued = await api("/v1/tests", { method: "POST", body: p.submission });
       status.textContent = "Submitted — your insights update in a few seconds.";
@@ -824,13 +839,6 @@
         renderHeatmap();
       });
     }
-    const input = $("practice-input");
-    input.addEventListener("keydown", onPracticeKeyDown);
-    input.addEventListener("keyup", onPracticeKeyUp);
-    // Paste, drop and IME input bypass the keys: keep the field equal to what the keys typed.
-    input.addEventListener("beforeinput", (event) => event.preventDefault());
-    input.addEventListener("paste", (event) => event.preventDefault());
-    input.addEventListener("drop", (event) => event.preventDefault());
     $("practice-new").addEventListener("click", () => loadPractice());
     $("practice-retry").addEventListener("click", () => submitPractice());
 

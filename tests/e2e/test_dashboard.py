@@ -25,6 +25,7 @@ from tests.api import api_client, api_get
 from tests.typists import slow_q_history
 
 DASHBOARD_JS = Path(__file__).parents[2] / "serve" / "static" / "dashboard.js"
+LIVE_JS = DASHBOARD_JS.with_name("keyscope-live.js")
 CHROMIUM = Path("/usr/bin/chromium")
 USER_ID = 60_001
 HISTORY_TESTS = 15
@@ -82,16 +83,16 @@ def artifacts(tmp_path) -> Path:
     return folder
 
 
-def script_constant(name: str):
-    """The value of `const NAME = <JSON>;` in dashboard.js (the constants the page shares with Python)."""
-    source = DASHBOARD_JS.read_text(encoding="utf-8")
+def script_constant(name: str, script: Path = DASHBOARD_JS):
+    """The value of `const NAME = <JSON>;` in a page script (the constants the page shares with Python)."""
+    source = script.read_text(encoding="utf-8")
     match = re.search(rf"const {name} = (?:new Set\()?(.*?)\)?;[ \t]*(?://[^\n]*)?\n", source, re.S)
-    assert match, f"{name} not found in {DASHBOARD_JS}"
+    assert match, f"{name} not found in {script}"
     return json.loads(match.group(1))
 
 
 def test_the_page_knows_the_apis_key_names_and_draws_the_analytics_layouts():
-    assert script_constant("NAMED_KEYS") == list(NAMED_KEYS)
+    assert script_constant("NAMED_KEYS", LIVE_JS) == list(NAMED_KEYS)
     assert script_constant("LAYOUT_ROWS") == {name: list(rows) for name, rows in layouts._ROWS.items()}
     assert script_constant("ROW_OFFSETS") == list(layouts._ROW_OFFSETS)
     assert script_constant("SPACE_SPAN") == list(layouts._SPACE_SPAN)
@@ -107,6 +108,15 @@ def test_typing_the_drill_in_the_dashboard_adds_a_test_to_the_insights(
     page.on("pageerror", lambda error: page_errors.append(str(error)))
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
+    sockets: list[str] = []
+    frames: dict[str, list[dict]] = {"sent": [], "received": []}
+
+    def watch(ws) -> None:  # noqa: ANN001 - playwright's WebSocket
+        sockets.append(ws.url)
+        ws.on("framesent", lambda payload: frames["sent"].append(json.loads(payload)))
+        ws.on("framereceived", lambda payload: frames["received"].append(json.loads(payload)))
+
+    page.on("websocket", watch)
 
     page.goto(f"{api_url}/dashboard#token={user_token(stack.settings, slow_q_typist)}")
 
@@ -144,6 +154,22 @@ def test_typing_the_drill_in_the_dashboard_adds_a_test_to_the_insights(
     )
     status = page.inner_text("#practice-status")
     assert status.startswith("Submitted"), status
+
+    # Typed with live feedback (serve/static/keyscope-live.js over /v1/live): the credential went in the first
+    # message, not the URL; keyscope's numbers replaced the page's own, the slow spots it expected are underlined,
+    # its hints named the typist's slow 'q', and the test was submitted by `end`.
+    assert sockets and all("token" not in url for url in sockets), sockets
+    assert frames["sent"][0]["type"] == "auth" and frames["sent"][1]["type"] == "start"
+    received = {message["type"] for message in frames["received"]}
+    assert {"ready", "live", "done"} <= received, received
+    assert page.get_attribute("#practice-live", "data-source") == "live"
+    assert "health" in page.inner_text("#practice-live")
+    assert page.locator("#practice-text span[data-slow]").count() >= 1
+    hints = [h for m in frames["received"] if m["type"] == "live" for h in m["hints"]]
+    assert any(h["kind"] == "slow_spot_ahead" and "q" in h["evidence"]["chars"].lower() for h in hints), hints
+    assert page.locator("#practice-hints li").count() >= 1
+    [done] = [m for m in frames["received"] if m["type"] == "done"]
+    assert page.get_attribute("#practice-status", "data-test-id") == done["test_id"]
 
     # The ingest job stores it; the page's polling sees the count go up and refreshes its panels.
     ingest(stack_settings)
