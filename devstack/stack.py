@@ -9,6 +9,7 @@ persists its log), never another Ray cluster or a Redis it found running.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -327,21 +328,28 @@ class LocalStack:
                 "--appendonly",
                 "no",
                 "--protected-mode",
-                "yes",
+                # Protected mode refuses every client not on loopback. A stack that takes a second node
+                # (second_node.py) binds its veth address, which only this machine's namespaces reach.
+                "yes" if ipaddress.ip_address(host).is_loopback else "no",
             ],
         )
         state["redis"] = {"pid": process.pid}
         self._save(state)
         wait_until(self._redis_answers, f"Redis on {host}:{port}", 30, process, self.logs / "redis.log")
 
-    def _ray_env(self) -> dict[str, str]:
+    def ray_env(self) -> dict[str, str]:
+        """The environment of this stack's Ray processes, on the head and on any node that joins it."""
         inherited = child_environment()
         env = {**self.settings.as_env(), **LOCAL_RAY_ENV}
         # Serve's throughput settings, unless the caller's environment sets them (RAY_SERVE_ENABLE_HA_PROXY=0 opts out).
         for name, value in serve_ingress_env(self._ray_address()[1], haproxy_binary()).items():
             env[name] = inherited.get(name, value)
-        # Every Ray process listens on loopback only (devstack/loopback/sitecustomize.py patches the two Ray listeners
-        # that bind every interface).
+        # Every Ray process listens on its node's address only, loopback on the ordinary stack
+        # (devstack/loopback/sitecustomize.py patches the Ray listeners that bind every interface or the config's host).
+        if not ipaddress.ip_address(self._ray_address()[0]).is_loopback:
+            # A head on a veth address takes other nodes (second_node.py): `ray start --address` refuses to join
+            # while this is 0, which LOCAL_RAY_ENV sets to keep a one-node stack's addresses on loopback.
+            env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "1"
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(LOOPBACK_DIR), inherited.get("PYTHONPATH", "")) if p)
         # `ray job submit -- python …` runs `python` from the head's PATH: make it this virtualenv's.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), inherited.get("PATH", "")])
@@ -350,7 +358,7 @@ class LocalStack:
 
     def start_ray(self, state: dict) -> None:
         host, port = self._ray_address()
-        dashboard = f"http://{host}:{self.settings.ray_dashboard_port}/api/version"
+        dashboard = self.dashboard_url() + "/api/version"
         if port_open(host, port) and http_ok(dashboard):
             return
         ray_cli = Path(sys.executable).with_name("ray")
@@ -383,10 +391,14 @@ class LocalStack:
             f"--metrics-export-port={port + 4}",
             f"--runtime-env-agent-port={port + 5}",
         ]
-        process = self._spawn("ray", argv, env=self._ray_env(), drop=("RAY_ADDRESS",))
+        process = self._spawn("ray", argv, env=self.ray_env(), drop=("RAY_ADDRESS",))
         state["ray"] = {"pid": process.pid}
         self._save(state)
         wait_until(lambda: http_ok(dashboard), f"Ray head (dashboard {dashboard})", 120, process, self.logs / "ray.log")
+
+    def dashboard_url(self) -> str:
+        """The Ray dashboard (and job and state API): on loopback, wherever the head's node address is."""
+        return f"http://127.0.0.1:{self.settings.ray_dashboard_port}"
 
     def serve_url(self) -> str:
         return f"http://{self.settings.serve_host}:{self.settings.serve_port}"
@@ -423,7 +435,7 @@ class LocalStack:
     def up(self, with_serve: bool = True, progress: Callable[[str], None] = lambda _: None) -> list[ServiceStatus]:
         """Start what is not running, wait for each service, prepare topics and schema; returns the status."""
         self.root.mkdir(parents=True, exist_ok=True)
-        # Before the Ray head starts: it passes its environment (`_ray_env`) on to the Serve replicas.
+        # Before the Ray head starts: it passes its environment (`ray_env`) on to the Serve replicas.
         self.settings = settings_with_local_secrets(self.settings)
         state = self._state()
         steps: list[tuple[str, Callable[[dict], None]]] = [
@@ -465,8 +477,7 @@ class LocalStack:
         state = self._state()
         b_host, b_port = self._broker_address()
         c_host, c_port = self._clickhouse_address()
-        r_host, r_port = self._ray_address()
-        dashboard = f"http://{r_host}:{self.settings.ray_dashboard_port}"
+        dashboard = self.dashboard_url()
         return [
             ServiceStatus("kafka", self.settings.kafka_bootstrap, port_open(b_host, b_port), "broker" in state),
             ServiceStatus(

@@ -1,11 +1,16 @@
-"""Keeps the local stack's Ray processes listening on loopback only.
+"""Keeps the local stack's Ray processes listening on their node's own address: 127.0.0.1 on the ordinary stack, a
+veth address on a stack that takes a second node (devstack/second_node.py).
 
 Ray 2.60 binds two listeners to every interface with no setting to change it: each Serve replica's
 inter-deployment gRPC server (`[::]:0`) and HAProxy's stats and Prometheus frontends (`bind *:PORT`, `bind :PORT`).
-The local stack puts this directory on the Ray head's PYTHONPATH (devstack/stack.py), so every Ray worker process runs
-this file at start-up (Python imports `sitecustomize` from sys.path) and the two modules are patched to bind
-127.0.0.1 as soon as they are imported. A cluster (KubeRay) does not use it: there the pod network is the boundary.
-tests/integration/test_stack.py checks that no process of the stack listens beyond loopback.
+And an ingress replica's direct-ingress HTTP server, which HAProxy routes to, binds `http_options.host`: one address
+for every node, the head's loopback here. The local stack puts this directory on its Ray nodes' PYTHONPATH
+(devstack/stack.py), so every Ray worker process runs this file at start-up (Python imports `sitecustomize` from
+sys.path) and the modules are patched as soon as they are imported: the replica's two servers bind the address of
+the node the replica runs on (`--node-ip-address` of its `ray start`, asked of Ray when the server starts), the
+HAProxy frontends 127.0.0.1 (HAProxy runs on the head only). A cluster (KubeRay) does not use it: there the pod
+network is the boundary. tests/integration/test_stack.py checks that no process of the stack listens beyond
+loopback; tests/e2e/test_scale_out.py that a replica on a second node is reached.
 """
 
 from __future__ import annotations
@@ -29,15 +34,29 @@ def _haproxy_templates(module: ModuleType) -> None:
             setattr(module, name, value)
 
 
+def _node_ip() -> str:
+    import ray.util
+
+    return ray.util.get_node_ip_address()
+
+
 def _replica(module: ModuleType) -> None:
     add_port = getattr(module, "add_port_to_grpc_server", None)
-    if add_port is None:
-        return
+    if add_port is not None:
 
-    def on_loopback(server, address: str):
-        return add_port(server, address.replace("[::]:", "127.0.0.1:", 1))
+        def on_node_address(server, address: str):
+            return add_port(server, address.replace("[::]:", f"{_node_ip()}:", 1))
 
-    module.add_port_to_grpc_server = on_loopback
+        module.add_port_to_grpc_server = on_node_address
+
+    start_http = getattr(module, "start_asgi_http_server", None)
+    if start_http is not None:
+        # HAProxy on the head reaches each ingress replica at its node's address: the config's host (where HAProxy
+        # itself listens) is that address only for the replicas on the head.
+        async def on_node_http(app, http_options, *args, **kwargs):
+            return await start_http(app, http_options.model_copy(update={"host": _node_ip()}), *args, **kwargs)
+
+        module.start_asgi_http_server = on_node_http
 
 
 _PATCHES = {

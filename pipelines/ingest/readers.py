@@ -140,8 +140,13 @@ class PartitionReader:
         self._consumer.close()
 
 
-# A quarter CPU each: the readers hold their reservation for the job's life, and a trickle needs little.
-RemotePartitionReader = ray.remote(num_cpus=0.25, max_restarts=-1)(PartitionReader)
+# A quarter CPU each: the readers hold their reservation for the job's life, and a trickle needs little. Spread over
+# the cluster's nodes, so the passes read on more than one. A reader lost with its node comes back on another
+# (max_restarts) and the calls it had in flight run again there (max_task_retries): a read of a fixed offset range is
+# idempotent, so the pass waits for the restart instead of failing (tests/e2e/test_scale_out.py).
+RemotePartitionReader = ray.remote(num_cpus=0.25, max_restarts=-1, max_task_retries=-1, scheduling_strategy="SPREAD")(
+    PartitionReader
+)
 
 
 class ReaderPool:

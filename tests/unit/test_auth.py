@@ -638,7 +638,7 @@ def test_the_stack_puts_the_secrets_into_the_ray_heads_environment_before_starti
     seen: dict[str, str] = {}
     for step in ("start_broker", "start_clickhouse", "start_redis"):
         monkeypatch.setattr(stack, step, lambda state: None)
-    monkeypatch.setattr(stack, "start_ray", lambda state: seen.update(stack._ray_env()))
+    monkeypatch.setattr(stack, "start_ray", lambda state: seen.update(stack.ray_env()))
     monkeypatch.setattr(stack, "prepare_data", lambda: None)
     monkeypatch.setattr(stack, "status", lambda: [])
     stack.up(with_serve=False)

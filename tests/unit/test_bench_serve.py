@@ -252,8 +252,8 @@ def test_the_callers_environment_overrides_the_serve_settings(monkeypatch, tmp_p
 
     settings = Settings.from_env({"KEYSCOPE_DATA_DIR": str(tmp_path), "RAY_ADDRESS": "127.0.0.1:6380"})
     monkeypatch.delenv("RAY_SERVE_ENABLE_HA_PROXY", raising=False)
-    env = LocalStack(settings)._ray_env()
+    env = LocalStack(settings).ray_env()
     assert env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
     assert env.get("RAY_SERVE_ENABLE_HA_PROXY") == ("1" if haproxy_binary() else None)
     monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "0")
-    assert LocalStack(settings)._ray_env().get("RAY_SERVE_ENABLE_HA_PROXY") in ("0", None)
+    assert LocalStack(settings).ray_env().get("RAY_SERVE_ENABLE_HA_PROXY") in ("0", None)

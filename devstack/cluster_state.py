@@ -1,0 +1,96 @@
+"""Where the stack's Ray work runs, asked of the Ray dashboard's APIs (no driver needed): the Serve app's replicas
+with their nodes and process ids, the ingest job's readers and Ray Data read tasks with their nodes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from app.config import Settings
+from devstack.stack import StackError
+
+APP = "keyscope"  # the application name in serve/config.yaml
+
+
+def dashboard_url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.ray_dashboard_port}"
+
+
+@dataclass(frozen=True)
+class Replica:
+    deployment: str
+    replica_id: str
+    node_id: str
+    node_ip: str
+    pid: int
+    state: str
+
+
+def serve_details(settings: Settings) -> dict:
+    from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
+
+    return ServeSubmissionClient(dashboard_url(settings)).get_serve_details()
+
+
+def replicas(settings: Settings, deployment: str | None = None) -> list[Replica]:
+    """The app's replicas (of one deployment, or all), in every state Serve reports."""
+    app = serve_details(settings).get("applications", {}).get(APP, {})
+    found = []
+    for name, details in app.get("deployments", {}).items():
+        if deployment is not None and name != deployment:
+            continue
+        for r in details.get("replicas", []):
+            found.append(
+                Replica(name, r["replica_id"], r.get("node_id") or "", r.get("node_ip") or "", int(r.get("pid") or 0),
+                        r["state"])
+            )  # fmt: skip
+    return found
+
+
+def app_running(settings: Settings, min_ingress: int = 1) -> bool:
+    """True when the app is RUNNING, every deployment HEALTHY and at least `min_ingress` ingress replicas run."""
+    try:
+        app = serve_details(settings).get("applications", {}).get(APP)
+    except Exception:  # the dashboard restarting, or Serve not started yet
+        return False
+    if not app or app.get("status") != "RUNNING":
+        return False
+    deployments = app.get("deployments", {})
+    if any(d.get("status") != "HEALTHY" for d in deployments.values()):
+        return False
+    ingress = deployments.get("ingress", {}).get("replicas", [])
+    return sum(r["state"] == "RUNNING" for r in ingress) >= min_ingress
+
+
+def wait_app_running(settings: Settings, min_ingress: int = 2, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if app_running(settings, min_ingress):
+            return
+        time.sleep(0.5)
+    raise StackError(f"the Serve app is not RUNNING with {min_ingress} ingress replicas after {timeout:.0f} s")
+
+
+def reader_nodes(settings: Settings) -> list[str]:
+    """The node of each live follow-mode reader (pipelines/ingest/readers.py)."""
+    from ray.util.state import list_actors
+
+    actors = list_actors(
+        address=dashboard_url(settings),
+        filters=[("class_name", "=", "PartitionReader"), ("state", "=", "ALIVE")],
+        raise_on_missing_output=False,
+    )
+    return [a.node_id for a in actors]
+
+
+def read_task_nodes(settings: Settings) -> list[str]:
+    """The node of each finished Ray Data read task (`ReadKafka…`, fused with the analysis) the cluster remembers."""
+    from ray.util.state import list_tasks
+
+    tasks = list_tasks(
+        address=dashboard_url(settings),
+        filters=[("state", "=", "FINISHED")],
+        limit=10_000,
+        raise_on_missing_output=False,
+    )
+    return [t.node_id for t in tasks if t.name.startswith("ReadKafka")]
