@@ -1,9 +1,13 @@
 """Where the stack's Ray work runs, asked of the Ray dashboard's APIs (no driver needed): the Serve app's replicas
-with their nodes and process ids, the ingest job's readers and Ray Data read tasks with their nodes."""
+with their nodes and process ids, the ingest job's readers and Ray Data read tasks with their nodes; and what HAProxy
+(in front of the ingress replicas) thinks of each replica, from its stats page."""
 
 from __future__ import annotations
 
+import csv
+import io
 import time
+import urllib.request
 from dataclasses import dataclass
 
 from app.config import Settings
@@ -94,3 +98,26 @@ def read_task_nodes(settings: Settings) -> list[str]:
         raise_on_missing_output=False,
     )
     return [t.node_id for t in tasks if t.name.startswith("ReadKafka")]
+
+
+@dataclass(frozen=True)
+class ProxiedServer:
+    """An ingress replica as HAProxy sees it."""
+
+    replica_id: str  # Serve's id, the end of HAProxy's server name
+    status: str  # UP, DOWN, MAINT, …
+    sessions: int  # requests (sessions) it has been given since HAProxy started
+
+
+def haproxy_servers(settings: Settings) -> list[ProxiedServer]:
+    """The ingress replicas behind HAProxy's app backend (the backup, Serve's fallback proxy, left out), from the
+    stats page the local stack moves beside its Ray port (devstack/stack.py, serve_ingress_env)."""
+    port = int(settings.ray_address.rsplit(":", 1)[1]) + 7
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats;csv", timeout=5) as response:
+        text = response.read().decode().lstrip("# ")
+    servers = []
+    for row in csv.DictReader(io.StringIO(text)):
+        name = row["svname"]
+        if row["pxname"].startswith("http-") and name.startswith("SERVE_REPLICA_"):
+            servers.append(ProxiedServer(name.rsplit("-", 1)[1], row["status"], int(row["stot"] or 0)))
+    return servers

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.config import Settings
+from app.config import Settings, child_environment
 from devstack.cluster_state import wait_app_running
 from devstack.second_node import SecondNode, Veth, create_network, delete_network
 from devstack.stack import LocalStack
@@ -42,6 +42,12 @@ def two_node_settings(data_dir: Path, veth: Veth, ports: Ports, extra: Mapping[s
             **(extra or {}),
         }
     )
+
+
+def job_env(stack: LocalStack) -> dict[str, str]:
+    """The environment of a Ray job (a driver, e.g. `python -m pipelines.ingest`) on the head's machine: the stack's
+    Ray environment, which lets Ray find its node off loopback, with the cluster's address."""
+    return child_environment({**stack.ray_env(), "RAY_ADDRESS": stack.settings.ray_address})
 
 
 @contextmanager

@@ -6,11 +6,12 @@ inter-deployment gRPC server (`[::]:0`) and HAProxy's stats and Prometheus front
 And an ingress replica's direct-ingress HTTP server, which HAProxy routes to, binds `http_options.host`: one address
 for every node, the head's loopback here. The local stack puts this directory on its Ray nodes' PYTHONPATH
 (devstack/stack.py), so every Ray worker process runs this file at start-up (Python imports `sitecustomize` from
-sys.path) and the modules are patched as soon as they are imported: the replica's two servers bind the address of
-the node the replica runs on (`--node-ip-address` of its `ray start`, asked of Ray when the server starts), the
-HAProxy frontends 127.0.0.1 (HAProxy runs on the head only). A cluster (KubeRay) does not use it: there the pod
-network is the boundary. tests/integration/test_stack.py checks that no process of the stack listens beyond
-loopback; tests/e2e/test_scale_out.py that a replica on a second node is reached.
+sys.path) and the modules are patched as soon as they are imported: the gRPC server binds the address of the node the
+replica runs on (`--node-ip-address` of its `ray start`, asked of Ray when the server starts; other replicas call it
+there), the HAProxy frontends 127.0.0.1 (HAProxy runs on the head only), and the direct-ingress server 127.0.0.1 on the
+head (HAProxy calls a replica on its own node at 127.0.0.1) and its node's address on any other node. A cluster
+(KubeRay) does not use it: there the pod network is the boundary. tests/integration/test_stack.py checks that no
+process of the stack listens beyond loopback; tests/e2e/test_scale_out.py that the replicas on both nodes answer.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ def _node_ip() -> str:
     return ray.util.get_node_ip_address()
 
 
+def _off_the_head() -> bool:
+    import ray
+
+    return _node_ip() != ray.get_runtime_context().gcs_address.rsplit(":", 1)[0]
+
+
 def _replica(module: ModuleType) -> None:
     add_port = getattr(module, "add_port_to_grpc_server", None)
     if add_port is not None:
@@ -51,10 +58,12 @@ def _replica(module: ModuleType) -> None:
 
     start_http = getattr(module, "start_asgi_http_server", None)
     if start_http is not None:
-        # HAProxy on the head reaches each ingress replica at its node's address: the config's host (where HAProxy
-        # itself listens) is that address only for the replicas on the head.
+        # HAProxy (on the head) calls a replica on its own node at 127.0.0.1, the config's host, and a replica on
+        # another node at that node's address.
         async def on_node_http(app, http_options, *args, **kwargs):
-            return await start_http(app, http_options.model_copy(update={"host": _node_ip()}), *args, **kwargs)
+            if _off_the_head():
+                http_options = http_options.model_copy(update={"host": _node_ip()})
+            return await start_http(app, http_options, *args, **kwargs)
 
         module.start_asgi_http_server = on_node_http
 

@@ -27,13 +27,13 @@ import pytest
 from app.api_client import service_headers
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.store import load_offsets
-from app.config import Settings, child_environment
+from app.config import Settings
 from app.kafka import end_offsets
-from devstack.cluster_state import read_task_nodes, reader_nodes, replicas
+from devstack.cluster_state import haproxy_servers, read_task_nodes, reader_nodes, replicas
 from devstack.second_node import Veth, namespaces_unavailable
 from devstack.simulate import simulate_tests
 from devstack.stack import LocalStack, wait_until
-from devstack.two_nodes import Ports, two_node_settings, two_node_stack
+from devstack.two_nodes import Ports, job_env, two_node_settings, two_node_stack
 
 pytestmark = pytest.mark.stack
 
@@ -56,18 +56,13 @@ def two_nodes(tmp_path_factory):
         yield stack, node
 
 
-def driver_env(stack: LocalStack) -> dict[str, str]:
-    """The environment of an ingest job on the head's machine: the stack's Ray environment with its address."""
-    return child_environment({**stack.ray_env(), "RAY_ADDRESS": stack.settings.ray_address})
-
-
 def ingest(stack: LocalStack, *args: str) -> tuple[subprocess.Popen, Path]:
     """`python -m pipelines.ingest ARGS` as a job of its own on the head's machine, and its log."""
     log_path = stack.logs / f"ingest{'-'.join(('', *args))}.log"
     with open(log_path, "ab") as log_file:
         job = subprocess.Popen(
             [sys.executable, "-m", "pipelines.ingest", *args],
-            env=driver_env(stack),
+            env=job_env(stack),
             cwd=Path(__file__).resolve().parents[2],
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -125,6 +120,10 @@ def test_serve_replicas_read_tasks_and_readers_land_on_both_nodes(two_nodes, req
     tests = simulate_tests(8, 3, seed=781, first_user_id=FIRST_USER)
     with httpx.Client(base_url=stack.serve_url(), headers=service_headers(stack.settings), timeout=30) as api:
         assert all(api.post("/v1/tests", json=t).status_code == 202 for t in tests)
+    # HAProxy (on the head) reaches both ingress replicas, and gave each some of those requests.
+    proxied = {s.replica_id: s for s in haproxy_servers(stack.settings)}
+    assert set(proxied) == {r.replica_id for r in replicas(stack.settings, "ingress")}
+    assert all(s.status.startswith("UP") and s.sessions > 0 for s in proxied.values()), proxied
     drain, log_path = ingest(stack)
     assert drain.wait(timeout=120) == 0, tail(log_path)
     assert set(read_task_nodes(stack.settings)) == both
