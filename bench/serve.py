@@ -248,6 +248,7 @@ class _LoadState:
         self.spec = spec
         self.source = _RequestSource(spec)
         self.recording = False
+        self.started = 0.0  # when the timed window began (perf_counter)
         self.stopping = False
         self.result = LoadResult()
         self.open = 0
@@ -274,7 +275,7 @@ class _LoadState:
         if self.recording:
             self.result.errors += 1
             if len(self.result.failures) < 5:
-                self.result.failures.append(message)
+                self.result.failures.append(f"{message} ({time.perf_counter() - self.started:.2f} s into the timing)")
 
 
 class _Connection(asyncio.Protocol):
@@ -331,6 +332,7 @@ class _Connection(asyncio.Protocol):
         state.open -= 1
         if self.in_flight and not state.stopping:
             state.failure(f"connection lost with a request in flight: {exc!r}")
+            self.in_flight = False  # counted here; not again as unanswered at the end
         if not state.stopping:  # the server closed it (or told us to): reconnect and go on
             state.spawn(_connect(state))
         elif state.open == 0:
@@ -357,7 +359,7 @@ async def drive(spec: LoadSpec) -> LoadResult:
     )
     await asyncio.sleep(spec.warmup_s)
     state.recording = True
-    started = time.perf_counter()
+    started = state.started = time.perf_counter()
     await asyncio.sleep(spec.duration_s)
     state.result.seconds = time.perf_counter() - started
     state.recording = False
@@ -374,7 +376,11 @@ async def drive(spec: LoadSpec) -> LoadResult:
             connection.transport.abort()
     state.result.errors += len(stalled)
     if stalled:
-        state.result.failures.append(f"{len(stalled)} requests unanswered after {spec.stall_s:g} s")
+        sent = sorted(c.sent_at - started for c in stalled)
+        state.result.failures.append(
+            f"{len(stalled)} requests unanswered after {spec.stall_s:g} s (sent {sent[0]:.2f}–{sent[-1]:.2f} s into "
+            "the timing)"
+        )
     state.result.latencies_s.sort()
     return state.result
 

@@ -214,6 +214,33 @@ def test_a_server_that_stops_answering_is_reported():
     assert "unanswered" in result.failures[-1]
 
 
+def test_a_request_lost_with_its_connection_counts_once_and_says_when():
+    async def main() -> LoadResult:
+        async def drop_every_third(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            answered = 0
+            try:
+                while True:
+                    await reader.readuntil(b"\r\n\r\n")
+                    if answered == 2:
+                        writer.transport.abort()  # as a killed replica: the request in flight gets no answer
+                        return
+                    answered += 1
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+
+        server = await asyncio.start_server(drop_every_third, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            return await drive(LoadSpec("127.0.0.1", port, (b"GET / HTTP/1.1\r\n\r\n",), 2, 0.3, 0.0, stall_s=0.3))
+
+    result = asyncio.run(main())
+    assert result.errors > 5 and result.statuses[200] >= 2 * result.errors - 4  # two answers, then a drop
+    assert not any("unanswered" in f for f in result.failures)  # a lost request is not counted again at the end
+    assert all("connection lost with a request in flight" in f and "s into the timing" in f for f in result.failures)
+
+
 # -- the table -----------------------------------------------------------------------------------------------------
 
 
@@ -242,6 +269,8 @@ def test_the_stack_fronts_serve_with_haproxy_on_ports_of_its_own():
     assert dev["RAY_SERVE_HAPROXY_BINARY_PATH"] == "/bin/haproxy"
     ports = lambda env: {int(v) for k, v in env.items() if k.endswith("_PORT")}  # noqa: E731
     assert ports(dev) == set(range(6386, 6390)) and ports(tests) == set(range(26386, 26390))  # past Ray's +1..+5
+    # HAProxy sends a request a replica dropped unanswered to the other one (every route is safe to send twice).
+    assert dev["RAY_SERVE_HAPROXY_RETRY_ON"].split() == ["conn-failure", "empty-response", "junk-response"]
     # Without an HAProxy binary only the throughput switch is left.
     assert serve_ingress_env(6380, None) == {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 
