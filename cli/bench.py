@@ -76,6 +76,11 @@ BENCHMARKS: tuple[Command, ...] = (
         "every answer belongs to its own session (starts the stack)",
     ),
     _bench(
+        "failover",
+        "failed requests and p99 of cached insights reads under load when an ingress replica, or a whole Ray node, "
+        "is killed (a two-node stack of its own: a worker node in a network namespace; needs root)",
+    ),
+    _bench(
         "insights",
         "insights reads cached / from the precomputed row / computed, with --users-stored typists stored; or with "
         "--refresh the insights refresh's CPU per typist at 1, 100 and 10,000 typists per refresh (starts the stack)",

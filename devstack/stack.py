@@ -161,7 +161,14 @@ def serve_ingress_env(ray_port: int, haproxy: str | None) -> dict[str, str]:
     between deployments and freezes the GC after start-up. HAProxy's per-request metrics (a Python collector
     parsing a log line per request, ≈9 % of a core at 1,200 req/s) are off: the API's own latency histogram
     (serve/metrics.py) covers every route. HAProxy's stats, metrics and fallback-proxy ports default to fixed
-    numbers (8404, 9101, 8500, 9500); they move beside this stack's Ray port so two stacks never collide."""
+    numbers (8404, 9101, 8500, 9500); they move beside this stack's Ray port so two stacks never collide.
+
+    HAProxy retries a request on another replica when the one it was sent to closes the connection without an
+    answer (`empty-response`: a replica or its node killed mid-request) or answers garbage, not only when it cannot
+    connect (Ray's default, `conn-failure`). Every keyscope route may be sent twice: reads and predictions compute,
+    a submission is stored once per test id however often Kafka carries it, a deletion deletes again. `keyscope
+    bench failover` measured it (docs/benchmarks.md, "Failover"): a killed ingress replica went from ≈0.2 % of
+    requests failed to none."""
     if haproxy is None:
         return {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
     return {
@@ -169,6 +176,7 @@ def serve_ingress_env(ray_port: int, haproxy: str | None) -> dict[str, str]:
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_HAPROXY_BINARY_PATH": haproxy,
         "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
+        "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response junk-response",
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(ray_port + 6),
         "RAY_SERVE_HAPROXY_STATS_PORT": str(ray_port + 7),
         "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(ray_port + 8),
