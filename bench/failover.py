@@ -2,9 +2,9 @@
 
     keyscope bench failover [--seconds 20] [--concurrency 32] [--kill-at 8] [--scenarios none,node,replica]
 
-Runs on a two-node stack of its own (devstack/two_nodes.py: the services and the Ray head on a veth address, a Ray
-worker node in a network namespace, the Serve app spread over both; data under `<data dir>/failover`), so it needs
-root and network namespaces. It stores a few simulated typists' tests, caches their reads, and then, per scenario,
+Runs on a two-node stack of its own (devstack/two_nodes.py: the whole stack in one network namespace, a Ray worker
+node in another, the Serve app spread over both; data under `<data dir>/failover`), so it needs root and network
+namespaces. It stores a few simulated typists' tests, caches their reads, and then, per scenario,
 drives a closed loop of cached `GET /v1/users/{id}/insights` at the API as `wrk -c32` would (bench/serve.py's load
 process: keep-alive connections, one request in flight each, a lost connection reopened) for `--seconds`, and
 `--kill-at` seconds in:
@@ -26,21 +26,26 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import httpx
+
+from app.api_client import service_headers
 from app.config import Settings
 from app.text_table import print_table
 from bench.serve import LoadResult, LoadSpec, ok_status, prepare_reads, route_requests, run_load
-from devstack.second_node import SecondNode, Veth, namespaces_unavailable
+from devstack.cluster_state import replicas, wait_app_running
+from devstack.second_node import SecondNode, TwoHosts, namespaces_unavailable
+from devstack.simulate import simulate_tests
 from devstack.stack import LocalStack
-from devstack.two_nodes import Ports
+from devstack.two_nodes import Ports, start_job, two_node_settings, two_node_stack
 
 SCENARIOS = ("none", "node", "replica")
-VETH = Veth("ks-failover", "10.77.0.5", "10.77.0.6")
-# Apart from the developer's stack and the tests' (the API and the dashboard share their loopback).
+NET = TwoHosts("ks-fail", 76)  # tests/e2e/test_scale_out.py uses another subnet
 PORTS = Ports(kafka=23092, clickhouse=23123, redis=23379, ray=23380, dashboard=23265, serve=23000)
 FIRST_USER = 7_850_001
 READ_USERS = 20
@@ -118,35 +123,27 @@ class FailoverConfig:
 
 def seed_reads(stack: LocalStack, headers: dict[str, str]) -> dict[int, str]:
     """Store a few tests of READ_USERS typists, ingest them and cache every read; returns each user's ETag."""
-    import subprocess
-    import sys
-
-    import httpx
-
-    from devstack.simulate import simulate_tests
-    from devstack.two_nodes import job_env
-
     tests = simulate_tests(READ_USERS, 3, seed=7850, first_user_id=FIRST_USER)
     with httpx.Client(base_url=stack.serve_url(), headers=headers, timeout=30) as api:
         for test in tests:
             api.post("/v1/tests", json=test).raise_for_status()
-    drain = subprocess.run(
-        [sys.executable, "-m", "pipelines.ingest"], env=job_env(stack), capture_output=True, text=True, check=False
-    )
-    if drain.returncode != 0:
-        raise RuntimeError(f"the ingest drain failed: {drain.stdout[-2000:]}{drain.stderr[-2000:]}")
+    log_path = stack.logs / "bench-failover-ingest.log"
+    drain = start_job(stack, [sys.executable, "-m", "pipelines.ingest"], log_path)
+    if drain.wait(timeout=300) != 0:
+        raise RuntimeError(f"the ingest drain failed; see {log_path}")
     return prepare_reads(stack.settings, stack.serve_url(), headers, range(FIRST_USER, FIRST_USER + READ_USERS))
 
 
 def kill(scenario: str, stack: LocalStack, node: SecondNode) -> str:
     """Kill what the scenario names; returns what was killed, in words."""
-    from devstack.cluster_state import replicas
-
     if scenario == "none":
         return "-"
     ingress = [r for r in replicas(stack.settings, "ingress") if r.state == "RUNNING"]
     if scenario == "replica":
-        target = next(r for r in ingress if r.node_id != node.node_id)
+        on_head = [r for r in ingress if r.node_id != node.node_id]
+        if not on_head:
+            raise RuntimeError("no ingress replica runs on the head")
+        target = on_head[0]
         os.kill(target.pid, signal.SIGKILL)
         return f"ingress replica (pid {target.pid}, head)"
     if scenario == "node":
@@ -161,28 +158,36 @@ def kill(scenario: str, stack: LocalStack, node: SecondNode) -> str:
 def run_scenario(
     scenario: str, stack: LocalStack, node: SecondNode, requests: tuple[bytes, ...], config: FailoverConfig
 ) -> Outcome:
-    from devstack.cluster_state import wait_app_running
-
+    """The load with the scenario's kill in the middle of it (a timer thread, while the load process runs)."""
     wait_app_running(stack.settings, min_ingress=2)
     host, port = stack.settings.serve_host, stack.settings.serve_port
     spec = LoadSpec(host, port, requests, config.concurrency, config.seconds, config.warmup_s)
     killed: list[str] = []
-    timer = threading.Timer(config.warmup_s + config.kill_at_s, lambda: killed.append(kill(scenario, stack, node)))
+    errors: list[BaseException] = []
+
+    def kill_now() -> None:
+        try:
+            killed.append(kill(scenario, stack, node))
+        except BaseException as exc:  # raised again below, in this thread
+            errors.append(exc)
+
+    timer = threading.Timer(config.warmup_s + config.kill_at_s, kill_now)
     timer.start()
     try:
         result = run_load(spec)
     finally:
         timer.cancel()
-    return outcome(scenario, killed[0] if killed else "(load ended first)", result)
+        timer.join()
+    if errors:
+        raise RuntimeError(f"scenario {scenario}: the kill failed") from errors[0]
+    return outcome(scenario, killed[0] if killed else "(the load ended first)", result)
 
 
-def run(settings: Settings, config: FailoverConfig, progress=print) -> list[Outcome]:  # noqa: ANN001
-    from app.api_client import service_headers
-    from devstack.two_nodes import two_node_settings, two_node_stack
-
-    bench_settings = two_node_settings(settings.data_dir / "failover", VETH, PORTS)
+def run(settings: Settings, config: FailoverConfig, progress: Callable[[str], None] = print) -> list[Outcome]:
+    """Every scenario of `config`, in order, on a two-node stack started (and stopped) for the run."""
+    bench_settings = two_node_settings(settings.data_dir / "failover", NET, PORTS)
     outcomes: list[Outcome] = []
-    with two_node_stack(bench_settings, VETH, progress=progress) as (stack, node):
+    with two_node_stack(bench_settings, NET, progress=progress) as (stack, node):
         headers = service_headers(stack.settings)
         progress(f"storing and caching the reads of users {FIRST_USER}…{FIRST_USER + READ_USERS - 1}…")
         etags = seed_reads(stack, headers)
@@ -222,7 +227,7 @@ def run_command(settings: Settings, args: argparse.Namespace) -> int:
     outcomes = run(settings, config)
     print(
         f"\nkeyscope bench failover, {started}: {os.cpu_count()} CPUs; two Ray nodes (a worker node in network "
-        f"namespace {VETH.namespace}); cached GET /v1/users/{{id}}/insights, {config.concurrency} connections, "
+        f"namespace {NET.node_ns}); cached GET /v1/users/{{id}}/insights, {config.concurrency} connections, "
         f"{config.seconds:g} s per scenario, the kill {config.kill_at_s:g} s in"
     )
     print_table(table_rows(outcomes), numeric_from=2)

@@ -16,8 +16,13 @@ from devstack.stack import StackError
 APP = "keyscope"  # the application name in serve/config.yaml
 
 
+def _head_host(settings: Settings) -> str:
+    return settings.ray_address.rsplit(":", 1)[0]
+
+
 def dashboard_url(settings: Settings) -> str:
-    return f"http://127.0.0.1:{settings.ray_dashboard_port}"
+    """The dashboard, at the head's address (devstack/stack.py)."""
+    return f"http://{_head_host(settings)}:{settings.ray_dashboard_port}"
 
 
 @dataclass(frozen=True)
@@ -111,9 +116,10 @@ class ProxiedServer:
 
 def haproxy_servers(settings: Settings) -> list[ProxiedServer]:
     """The ingress replicas behind HAProxy's app backend (the backup, Serve's fallback proxy, left out), from the
-    stats page the local stack moves beside its Ray port (devstack/stack.py, serve_ingress_env)."""
+    stats page the local stack moves beside its Ray port (devstack/stack.py, serve_ingress_env), on the head's
+    address (devstack/loopback/sitecustomize.py)."""
     port = int(settings.ray_address.rsplit(":", 1)[1]) + 7
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats;csv", timeout=5) as response:
+    with urllib.request.urlopen(f"http://{_head_host(settings)}:{port}/stats;csv", timeout=5) as response:
         text = response.read().decode().lstrip("# ")
     servers = []
     for row in csv.DictReader(io.StringIO(text)):

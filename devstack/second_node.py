@@ -1,25 +1,25 @@
-"""A second Ray node on this machine, joined the way a cluster adds a host: its own network namespace, reached
-over a veth pair, started with `ray start --address=<head>`.
+"""Two hosts on one machine, for a Ray cluster of two nodes: two network namespaces joined by veth pairs, and a Ray
+worker node started in the second the way a cluster adds one, `ray start --address=<head>`.
 
-    veth = Veth("ks-scaleout", "10.77.0.1", "10.77.0.2")
-    create_network(veth)                       # ip netns add, ip link add … type veth peer …, addresses, up
-    node = SecondNode(settings, veth)          # settings: a stack whose services listen on veth.host_ip
-    node.start()                               # ip netns exec NS ray start --address=… --node-ip-address=… --block
-    node.kill()                                # a host crash: SIGKILL to every process of the node
-    delete_network(veth)
+    net = TwoHosts("ks", 77)
+    create_network(net)        # ip netns add, ip link add … type veth peer …, addresses, routes
+    ...                        # a stack in net.head_ns, its services and Ray head on net.head_ip (two_nodes.py)
+    node = SecondNode(settings, net)
+    node.start()               # ip netns exec ks-node ray start --address=10.77.0.2:… --node-ip-address=10.77.1.2
+    node.kill()                # a host losing power: SIGKILL to every process of the node
+    delete_network(net)
 
-Inside a namespace, 127.0.0.1 is the namespace's own loopback, so the worker reaches nothing of the ordinary stack.
-The choice made here: a stack that takes a second node listens on the host's end of the pair instead. Its
-settings point every service there (KAFKA_BOOTSTRAP, CLICKHOUSE_URL, REDIS_URL and RAY_ADDRESS on `veth.host_ip`),
-and `LocalStack` binds each service, and the Ray head's `--node-ip-address`, to the host of its URL, so no code
-changes for that. Only the Serve app's HTTP port (HAProxy, on the head) and the Ray dashboard stay on 127.0.0.1.
-The veth address is one only this machine's namespaces route to; the ordinary stack is untouched and listens on
-loopback alone. The other way, forwarders in the namespace to the host's loopback, would work for the broker,
-ClickHouse and Redis but not for Ray: Ray's processes talk to each other on ports chosen at run time, at each
-node's own address, so the head must have one the worker can reach.
+    this machine 10.77.0.1 ── 10.77.0.2 head namespace 10.77.1.1 ── 10.77.1.2 node namespace
 
-Each Ray listener that would bind every interface or the Serve config's host binds the address of the node it runs
-on (devstack/loopback/sitecustomize.py): the head's veth end, or this node's.
+Why the head is in a namespace too: Ray binds its own servers (GCS, raylets, workers) to 127.0.0.1 only when a node's
+address is 127.0.0.1, and to every interface otherwise. A head the node can reach therefore listens on every
+interface of wherever it runs; in a namespace of its own those are only the namespace's loopback and veth ends,
+which nothing beyond this machine routes to, and this machine's own interfaces stay untouched (the ordinary stack
+keeps listening on loopback alone). Forwarders from the node's namespace to this machine's loopback would not do:
+Ray's processes call each other at their node's address on ports chosen at run time. So the whole stack runs in the
+head's namespace (`LocalStack(settings, namespace=…)`): the broker, the ClickHouse endpoint, Redis, the Ray head,
+HAProxy and the jobs. This machine reaches them at `head_ip` as a client; the node reaches `head_ip` through the
+head's other veth end (an address of the head's own, so nothing is forwarded).
 
 The node runs with the head's environment (`LocalStack.ray_env`: the same virtualenv, settings, secrets and Serve
 settings), its own temp dir (Ray's sockets and logs) and as many logical CPUs as the head. It is stopped by its
@@ -46,6 +46,7 @@ from devstack.stack import (
     StackError,
     _pid_alive,
     _session_members,
+    in_namespace,
     ray_temp_dir,
     stop_session,
     wait_until,
@@ -55,31 +56,48 @@ OBJECT_STORE_BYTES = 1 << 30  # the worker's share of /dev/shm; its tasks pass s
 
 
 @dataclass(frozen=True)
-class Veth:
-    """A namespace and the veth pair into it: `host_ip` on the host's end, `node_ip` inside, one /30 between."""
+class TwoHosts:
+    """The namespaces `<name>-head` and `<name>-node` and their addresses in 10.<subnet>.0.0/23: a /30 between this
+    machine and the head, another between the head and the node."""
 
-    namespace: str = "ks-node2"
-    host_ip: str = "10.77.0.1"
-    node_ip: str = "10.77.0.2"
-    prefix: int = 30
-
-    @property
-    def host_link(self) -> str:
-        return f"{self.namespace[:10]}-h"  # interface names hold at most 15 characters
+    name: str = "ks"  # at most 10 characters: interface names hold 15
+    subnet: int = 77
 
     @property
-    def node_link(self) -> str:
-        return f"{self.namespace[:10]}-n"
+    def head_ns(self) -> str:
+        return f"{self.name}-head"
+
+    @property
+    def node_ns(self) -> str:
+        return f"{self.name}-node"
+
+    @property
+    def host_ip(self) -> str:
+        """This machine's end of the pair into the head."""
+        return f"10.{self.subnet}.0.1"
+
+    @property
+    def head_ip(self) -> str:
+        """The head host's address: every service of the stack and the Ray head listen here."""
+        return f"10.{self.subnet}.0.2"
+
+    @property
+    def head_inner_ip(self) -> str:
+        """The head's end of the pair into the node (the node's route to the head)."""
+        return f"10.{self.subnet}.1.1"
+
+    @property
+    def node_ip(self) -> str:
+        return f"10.{self.subnet}.1.2"
+
+    def links(self) -> tuple[str, str, str, str]:
+        """The interfaces: this machine's and the head's ends of the first pair, the head's and the node's of the
+        second."""
+        return f"{self.name}-a0", f"{self.name}-a1", f"{self.name}-b0", f"{self.name}-b1"
 
 
 def _ip(*args: str, namespace: str | None = None) -> subprocess.CompletedProcess:
-    argv = ["ip", *(["netns", "exec", namespace, "ip"] if namespace else []), *args]
-    return subprocess.run(argv, capture_output=True, text=True, check=False)
-
-
-def _checked(result: subprocess.CompletedProcess, what: str) -> None:
-    if result.returncode != 0:
-        raise StackError(f"{what} failed: {(result.stderr or result.stdout).strip()}")
+    return subprocess.run(in_namespace(["ip", *args], namespace), capture_output=True, text=True, check=False)
 
 
 def namespaces_unavailable() -> str | None:
@@ -96,28 +114,43 @@ def namespaces_unavailable() -> str | None:
     return None
 
 
-def create_network(veth: Veth) -> None:
-    """The namespace with its loopback up, and the veth pair with an address and a route on each end (anything
-    left of an earlier run with the same names is removed first)."""
-    delete_network(veth)
-    steps = [
-        (("netns", "add", veth.namespace), None),
-        (("link", "add", veth.host_link, "type", "veth", "peer", "name", veth.node_link), None),
-        (("link", "set", veth.node_link, "netns", veth.namespace), None),
-        (("addr", "add", f"{veth.host_ip}/{veth.prefix}", "dev", veth.host_link), None),
-        (("link", "set", veth.host_link, "up"), None),
-        (("addr", "add", f"{veth.node_ip}/{veth.prefix}", "dev", veth.node_link), veth.namespace),
-        (("link", "set", veth.node_link, "up"), veth.namespace),
-        (("link", "set", "lo", "up"), veth.namespace),
+def create_network(net: TwoHosts) -> None:
+    """Both namespaces with their loopback up, the two veth pairs with their addresses, and the node's route to the
+    head (anything left of an earlier run with the same names is removed first)."""
+    delete_network(net)
+    host_end, head_end, head_inner_end, node_end = net.links()
+    head, node = net.head_ns, net.node_ns
+    steps: list[tuple[tuple[str, ...], str | None]] = [
+        (("netns", "add", head), None),
+        (("netns", "add", node), None),
+        (("link", "add", host_end, "type", "veth", "peer", "name", head_end), None),
+        (("link", "set", head_end, "netns", head), None),
+        (("link", "add", head_inner_end, "type", "veth", "peer", "name", node_end), None),
+        (("link", "set", head_inner_end, "netns", head), None),
+        (("link", "set", node_end, "netns", node), None),
+        (("addr", "add", f"{net.host_ip}/30", "dev", host_end), None),
+        (("link", "set", host_end, "up"), None),
+        (("addr", "add", f"{net.head_ip}/30", "dev", head_end), head),
+        (("addr", "add", f"{net.head_inner_ip}/30", "dev", head_inner_end), head),
+        (("link", "set", head_end, "up"), head),
+        (("link", "set", head_inner_end, "up"), head),
+        (("link", "set", "lo", "up"), head),
+        (("addr", "add", f"{net.node_ip}/30", "dev", node_end), node),
+        (("link", "set", node_end, "up"), node),
+        (("link", "set", "lo", "up"), node),
+        (("route", "add", "default", "via", net.head_inner_ip), node),
     ]
     for args, namespace in steps:
-        _checked(_ip(*args, namespace=namespace), "ip " + " ".join(args))
+        result = _ip(*args, namespace=namespace)
+        if result.returncode != 0:
+            raise StackError(f"ip {' '.join(args)} failed: {(result.stderr or result.stdout).strip()}")
 
 
-def delete_network(veth: Veth) -> None:
-    """Remove the namespace (which takes its end of the pair, and so the pair) and the host's end if it is left."""
-    _ip("netns", "del", veth.namespace)
-    _ip("link", "del", veth.host_link)
+def delete_network(net: TwoHosts) -> None:
+    """Remove both namespaces (which takes the veth ends in them, and so both pairs) and this machine's end if left."""
+    _ip("netns", "del", net.node_ns)
+    _ip("netns", "del", net.head_ns)
+    _ip("link", "del", net.links()[0])
 
 
 def namespace_pids(namespace: str) -> list[int]:
@@ -127,47 +160,44 @@ def namespace_pids(namespace: str) -> list[int]:
 
 
 class SecondNode:
-    """A Ray worker node in the namespace of `veth`, joined to the head of the stack `settings` describe."""
+    """A Ray worker node in the node namespace of `net`, joined to the head of the stack `settings` describe."""
 
-    def __init__(self, settings: Settings, veth: Veth, num_cpus: int = LOGICAL_CPUS) -> None:
+    def __init__(self, settings: Settings, net: TwoHosts, num_cpus: int = LOGICAL_CPUS) -> None:
         head_host = LocalStack(settings)._ray_address()[0]
-        if head_host != veth.host_ip:
+        if head_host != net.head_ip:
             raise StackError(
-                f"the Ray head at {settings.ray_address} is not on the host's end of the veth pair ({veth.host_ip}): "
+                f"the Ray head at {settings.ray_address} is not the head host of the network ({net.head_ip}): "
                 "a node in the namespace cannot reach it"
             )
         self.settings = settings_with_local_secrets(settings)
-        self.veth = veth
+        self.net = net
         self.num_cpus = num_cpus
         self.process: subprocess.Popen | None = None
         self.node_id: str | None = None
-        self.log_path = settings.data_dir / "logs" / f"ray-{veth.namespace}.log"
+        self.log_path = settings.data_dir / "logs" / f"ray-{net.node_ns}.log"
 
     def temp_dir(self) -> Path:
-        return Path(f"{ray_temp_dir(self.settings)}-{self.veth.namespace}")
+        return Path(f"{ray_temp_dir(self.settings)}-{self.net.node_ns}")
 
     def start(self, timeout: float = 120) -> str:
         """Start the node and wait until the head lists it alive; returns its Ray node id."""
-        stack = LocalStack(self.settings)
         argv = [
-            "ip", "netns", "exec", self.veth.namespace,
             str(Path(sys.executable).with_name("ray")),
             "start",
             f"--address={self.settings.ray_address}",
-            f"--node-ip-address={self.veth.node_ip}",
+            f"--node-ip-address={self.net.node_ip}",
             "--block",
             f"--temp-dir={self.temp_dir()}",
             f"--num-cpus={self.num_cpus}",
             f"--object-store-memory={OBJECT_STORE_BYTES}",
             "--disable-usage-stats",
-        ]  # fmt: skip
+        ]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        environment = child_environment(stack.ray_env())
-        environment.pop("RAY_ADDRESS", None)
+        environment = child_environment(LocalStack(self.settings).ray_env())
         with open(self.log_path, "ab") as log_file:
             # A session of its own, like the head: its processes are found (and stopped) by that session as well.
             self.process = subprocess.Popen(
-                argv,
+                in_namespace(argv, self.net.node_ns),
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -176,14 +206,14 @@ class SecondNode:
             )
         wait_until(
             lambda: self._alive_node_id() is not None,
-            f"Ray node at {self.veth.node_ip} in namespace {self.veth.namespace}",
+            f"Ray node at {self.net.node_ip} in namespace {self.net.node_ns}",
             timeout,
             self.process,
             self.log_path,
         )
         node_id = self._alive_node_id()
         if node_id is None:
-            raise StackError(f"the Ray node at {self.veth.node_ip} left the cluster as soon as it joined")
+            raise StackError(f"the Ray node at {self.net.node_ip} left the cluster as soon as it joined")
         self.node_id = node_id
         return node_id
 
@@ -193,7 +223,7 @@ class SecondNode:
         try:
             nodes = list_nodes(
                 address=LocalStack(self.settings).dashboard_url(),
-                filters=[("node_ip", "=", self.veth.node_ip), ("state", "=", "ALIVE")],
+                filters=[("node_ip", "=", self.net.node_ip), ("state", "=", "ALIVE")],
                 raise_on_missing_output=False,
             )
         except Exception:  # the dashboard busy or restarting: ask again
@@ -202,7 +232,7 @@ class SecondNode:
 
     def pids(self) -> list[int]:
         """Every process of the node: its `ray start` session and whatever runs in its namespace."""
-        found = set(namespace_pids(self.veth.namespace))
+        found = set(namespace_pids(self.net.node_ns))
         if self.process is not None:
             found |= set(_session_members(self.process.pid))
         return sorted(p for p in found if _pid_alive(p))

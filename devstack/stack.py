@@ -1,6 +1,8 @@
 """The local stack: a Kafka-protocol broker, the ClickHouse endpoint, Redis, a Ray head and the Serve app.
 
-Everything binds 127.0.0.1 and keeps its data under `Settings.data_dir` (default `.keyscope/`).
+Everything binds 127.0.0.1 and keeps its data under `Settings.data_dir` (default `.keyscope/`). A stack given a
+network namespace runs every process in it instead, bound to the addresses of its URLs there (two_nodes.py: the
+head of a two-node stack, behind a veth pair).
 `up` starts only what does not already answer and waits until each service answers; it records what
 it started in `stack.json`, and `down` stops exactly those processes (SIGINT for the broker, so it
 persists its log), never another Ray cluster or a Redis it found running.
@@ -196,11 +198,17 @@ def ray_temp_dir(settings: Settings) -> Path:
     return Path("/tmp") / f"keyscope-ray-{digest}"
 
 
-class LocalStack:
-    """Start, stop and inspect the local stack described by a Settings object."""
+def in_namespace(argv: list[str], namespace: str | None) -> list[str]:
+    """`argv` run inside the network namespace (`ip netns exec`, which execs it: the same process), or as it is."""
+    return ["ip", "netns", "exec", namespace, *argv] if namespace else argv
 
-    def __init__(self, settings: Settings) -> None:
+
+class LocalStack:
+    """Start, stop and inspect the local stack described by a Settings object (in `namespace`, if one is given)."""
+
+    def __init__(self, settings: Settings, namespace: str | None = None) -> None:
         self.settings = settings
+        self.namespace = namespace
         self.root = settings.data_dir
         self.state_file = self.root / "stack.json"
         self.logs = self.root / "logs"
@@ -224,7 +232,7 @@ class LocalStack:
         environment = {k: v for k, v in child_environment(env).items() if k not in drop}
         with open(self.logs / f"{name}.log", "ab") as log_file:
             return subprocess.Popen(
-                argv,
+                in_namespace(argv, self.namespace),
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -336,8 +344,8 @@ class LocalStack:
                 "--appendonly",
                 "no",
                 "--protected-mode",
-                # Protected mode refuses every client not on loopback. A stack that takes a second node
-                # (second_node.py) binds its veth address, which only this machine's namespaces reach.
+                # Protected mode refuses every client not on loopback. A two-node stack's Redis listens on its
+                # namespace's veth address, which only this machine and its namespaces reach (two_nodes.py).
                 "yes" if ipaddress.ip_address(host).is_loopback else "no",
             ],
         )
@@ -355,8 +363,8 @@ class LocalStack:
         # Every Ray process listens on its node's address only, loopback on the ordinary stack
         # (devstack/loopback/sitecustomize.py patches the Ray listeners that bind every interface or the config's host).
         if not ipaddress.ip_address(self._ray_address()[0]).is_loopback:
-            # A head on a veth address takes other nodes (second_node.py): `ray start --address` refuses to join
-            # while this is 0, which LOCAL_RAY_ENV sets to keep a one-node stack's addresses on loopback.
+            # A head off loopback takes other nodes (two_nodes.py): `ray start --address` refuses to join while this
+            # is 0, which LOCAL_RAY_ENV sets to keep a one-node stack's addresses on loopback.
             env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "1"
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(LOOPBACK_DIR), inherited.get("PYTHONPATH", "")) if p)
         # `ray job submit -- python …` runs `python` from the head's PATH: make it this virtualenv's.
@@ -380,7 +388,9 @@ class LocalStack:
             "--block",
             f"--port={port}",
             f"--node-ip-address={host}",
-            "--dashboard-host=127.0.0.1",
+            # In a namespace, every interface is one of the namespace's own: the dashboard answers this machine
+            # (state API) and `serve.deploy` inside the namespace (127.0.0.1).
+            f"--dashboard-host={'0.0.0.0' if self.namespace else '127.0.0.1'}",
             f"--dashboard-port={self.settings.ray_dashboard_port}",
             "--include-dashboard=true",
             f"--temp-dir={ray_temp_dir(self.settings)}",
@@ -405,8 +415,8 @@ class LocalStack:
         wait_until(lambda: http_ok(dashboard), f"Ray head (dashboard {dashboard})", 120, process, self.logs / "ray.log")
 
     def dashboard_url(self) -> str:
-        """The Ray dashboard (and job and state API): on loopback, wherever the head's node address is."""
-        return f"http://127.0.0.1:{self.settings.ray_dashboard_port}"
+        """The Ray dashboard (and job and state API), at the head's address."""
+        return f"http://{self._ray_address()[0]}:{self.settings.ray_dashboard_port}"
 
     def serve_url(self) -> str:
         return f"http://{self.settings.serve_host}:{self.settings.serve_port}"
@@ -417,7 +427,7 @@ class LocalStack:
         self.logs.mkdir(parents=True, exist_ok=True)
         with open(self.logs / "serve-deploy.log", "ab") as out:
             result = subprocess.run(
-                [sys.executable, "-m", "serve.deploy"],
+                in_namespace([sys.executable, "-m", "serve.deploy"], self.namespace),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=child_environment({**self.settings.as_env(), **LOCAL_RAY_ENV}),

@@ -1,9 +1,10 @@
-"""A stack of two Ray nodes on one machine: the services and the Ray head on the host's end of a veth pair, a Ray
-worker node in a network namespace behind it (second_node.py), and the Serve app deployed once both are up, so its
-replicas spread over both. What tests/e2e/test_scale_out.py and `keyscope bench failover` run on."""
+"""A stack of two Ray nodes on one machine: the whole stack (services, Ray head, HAProxy, jobs) in the head's network
+namespace, a Ray worker node in a second namespace (second_node.py), and the Serve app deployed once both are up, so
+its replicas spread over both. What tests/e2e/test_scale_out.py and `keyscope bench failover` run on."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,13 +12,13 @@ from pathlib import Path
 
 from app.config import Settings, child_environment
 from devstack.cluster_state import wait_app_running
-from devstack.second_node import SecondNode, Veth, create_network, delete_network
-from devstack.stack import LocalStack
+from devstack.second_node import SecondNode, TwoHosts, create_network, delete_network
+from devstack.stack import LocalStack, in_namespace
 
 
 @dataclass(frozen=True)
 class Ports:
-    """The stack's ports. The services and Ray listen on the veth address, the dashboard and the API on loopback."""
+    """The stack's ports, all on the head's address."""
 
     kafka: int
     clickhouse: int
@@ -27,9 +28,9 @@ class Ports:
     serve: int
 
 
-def two_node_settings(data_dir: Path, veth: Veth, ports: Ports, extra: Mapping[str, str] | None = None) -> Settings:
-    """Settings of a stack whose services, and Ray head, listen on the host's end of `veth`."""
-    host = veth.host_ip
+def two_node_settings(data_dir: Path, net: TwoHosts, ports: Ports, extra: Mapping[str, str] | None = None) -> Settings:
+    """Settings of a stack whose services, Ray head and API listen on the head's address."""
+    host = net.head_ip
     return Settings.from_env(
         {
             "KEYSCOPE_DATA_DIR": str(data_dir),
@@ -38,30 +39,36 @@ def two_node_settings(data_dir: Path, veth: Veth, ports: Ports, extra: Mapping[s
             "REDIS_URL": f"redis://{host}:{ports.redis}/0",
             "RAY_ADDRESS": f"{host}:{ports.ray}",
             "KEYSCOPE_RAY_DASHBOARD_PORT": str(ports.dashboard),
+            "KEYSCOPE_SERVE_HOST": host,
             "KEYSCOPE_SERVE_PORT": str(ports.serve),
             **(extra or {}),
         }
     )
 
 
-def job_env(stack: LocalStack) -> dict[str, str]:
-    """The environment of a Ray job (a driver, e.g. `python -m pipelines.ingest`) on the head's machine: the stack's
-    Ray environment, which lets Ray find its node off loopback, with the cluster's address."""
-    return child_environment({**stack.ray_env(), "RAY_ADDRESS": stack.settings.ray_address})
+def start_job(stack: LocalStack, argv: list[str], log_path: Path) -> subprocess.Popen:
+    """A Ray job (a driver, e.g. `python -m pipelines.ingest`) started on the head host: in its namespace, with the
+    stack's Ray environment and the cluster's address; its output goes to `log_path`."""
+    env = child_environment({**stack.ray_env(), "RAY_ADDRESS": stack.settings.ray_address})
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(
+            in_namespace(argv, stack.namespace), env=env, stdout=log_file, stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parents[1],
+        )  # fmt: skip
 
 
 @contextmanager
 def two_node_stack(
-    settings: Settings, veth: Veth, progress: Callable[[str], None] = lambda _: None
+    settings: Settings, net: TwoHosts, progress: Callable[[str], None] = lambda _: None
 ) -> Iterator[tuple[LocalStack, SecondNode]]:
-    """The running two-node stack; everything stopped and the namespace gone on exit."""
-    create_network(veth)
-    stack = LocalStack(settings)
+    """The running two-node stack; everything stopped and both namespaces gone on exit."""
+    create_network(net)
+    stack = LocalStack(settings, namespace=net.head_ns)
     node: SecondNode | None = None
     try:
         stack.up(with_serve=False, progress=progress)
-        progress(f"starting a Ray worker node in namespace {veth.namespace} at {veth.node_ip}…")
-        node = SecondNode(stack.settings, veth)
+        progress(f"starting a Ray worker node in namespace {net.node_ns} at {net.node_ip}…")
+        node = SecondNode(stack.settings, net)
         node.start()
         stack.up(progress=progress)  # the services answer: only the Serve app is deployed now
         wait_app_running(stack.settings, min_ingress=2)
@@ -70,4 +77,4 @@ def two_node_stack(
         if node is not None:
             node.stop()
         stack.down()
-        delete_network(veth)
+        delete_network(net)

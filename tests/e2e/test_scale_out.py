@@ -1,5 +1,5 @@
 """Scale-out on Ray, shown: a second Ray node in a network namespace of its own, joined over a veth pair as a
-separate host would (devstack/second_node.py), on a stack of its own (devstack/two_nodes.py).
+separate host would (devstack/second_node.py), on a stack of its own in another namespace (devstack/two_nodes.py).
 
 (a) the Serve replicas, the ingest job's Ray Data read tasks and its follow-mode readers land on both nodes;
 (b) killing the worker node (SIGKILL to every process in it) while tests are posted loses no accepted test, the API
@@ -13,6 +13,7 @@ Skipped, saying why, only where network namespaces cannot be made (`ip netns add
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -30,15 +31,14 @@ from app.clickhouse.store import load_offsets
 from app.config import Settings
 from app.kafka import end_offsets
 from devstack.cluster_state import haproxy_servers, read_task_nodes, reader_nodes, replicas
-from devstack.second_node import Veth, namespaces_unavailable
+from devstack.second_node import TwoHosts, namespaces_unavailable
 from devstack.simulate import simulate_tests
-from devstack.stack import LocalStack, wait_until
-from devstack.two_nodes import Ports, job_env, two_node_settings, two_node_stack
+from devstack.stack import LocalStack, _session_members, wait_until
+from devstack.two_nodes import Ports, start_job, two_node_settings, two_node_stack
 
 pytestmark = pytest.mark.stack
 
-VETH = Veth("ks-scaleout", "10.77.0.1", "10.77.0.2")
-# Apart from the session stack's ports, which may be up meanwhile (the API and the dashboard share its loopback).
+NET = TwoHosts("ks-scale", 77)  # `keyscope bench failover` uses another subnet
 PORTS = Ports(kafka=24092, clickhouse=24123, redis=24379, ray=24380, dashboard=24265, serve=24000)
 FIRST_USER = 7_800_001  # this file's users: 7,800,001 – 7,899,999
 LOAD_FIRST_USER = 7_800_101
@@ -51,23 +51,15 @@ def two_nodes(tmp_path_factory):
     reason = namespaces_unavailable()
     if reason is not None:
         pytest.skip(f"network namespaces are unavailable here, so no second Ray node can be started: {reason}")
-    settings = two_node_settings(tmp_path_factory.mktemp("two-nodes"), VETH, PORTS)
-    with two_node_stack(settings, VETH, progress=lambda message: print(message, flush=True)) as (stack, node):
+    settings = two_node_settings(tmp_path_factory.mktemp("two-nodes"), NET, PORTS)
+    with two_node_stack(settings, NET, progress=lambda message: print(message, flush=True)) as (stack, node):
         yield stack, node
 
 
 def ingest(stack: LocalStack, *args: str) -> tuple[subprocess.Popen, Path]:
-    """`python -m pipelines.ingest ARGS` as a job of its own on the head's machine, and its log."""
+    """`python -m pipelines.ingest ARGS` as a job of its own on the head host, and its log."""
     log_path = stack.logs / f"ingest{'-'.join(('', *args))}.log"
-    with open(log_path, "ab") as log_file:
-        job = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.ingest", *args],
-            env=job_env(stack),
-            cwd=Path(__file__).resolve().parents[2],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    return job, log_path
+    return start_job(stack, [sys.executable, "-m", "pipelines.ingest", *args], log_path), log_path
 
 
 def tail(path: Path) -> str:
@@ -135,6 +127,26 @@ def test_serve_replicas_read_tasks_and_readers_land_on_both_nodes(two_nodes, req
     # Follow mode's long-lived readers, one on each node.
     request.getfixturevalue("follow_job")
     assert set(reader_nodes(stack.settings)) == both
+
+
+def test_every_process_of_the_stack_runs_in_the_head_namespace(two_nodes):
+    """So whatever Ray binds to every interface (it does, off loopback) is bound to the namespace's own: its loopback
+    and its veth ends, never this machine's interfaces."""
+    stack, node = two_nodes
+    state = stack._state()
+    pids = {info["pid"] for info in state.values() if isinstance(info, dict) and info.get("pid")}
+    pids |= set(_session_members(state["ray"]["pid"]))
+    assert len(pids) >= 8  # broker, ClickHouse, Redis, `ray start`, GCS, raylet, dashboard, HAProxy and workers
+
+    def namespace_of(pid: int) -> int | None:
+        try:
+            return os.stat(f"/proc/{pid}/ns/net").st_ino
+        except OSError:
+            return None  # exited meanwhile
+
+    head, node_ns = os.stat(f"/run/netns/{NET.head_ns}").st_ino, os.stat(f"/run/netns/{NET.node_ns}").st_ino
+    assert {namespace_of(p) for p in pids} - {None} == {head}
+    assert {namespace_of(p) for p in node.pids()} - {None} == {node_ns}
 
 
 @dataclass
