@@ -35,6 +35,8 @@ SERVE_THROUGHPUT_ENV = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_HAPROXY_BINARY_PATH": "/usr/sbin/haproxy",
     "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
+    # A request a killed replica dropped unanswered is retried on another (every keyscope route is safe to repeat).
+    "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response junk-response",
 }
 # KubeRay injects liveness and readiness probes into Ray containers that define none (for Ray >= 2.53 an HTTP GET of
 # the node's /api/healthz on the dashboard agent's port, raylet and, on the head, GCS): they are kept. What it does
