@@ -156,18 +156,10 @@ def empty_ranking(target_time_ms: float) -> dict[str, Any]:
 
 
 def rank_units(
-    history: pa.Table,
-    *,
-    kind: Literal["key", "pair"],
-    target_cpm: float = 175.0,
-    alpha: float = 0.1,
-    prior_strength: float = 30.0,
-    min_presses: int = 5,
-    top: int = 5,
-    error_cost_presses: float = ERROR_COST_PRESSES,
-    time_prior_presses: float = TIME_PRIOR_PRESSES,
+    history: pa.Table, *, kind: Literal["key", "pair"], target_cpm: float = 175.0, **options: Any
 ) -> dict[str, Any]:
-    """Return {"weak", "strong", "all", "baseline"}: the user's keys or letter pairs ranked by weakness score.
+    """Return {"weak", "strong", "all", "baseline"}: the user's keys or letter pairs ranked by weakness score
+    (`options`: the tuning parameters of `rank_units_by_user`).
 
     `all` holds every unit, weakest first (ties by unit), each a dict with unit, presses, errors, error_rate,
     shrunk_error_rate, error_interval [lo, hi] (90 % Beta posterior), tests, timed_presses, mean_time_ms,
@@ -179,17 +171,7 @@ def rank_units(
     if "user_id" in history.column_names:
         history = history.drop_columns(["user_id"])
     one_user = history.append_column("user_id", pa.array(np.zeros(history.num_rows, dtype=np.int64)))
-    ranked = rank_units_by_user(
-        one_user,
-        kind=kind,
-        target_cpm=target_cpm,
-        alpha=alpha,
-        prior_strength=prior_strength,
-        min_presses=min_presses,
-        top=top,
-        error_cost_presses=error_cost_presses,
-        time_prior_presses=time_prior_presses,
-    )
+    ranked = rank_units_by_user(one_user, kind=kind, target_cpm=target_cpm, **options)
     return ranked.get(0) or empty_ranking(60_000.0 / target_cpm)
 
 
