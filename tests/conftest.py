@@ -65,3 +65,21 @@ def ray_driver(stack, stack_settings):
 @pytest.fixture(scope="session")
 def api_url(stack) -> str:
     return stack.serve_url()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture
+def browser():
+    """Debian's headless chromium through playwright (`make system-packages` installs it; playwright's own browser
+    download is never used). Skipped, saying why, where either is missing."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the `test` extra")
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: `make system-packages` installs Debian's chromium")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -26,7 +26,6 @@ from tests.typists import slow_q_history
 
 DASHBOARD_JS = Path(__file__).parents[2] / "serve" / "static" / "dashboard.js"
 LIVE_JS = DASHBOARD_JS.with_name("keyscope-live.js")
-CHROMIUM = Path("/usr/bin/chromium")
 USER_ID = 60_001
 HISTORY_TESTS = 15
 TYPING_DELAY_MS = 40  # between key presses of the drill (≈ 250 WPM): quick, yet real intervals to time
@@ -61,19 +60,6 @@ def slow_q_typist(stack, ray_driver, api_url, stack_settings) -> int:
     assert statuses == [202] * HISTORY_TESTS
     ingest(stack_settings)
     return USER_ID
-
-
-@pytest.fixture
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the `test` extra")
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: `make system-packages` installs Debian's chromium")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture

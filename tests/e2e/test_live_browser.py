@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 LIVE_JS = Path(__file__).parents[2] / "serve" / "static" / "keyscope-live.js"
-CHROMIUM = Path("/usr/bin/chromium")
 
 EVENTS = """
 async () => {
@@ -43,22 +42,14 @@ async () => {
 
 
 @pytest.fixture
-def page():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the `test` extra")
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: `make system-packages` installs Debian's chromium")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        try:
-            page = browser.new_page()
-            page.set_content('<textarea id="field"></textarea>')
-            source = LIVE_JS.read_text(encoding="utf-8")
-            page.add_script_tag(content=source + "\nwindow.KL = { KeystrokeRecorder, LiveFeedback, keyName };",
-                                type="module")  # fmt: skip
-            page.wait_for_function("window.KL !== undefined")
-            yield page
-        finally:
-            browser.close()
+def page(browser):
+    page = browser.new_page()
+    page.set_content('<textarea id="field"></textarea>')
+    source = LIVE_JS.read_text(encoding="utf-8")
+    page.add_script_tag(content=source + "\nwindow.KL = { KeystrokeRecorder, LiveFeedback, keyName };",
+                        type="module")  # fmt: skip
+    page.wait_for_function("window.KL !== undefined")
+    return page
 
 
 def test_the_recorder_names_times_and_transcribes_keys_as_a_submission_does(page):
