@@ -115,7 +115,7 @@ def error_rates(seeds: int, users: int, tests_before: int, tests_after: int, eff
             for kind in ("aa", "ab"):
                 starts = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=2 * seed + (kind == "ab"))
                 experiment = Experiment(
-                    f"{kind}-{seed}", "hint_style", (Variant("a", 1, "x"), Variant("b", 1, "x")), starts,
+                    f"{kind}-{seed}", "hint_style", (Variant("a", 1, "all"), Variant("b", 1, "all")), starts,
                     starts + timedelta(days=1),
                 )
                 create_experiment(client, experiment)

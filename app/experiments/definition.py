@@ -12,11 +12,11 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-# What an experiment can vary, and the values each factor takes (None: any non-empty value; the component that
-# reads the factor decides what it means). `practice_generator` is read by app/practice/serving.py.
-FACTORS: dict[str, tuple[str, ...] | None] = {
+# What an experiment can vary, and the values each factor takes. `practice_generator` is read by
+# app/practice/serving.py, `hint_style` by the live sessions (serve/live.py; its values: app/live/hints.py).
+FACTORS: dict[str, tuple[str, ...]] = {
     "practice_generator": ("lm", "rules"),
-    "hint_style": None,
+    "hint_style": ("all", "slow_spots", "none"),
 }
 # The outcome an experiment is about (the report marks it); both are always computed (app/experiments/outcomes.py).
 METRICS = ("wpm", "weak_key_ms")
@@ -117,8 +117,7 @@ def check_variants(factor: str, variants: tuple[Variant, ...]) -> None:
             raise ExperimentError(
                 f"variant {variant.name!r}: the weight must be a positive number, got {variant.weight}"
             )
-        if not variant.value or (allowed is not None and variant.value not in allowed):
+        if variant.value not in allowed:
             raise ExperimentError(
-                f"variant {variant.name!r}: {factor} takes {', '.join(allowed or ('a non-empty value',))}, "
-                f"got {variant.value!r}"
+                f"variant {variant.name!r}: {factor} takes {', '.join(allowed)}, got {variant.value!r}"
             )

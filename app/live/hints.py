@@ -10,6 +10,10 @@
 - pace: the test's WPM so far against the predictor's WPM for this text (else the typist's mean), once
   PACE_MIN_CHARS are typed, when it is PACE_MARGIN off; at most one per PACE_COOLDOWN_MS of typing
 
+`style` (the `hint_style` experiment factor, app/experiments/definition.py) says which of them a session gives:
+"all", "slow_spots" (only the slow spots ahead, the hints grounded in the typist's history) or "none" (a control
+group that types with live numbers and no hints).
+
 State is a few counters and the word last looked at: constant per session.
 """
 
@@ -30,6 +34,7 @@ PACE_MIN_CHARS = 20
 PACE_MARGIN = 0.10  # of the target WPM
 PACE_MIN_WPM = 3.0  # and at least this many WPM off
 PACE_COOLDOWN_MS = 5000
+HINT_STYLES = ("all", "slow_spots", "none")
 _ENDS_RUN = (NAMED_KEY_CODES["Backspace"], NAMED_KEY_CODES["Delete"])
 _NUMBERS = {2: "two", 3: "three", 4: "four", 5: "five"}
 
@@ -62,13 +67,26 @@ class HintRules:
     last_rhythm_ms: int | None = None
     last_pace_ms: int | None = None
     word_checked: int = -1  # start of the last word looked ahead into
+    style: str = "all"
     _spot_starts: list[int] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
+        if self.style not in HINT_STYLES:
+            raise ValueError(f"unknown hint style {self.style!r}: one of {', '.join(HINT_STYLES)}")
         self._spot_starts = [s.position for s in self.spots]
 
+    def shown_spots(self) -> list[SlowSpot]:
+        """The slow spots the session announces at its start (none for the style without hints)."""
+        return [] if self.style == "none" else self.spots
+
     def after(self, metrics: LiveMetrics, presses: list[Press]) -> list[dict[str, Any]]:
-        """The hints the batch's presses call for (already applied to `metrics`)."""
+        """The hints the batch's presses call for (already applied to `metrics`), those of the session's style."""
+        hints = self._all_after(metrics, presses)  # every rule runs, so its state is the same whatever the style
+        if self.style == "all":
+            return hints
+        return [h for h in hints if self.style == "slow_spots" and h["kind"] == "slow_spot_ahead"]
+
+    def _all_after(self, metrics: LiveMetrics, presses: list[Press]) -> list[dict[str, Any]]:
         hints: list[dict[str, Any]] = []
         rhythm_given = False
         for press in presses:

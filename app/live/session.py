@@ -43,19 +43,23 @@ class LiveSession:
     codes: list[int] = field(default_factory=list)
     downs: list[int] = field(default_factory=list)
     ups: list[int] = field(default_factory=list)
+    hint_style: str = "all"  # app/live/hints.py; a `hint_style` experiment's variant chooses it
     metrics: LiveMetrics = field(init=False)
     rules: HintRules = field(init=False)
 
     def __post_init__(self) -> None:
         self.metrics = LiveMetrics(self.text)
-        self.rules = HintRules(self.text, self.history, expect(self.text, self.history))
+        self.rules = HintRules(self.text, self.history, expect(self.text, self.history), style=self.hint_style)
 
     @classmethod
-    def begin(cls, start: Start, history: History, now_ms: int, max_keystrokes: int) -> LiveSession:
+    def begin(
+        cls, start: Start, history: History, now_ms: int, max_keystrokes: int, hint_style: str = "all"
+    ) -> LiveSession:
         """A new session for a `start` message; the test id and start time default to fresh ones."""
         return cls(
             new_session_id(), start.user_id, start.test_id or new_test_id(), start.text, start.layout, start.language,
             start.started_at_ms if start.started_at_ms is not None else now_ms, history, max_keystrokes,
+            hint_style=hint_style,
         )  # fmt: skip
 
     def ready(self) -> dict[str, Any]:
@@ -63,7 +67,8 @@ class LiveSession:
             "type": "ready",
             "session_id": self.session_id,
             "test_id": self.test_id,
-            "expect": [spot.to_json() for spot in self.rules.spots],
+            "expect": [spot.to_json() for spot in self.rules.shown_spots()],
+            "hint_style": self.hint_style,
         }
 
     def apply(self, keys: Keys) -> dict[str, Any]:
@@ -111,7 +116,7 @@ class LiveSession:
             "session_id": self.session_id, "user_id": self.user_id, "test_id": self.test_id, "text": self.text,
             "layout": self.layout, "language": self.language, "started_at_ms": self.started_at_ms,
             "history": self.history.to_json(), "max_keystrokes": self.max_keystrokes, "codes": self.codes,
-            "downs": self.downs, "ups": self.ups,
+            "downs": self.downs, "ups": self.ups, "hint_style": self.hint_style,
         }  # fmt: skip
 
     @classmethod
@@ -120,6 +125,7 @@ class LiveSession:
         session = cls(
             data["session_id"], data["user_id"], data["test_id"], data["text"], data["layout"], data["language"],
             data["started_at_ms"], History.from_json(data["history"]), data["max_keystrokes"],
+            hint_style=data.get("hint_style", "all"),
         )  # fmt: skip
         presses = [session.metrics.press(code, down) for code, down in zip(data["codes"], data["downs"])]
         session.rules.after(session.metrics, presses)

@@ -154,7 +154,7 @@ def exposed(population, clickhouse):
     """The victim and two others were exposed to an experiment (one that varies hints, ended long ago, so nothing
     served in this session changes)."""
     experiment = Experiment(
-        "gdpr-hints", "hint_style", (Variant("short", 1, "short"), Variant("long", 1, "long")),
+        "gdpr-hints", "hint_style", (Variant("short", 1, "all"), Variant("long", 1, "slow_spots")),
         starts_at=datetime(2026, 11, 1, tzinfo=UTC), ends_at=datetime(2026, 11, 30, tzinfo=UTC),
     )
     create_experiment(clickhouse, experiment)
@@ -192,7 +192,7 @@ def test_a_user_exports_everything_held_about_them(
     expected = table_counts(clickhouse, VICTIM)
     assert expected.pop("experiment_exposures") == 1
     exposures = [json.loads(line) for line in archive.read("experiments/exposures.jsonl").splitlines()]
-    assert exposures == [{"experiment": "gdpr-hints", "factor": "hint_style", "variant": "long", "value": "long",
+    assert exposures == [{"experiment": "gdpr-hints", "factor": "hint_style", "variant": "long", "value": "slow_spots",
                           "first_exposed_at": "2026-11-20T08:15:00.000Z"}]
     assert manifest["stores"]["experiments"]["count"] == 1
     entry = manifest["stores"]["clickhouse"]

@@ -200,7 +200,7 @@ def test_definitions_refuse_a_taken_name_and_an_overlap_on_the_same_factor_and_s
         create_experiment(client, define("gen-1", "lm", "rules", now + timedelta(days=9)))
     with pytest.raises(ExperimentError, match="already varies practice_generator"):
         create_experiment(client, define("gen-2", "lm", "rules", now + timedelta(days=9)))
-    hints = Experiment("hints-1", "hint_style", (Variant("a", 1, "short"), Variant("b", 1, "long")), now)
+    hints = Experiment("hints-1", "hint_style", (Variant("a", 1, "all"), Variant("b", 1, "slow_spots")), now)
     create_experiment(client, hints)  # another factor: fine
     stopped = stop_experiment(client, "gen-1", now)
     assert stopped.ends_at == now.replace(microsecond=now.microsecond // 1000 * 1000) and not stopped.running()
@@ -266,7 +266,7 @@ def test_a_clickhouse_outage_delays_exposures_and_never_fails_a_choice(chdb):
 
 def test_the_exposure_store_exports_and_deletes_one_users_exposures(engine):
     url, client = engine  # the default database: the store reads the one the settings name
-    hints = Experiment("hints-1", "hint_style", (Variant("short", 1, "short"), Variant("long", 1, "long")), T0)
+    hints = Experiment("hints-1", "hint_style", (Variant("short", 1, "all"), Variant("long", 1, "slow_spots")), T0)
     create_experiment(client, hints)
     moment = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
     write_exposures(client, [Exposure(u, "hints-1", "long", moment) for u in (OTHER_FIRST, OTHER_FIRST + 1)])
@@ -279,7 +279,7 @@ def test_the_exposure_store_exports_and_deletes_one_users_exposures(engine):
         files = dict(store.export(OTHER_FIRST))
         assert list(files) == ["exposures.jsonl"]
         lines = [json.loads(line) for line in files["exposures.jsonl"].splitlines()]
-        assert lines == [{"experiment": "hints-1", "factor": "hint_style", "variant": "long", "value": "long",
+        assert lines == [{"experiment": "hints-1", "factor": "hint_style", "variant": "long", "value": "slow_spots",
                           "first_exposed_at": "2026-12-01T09:30:00.000Z"}]
         assert store.count(OTHER_FIRST) == 1 and store.delete(OTHER_FIRST) == 1
         assert store.count(OTHER_FIRST) == 0 and dict(store.export(OTHER_FIRST))["exposures.jsonl"] == b""

@@ -74,7 +74,7 @@ def test_bad_names_factors_metrics_and_times_are_refused():
         experiment(("a", 1, "lm"), ("b", 1, "lm"), ends_at=START)
     # An A/A experiment (the same value twice) and a free-valued factor are fine.
     assert experiment(("a", 1, "lm"), ("b", 1, "lm")).shares == (0.5, 0.5)
-    assert experiment(("short", 1, "short"), ("long", 3, "long"), factor="hint_style").shares == (0.25, 0.75)
+    assert experiment(("short", 1, "all"), ("long", 3, "slow_spots"), factor="hint_style").shares == (0.25, 0.75)
 
 
 def test_running_and_overlapping_windows():

@@ -118,3 +118,30 @@ def test_pace_against_the_predicted_wpm_ahead_and_behind():
     assert [h["message"] for b in slow for h in b if h["kind"] == "pace"][0] == "40 WPM behind your usual 100 WPM"
     on_pace = run(text, History.from_sources({"mean_wpm": 61.0}, None), steady(text, 200))
     assert "pace" not in kinds(on_pace)
+
+
+def test_the_hint_style_keeps_only_its_hints_and_every_rule_still_runs():
+    # Errors in a row, then the word "need" with the slowest pair: one hint of each kind under "all".
+    text = "we need to"
+    presses = [(ord("x"), 0), (ord("x"), 100), (ord("x"), 200)] + steady(text[3:], 200, 300)
+    history = History.from_sources(INSIGHTS, None)
+
+    def styled(style: str) -> list[str]:
+        metrics = LiveMetrics(text)
+        rules = HintRules(text, history, expect(text, history), style=style)
+        return [h["kind"] for code, down in presses for h in rules.after(metrics, [metrics.press(code, down)])]
+
+    everything = styled("all")
+    assert "errors_in_a_row" in everything and "slow_spot_ahead" in everything
+    assert styled("slow_spots") == [k for k in everything if k == "slow_spot_ahead"]
+    assert styled("none") == []
+
+
+def test_an_unknown_hint_style_is_refused():
+    history = History.from_sources(INSIGHTS, None)
+    try:
+        HintRules("abc", history, [], style="loud")
+    except ValueError as exc:
+        assert "loud" in str(exc) and "slow_spots" in str(exc)
+    else:
+        raise AssertionError("an unknown style must be refused")

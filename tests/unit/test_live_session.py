@@ -117,3 +117,16 @@ def test_session_ids_are_random_and_test_ids_default_to_fresh_ones():
     a, b = (LiveSession.begin(start, History(), 0, 10) for _ in range(2))
     assert a.session_id != b.session_id and a.test_id != b.test_id and a.test_id.startswith("live-")
     assert len(a.session_id) >= 24
+
+
+def test_the_hint_style_is_announced_kept_through_a_resume_and_none_shows_no_spots():
+    start = parse({"type": "start", "user_id": USER, "text": "we need to", "test_id": "t-2"})
+    assert isinstance(start, Start)
+    history = History.from_sources({"weak_pairs": [{"key": "ed", "mean_time_ms": 300.0, "eligible": True}]}, None)
+    shown = LiveSession.begin(start, history, now_ms=0, max_keystrokes=100)
+    assert shown.ready()["hint_style"] == "all" and [s["chars"] for s in shown.ready()["expect"]] == ["ed"]
+    quiet = LiveSession.begin(start, history, now_ms=0, max_keystrokes=100, hint_style="none")
+    assert quiet.ready()["hint_style"] == "none" and quiet.ready()["expect"] == []
+    quiet.apply(keys("we n"))
+    back = LiveSession.from_json(json.loads(json.dumps(quiet.to_json())))
+    assert back.hint_style == "none" and back.apply(keys("eed", 1000))["hints"] == []
