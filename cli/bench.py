@@ -42,6 +42,11 @@ BENCHMARKS: tuple[Command, ...] = (
         "visible p95 passes 2 s (starts the stack)",
     ),
     _bench(
+        "redis-memory",
+        "Redis bytes per typist, key family by key family, sampled from the running stack (reads only)",
+        module="redis_memory",
+    ),
+    _bench(
         "passes",
         "one small ingest pass through a Ray Data Dataset against the follow mode's long-lived readers (starts the "
         "stack)",
