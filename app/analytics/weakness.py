@@ -130,20 +130,26 @@ def _label(unit: str) -> str:
     return "space" if unit == " " else "'" + unit.replace(" ", "␣") + "'"
 
 
-def _reason(entry: dict[str, Any], kind: str, median_ms: float | None, user_rate: float, min_presses: int) -> str:
-    """Return a plain-language sentence naming the evidence behind a unit's score."""
-    name = _label(entry["key"])
-    presses = entry["presses"]
-    if presses < min_presses:
-        return f"{name} has only {presses} press{'es' if presses != 1 else ''} so far: too few to judge"
-    parts = []
-    if entry["smoothed_time_ms"] is not None and median_ms is not None:
+class _Reasons:
+    """The plain-language sentence naming the evidence behind each of one user's unit scores; the parts every
+    sentence of the user shares are formatted once (a refresh writes one for each of a typist's hundreds of keys
+    and pairs)."""
+
+    def __init__(self, kind: str, median_ms: float | None, user_rate: float, min_presses: int) -> None:
+        self.min_presses = min_presses
+        self.median = None if median_ms is None else f" ms on average (your median {kind} {median_ms:.0f} ms)"
+        self.rate = f" presses are wrong (you: {_percent(user_rate)})"
+
+    def of(self, entry: dict[str, Any], name: str) -> str:
+        presses = entry["presses"]
+        if presses < self.min_presses:
+            return f"{name} has only {presses} press{'es' if presses != 1 else ''} so far: too few to judge"
         smoothed_ms = entry["smoothed_time_ms"]
-        parts.append(f"{name} takes {smoothed_ms:.0f} ms on average (your median {kind} {median_ms:.0f} ms)")
-    else:
-        parts.append(f"{name} has no timed presses yet")
-    parts.append(f"{_percent(entry['error_rate'])} of its {presses} presses are wrong (you: {_percent(user_rate)})")
-    return " and ".join(parts)
+        if smoothed_ms is not None and self.median is not None:
+            timing = f"{name} takes {smoothed_ms:.0f}{self.median}"
+        else:
+            timing = f"{name} has no timed presses yet"
+        return f"{timing} and {_percent(entry['error_rate'])} of its {presses}{self.rate}"
 
 
 def empty_ranking(target_time_ms: float) -> dict[str, Any]:
@@ -275,10 +281,12 @@ def rank_units_by_user(
     shrunk_l, score_l, eligible_l = shrunk.tolist(), score.tolist(), eligible.tolist()
     smoothed_l, mean_time_l, name_l = smoothed.tolist(), mean_time.tolist(), unit_name.tolist()
 
+    labels = [_label(name) for name in names]
     out: dict[int, dict[str, Any]] = {}
     for j, user_id in enumerate(users.tolist()):
         median_j = float(median_time[j]) if np.isfinite(median_time[j]) else None
         rate_j = float(user_rate[j])
+        reasons = _Reasons(kind, median_j, rate_j, min_presses)
         entries = []
         for i in range(bounds[j], bounds[j + 1]):
             n, e = presses_l[i], errors_l[i]
@@ -299,7 +307,7 @@ def rank_units_by_user(
                 "score": score_l[i],
                 "eligible": eligible_l[i],
             }
-            entry["reason"] = _reason(entry, kind, median_j, rate_j, min_presses)
+            entry["reason"] = reasons.of(entry, labels[name_l[i]])
             entries.append(entry)
         ranked = sorted(entries, key=lambda entry: (-entry["score"], entry["key"]))
         weak = [entry for entry in ranked if entry["eligible"] and entry["score"] > 0][:top]
