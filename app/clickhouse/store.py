@@ -375,28 +375,32 @@ def users_unit_aggregates(client: Client, user_ids: list[int], kind: str) -> dic
     """Per user, per key or letter pair over their history: presses, errors, time-to-type mean / median / p95
     (ClickHouse's quantilesTiming over every timed press) and, for keys, mean hold time."""
     table = _unit_table(kind)
-    hold = "sum(holds), sum(hold_sum_ms)" if kind == "key" else "0, 0"
-    rows = client.query(
-        "SELECT user_id, key, sum(presses), sum(errors), sum(timed_presses), sum(time_to_type_sum_ms), "
-        f"quantilesTimingArray(0.5, 0.95)(time_to_type_ms), {hold} FROM {table} FINAL "
-        f"ARRAY JOIN {UNIT_ARRAYS[kind]} WHERE user_id IN {{u:Array(UInt64)}} GROUP BY user_id, key "
-        "ORDER BY user_id, key",
+    hold = "sum(holds) AS n_holds, sum(hold_sum_ms) AS n_hold_sum" if kind == "key" else "0 AS n_holds, 0 AS n_hold_sum"
+    # Arrow, column by column into Python lists: a pass's hundreds of thousands of (user, pair) rows parse in C.
+    # The aliases differ from the arrays' names, which ClickHouse would otherwise resolve to the aggregates.
+    result = client.query_arrow(
+        "SELECT user_id, key, sum(presses) AS n_presses, sum(errors) AS n_errors, sum(timed_presses) AS n_timed, "
+        "sum(time_to_type_sum_ms) AS n_time_sum, quantilesTimingArray(0.5, 0.95)(time_to_type_ms) AS n_quantiles, "
+        f"{hold} FROM {table} FINAL ARRAY JOIN {UNIT_ARRAYS[kind]} WHERE user_id IN {{u:Array(UInt64)}} "
+        "GROUP BY user_id, key ORDER BY user_id, key",
         parameters={"u": user_ids},
-    ).result_rows
+    )
+    columns = [result.column(name).to_pylist() for name in (
+        "user_id", "key", "n_presses", "n_errors", "n_timed", "n_time_sum", "n_quantiles", "n_holds", "n_hold_sum"
+    )]  # fmt: skip
     out: dict[int, list[dict[str, Any]]] = {u: [] for u in user_ids}
-    for user_id, name, presses, errors, timed, time_sum, quantiles, holds, hold_sum in rows:
-        presses, errors, timed = int(presses), int(errors), int(timed)
-        out[int(user_id)].append(
+    for user_id, name, presses, errors, timed, time_sum, quantiles, holds, hold_sum in zip(*columns):
+        out[user_id].append(
             {
                 "key": name,
                 "presses": presses,
                 "errors": errors,
                 "error_rate": errors / presses if presses else None,
                 "timed_presses": timed,
-                "mean_time_to_type_ms": int(time_sum) / timed if timed else None,
+                "mean_time_to_type_ms": time_sum / timed if timed else None,
                 "median_time_to_type_ms": _number(quantiles[0]) if timed else None,
                 "p95_time_to_type_ms": _number(quantiles[1]) if timed else None,
-                "mean_hold_ms": int(hold_sum) / int(holds) if holds else None,
+                "mean_hold_ms": hold_sum / holds if holds else None,
             }
         )
     return out
