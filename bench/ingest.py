@@ -362,7 +362,7 @@ def ensure_stack(settings: Settings) -> bool:
     from devstack.stack import LocalStack
 
     stack = LocalStack(settings)
-    needed = [s for s in stack.status() if s.name != "serve" and not s.running]
+    needed = [s for s in stack.status() if not s.name.startswith("serve") and not s.running]
     if needed:
         print("starting the local stack (" + ", ".join(s.name for s in needed) + " down)…", flush=True)
         stack.up(with_serve=False, progress=lambda m: print("  " + m, flush=True))

@@ -421,8 +421,22 @@ class LocalStack:
     def serve_url(self) -> str:
         return f"http://{self.settings.serve_host}:{self.settings.serve_port}"
 
+    def serve_apps(self) -> dict[str, tuple[str, str]]:
+        """Each Serve application of serve/config.yaml (`keyscope`, `live`): its status name (`serve`,
+        `serve/live`), and the liveness URL it answers through the stack's HTTP port (HAProxy routes by prefix)."""
+        from serve.deploy import app_routes, health_path
+
+        return {
+            app: ("serve" if prefix == "/" else f"serve/{app}", self.serve_url() + health_path(prefix))
+            for app, prefix in app_routes().items()
+        }
+
+    def serve_answers(self) -> bool:
+        """True when every application of the Serve config answers on the stack's HTTP port."""
+        return all(http_ok(url) for _, url in self.serve_apps().values())
+
     def deploy_serve(self, state: dict) -> None:
-        if http_ok(self.serve_url() + "/healthz"):
+        if self.serve_answers():
             return
         self.logs.mkdir(parents=True, exist_ok=True)
         with open(self.logs / "serve-deploy.log", "ab") as out:
@@ -436,7 +450,8 @@ class LocalStack:
             raise StackError(f"deploying the Serve app failed; see {self.logs / 'serve-deploy.log'}")
         state["serve"] = {"url": self.serve_url()}
         self._save(state)
-        wait_until(lambda: http_ok(self.serve_url() + "/healthz"), f"Serve app at {self.serve_url()}", 120)
+        for app, (_, url) in self.serve_apps().items():
+            wait_until(lambda url=url: http_ok(url), f"Serve application {app!r} at {url}", 120)
 
     def prepare_data(self) -> None:
         """Create the Kafka topics and apply ClickHouse migrations (both idempotent)."""
@@ -511,7 +526,10 @@ class LocalStack:
                 http_ok(dashboard + "/api/version"),
                 "ray" in state,
             ),
-            ServiceStatus("serve", self.serve_url(), http_ok(self.serve_url() + "/healthz"), "serve" in state),
+            *(
+                ServiceStatus(name, url.removesuffix("/healthz"), http_ok(url), "serve" in state)
+                for name, url in self.serve_apps().values()
+            ),
         ]
 
 

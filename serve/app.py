@@ -1,4 +1,7 @@
-"""The Ray Serve application: deployments composed with `.bind()`.
+"""The Ray Serve applications: `app` (named `keyscope` in serve/config.yaml, route prefix /), deployments composed
+with `.bind()`, and `live_app` (named `live`, route prefix /v1/live), the live-feedback WebSocket on its own.
+
+The `keyscope` application:
 
 - `ingress` (FastAPI, serve/routes.py): auth, rate limits, submissions to Kafka, and reads answered from the
   Redis cache. Cheap per request, so a few replicas carry the traffic.
@@ -8,13 +11,19 @@
   it holds the networks and a cluster with GPUs gives it one, so it too scales on its own.
 - `practice` (serve/practice.py): practice texts from the cache, and a background writer that holds the
   practice-text language model once a signature needs texts; a cluster with GPUs gives it one.
+The `live` application has one deployment, `live` (serve/live.py): each /v1/live WebSocket is one request for its
+whole life, so it is an application of its own, autoscaled on open sessions, and the REST ingress scales on REST
+requests only. It reaches the `keyscope` application's `insights` and `predictor` deployments by name
+(`CrossAppHandle`) rather than binding copies of them, and submits through the same Gateway code as POST /v1/tests.
+
 `serve/config.yaml` sets each deployment's replicas, autoscaling and resources.
 
-Deploy with `keyscope up`, or `serve run serve/config.yaml`.
+Deploy with `keyscope up`, or `serve deploy serve/config.yaml` / `serve run serve/config.yaml`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ray import serve
@@ -22,13 +31,19 @@ from ray.serve.handle import DeploymentHandle
 
 from app.config import Settings
 from serve.gateway import Gateway
+from serve.live import GatewayLive
 from serve.metrics import ServeMetrics
 from serve.practice import HandlePractice, PracticeDeployment
 from serve.predictor import HandlePredictions, PredictorDeployment
 from serve.reads import UserReads
-from serve.routes import build_app, set_gateway
+from serve.routes import build_app, build_live_app, set_gateway, set_live_backend
+
+# The application holding the deployments the live application calls: its name in serve/config.yaml.
+KEYSCOPE_APP = "keyscope"
+LIVE_CALLS = ("insights", "predictor")  # tests/unit/test_cluster_manifests.py checks KEYSCOPE_APP has them
 
 fastapi_app = build_app()
+live_fastapi_app = build_live_app()
 
 
 @serve.deployment(name="insights", ray_actor_options={"num_cpus": 0.25})
@@ -83,5 +98,60 @@ class Ingress:
         await self.gateway.close()
 
 
+class CrossAppHandle:
+    """A handle to a deployment of another Serve application, used like a DeploymentHandle
+    (`await handle.method.remote(...)`).
+
+    Two applications of one config deploy side by side in no set order, and `serve.get_deployment_handle` raises
+    while the deployment does not exist yet, so the handle is looked up on the first call (in a thread: the
+    lookup asks the Serve controller synchronously) and again after a failed lookup. Every call the live
+    deployment makes through it is bounded (serve/live.py, HISTORY_TIMEOUT_S): until the other application is up,
+    a session starts without the typist's history."""
+
+    def __init__(self, deployment: str, app_name: str) -> None:
+        self.deployment = deployment
+        self.app_name = app_name
+        self._handle: DeploymentHandle | None = None
+
+    async def handle(self) -> DeploymentHandle:
+        if self._handle is None:
+            self._handle = await asyncio.to_thread(serve.get_deployment_handle, self.deployment, self.app_name)
+        return self._handle
+
+    def __getattr__(self, method: str) -> _CrossAppMethod:
+        if method.startswith("_"):
+            raise AttributeError(method)
+        return _CrossAppMethod(self, method)
+
+
+class _CrossAppMethod:
+    def __init__(self, owner: CrossAppHandle, method: str) -> None:
+        self.owner = owner
+        self.method = method
+
+    async def remote(self, *args: Any, **kwargs: Any) -> Any:
+        handle = await self.owner.handle()
+        return await getattr(handle, self.method).remote(*args, **kwargs)
+
+
+@serve.deployment(name="live", ray_actor_options={"num_cpus": 0.25})
+@serve.ingress(live_fastapi_app)
+class LiveDeployment:
+    """The /v1/live WebSocket (serve/live.py): auth, rate limits and submissions through its own Gateway, the
+    typist's history from the `keyscope` application's insights cache, insights and predictor deployments."""
+
+    def __init__(self) -> None:
+        insights, predictor = (CrossAppHandle(name, KEYSCOPE_APP) for name in LIVE_CALLS)
+        reader, predictions = HandleReader(insights), HandlePredictions(predictor)  # type: ignore[arg-type]
+        self.gateway = Gateway(Settings.from_env(), reader, ServeMetrics(), predictions)
+        self.live = GatewayLive(self.gateway)
+        set_live_backend(self.live)
+
+    async def __del__(self) -> None:
+        await self.live.close()
+        await self.gateway.close()
+
+
 _insights = InsightsDeployment.bind()
 app = Ingress.bind(_insights, PredictorDeployment.bind(), PracticeDeployment.bind(_insights))
+live_app = LiveDeployment.bind()

@@ -1,7 +1,8 @@
 """Deploy serve/config.yaml (the deploy contract) onto the running Ray cluster: `python -m serve.deploy`.
 
 The config goes through the dashboard's Serve REST API, exactly as `serve deploy` and KubeRay's RayService
-submit it; only `http_options` host and port are taken from Settings (127.0.0.1:8000 locally).
+submit it; only `http_options` host and port are taken from Settings (127.0.0.1:8000 locally). It holds two
+applications, `keyscope` and `live` (`app_routes`); each answers GET <its route prefix>/healthz once it serves.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
 
 from app.config import Settings
 
@@ -26,8 +26,20 @@ def deploy_config(settings: Settings, path: Path = CONFIG_PATH) -> dict[str, Any
     return config
 
 
+def app_routes(path: Path = CONFIG_PATH) -> dict[str, str]:
+    """Each application of the deploy contract by name, with its route prefix."""
+    return {app["name"]: app["route_prefix"] for app in yaml.safe_load(path.read_text())["applications"]}
+
+
+def health_path(route_prefix: str) -> str:
+    """Where an application of the contract answers a liveness check (serve/routes.py): /healthz, /v1/live/healthz."""
+    return route_prefix.rstrip("/") + "/healthz"
+
+
 def deploy(settings: Settings) -> None:
-    """Submit the Serve config to the cluster's dashboard; the app outlives this process."""
+    """Submit the Serve config to the cluster's dashboard; the applications outlive this process."""
+    from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
+
     dashboard = f"http://127.0.0.1:{settings.ray_dashboard_port}"
     ServeSubmissionClient(dashboard).deploy_applications(deploy_config(settings))
     log.info("submitted %s to %s", CONFIG_PATH.name, dashboard)
@@ -36,7 +48,7 @@ def deploy(settings: Settings) -> None:
 def main() -> int:
     logging.basicConfig(level=logging.INFO)
     deploy(Settings.from_env())
-    print("keyscope Serve config submitted")
+    print(f"keyscope Serve config submitted: applications {', '.join(app_routes())}")
     return 0
 
 

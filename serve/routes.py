@@ -3,6 +3,10 @@
 
 Routes are module-level functions that reach the replica's Gateway through `set_gateway`, so the same app runs
 inside the Serve ingress (serve/app.py) and under plain uvicorn (serve/standalone.py).
+
+The /v1/live WebSocket is an app of its own, `build_live_app`: under Serve it is the `live` application
+(serve/config.yaml, route prefix /v1/live), so its long-lived connections never count against the REST ingress's
+autoscaling; plain uvicorn adds it to the REST app (`build_app(live=True)`).
 """
 
 import time
@@ -41,21 +45,36 @@ STATIC_DIR = FilePath(__file__).with_name("static")
 SUBMISSION_BODY = {"schema": SUBMISSION_SCHEMA}
 UserId = Path(ge=1, le=MAX_USER_ID, description="The typist's id on the platform")
 
+LIVE_PATH = "/v1/live"
+
 _gateway: Gateway | None = None
 _live: GatewayLive | None = None
 
 
 def set_gateway(gateway: Gateway) -> None:
-    """Install this process's Gateway (one per Serve replica or uvicorn worker) and the live sessions' backend."""
-    global _gateway, _live
+    """Install this process's Gateway (one per Serve replica or uvicorn worker)."""
+    global _gateway
     _gateway = gateway
-    _live = GatewayLive(gateway)
+
+
+def set_live_backend(backend: GatewayLive) -> None:
+    """Install this process's live sessions' backend (one per live replica or uvicorn worker)."""
+    global _live
+    _live = backend
 
 
 def live_backend() -> GatewayLive:
     if _live is None:
-        raise RuntimeError("the API's gateway is not installed (set_gateway)")
+        raise RuntimeError("the live sessions' backend is not installed (set_live_backend)")
     return _live
+
+
+async def live_socket(websocket: WebSocket) -> None:
+    await live_session(live_backend(), websocket)
+
+
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return error_response(exc.status_code, "http_error", str(exc.detail))
 
 
 def gateway() -> Gateway:
@@ -104,7 +123,8 @@ PREDICT_ERRORS = {
 }  # fmt: skip
 
 
-def build_app() -> FastAPI:
+def build_app(live: bool = False) -> FastAPI:
+    """The REST API, the dashboard and its static files; with `live`, the /v1/live WebSocket too (plain uvicorn)."""
     app = FastAPI(
         title="keyscope",
         version="0.2.0",
@@ -123,9 +143,7 @@ def build_app() -> FastAPI:
         field = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
         return error_response(422, "invalid_request", str(first.get("msg")), field)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, "http_error", str(exc.detail))
+    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
 
     @app.get("/healthz", summary="Liveness: the process answers", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -272,10 +290,8 @@ def build_app() -> FastAPI:
     async def delete_user(request: Request, user_id: int = UserId) -> Response:
         return await gateway().delete_user(request, user_id)
 
-    # Not in the OpenAPI schema (it has no WebSockets); the protocol is in docs/live.md.
-    @app.websocket("/v1/live")
-    async def live(websocket: WebSocket) -> None:
-        await live_session(live_backend(), websocket)
+    if live:  # not in the OpenAPI schema (it has no WebSockets); the protocol is in docs/live.md
+        app.add_api_websocket_route(LIVE_PATH, live_socket)
 
     @app.get("/dashboard", include_in_schema=False)
     async def dashboard() -> FileResponse:
@@ -297,4 +313,20 @@ def build_app() -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def build_live_app() -> FastAPI:
+    """The `live` Serve application's routes (serve/app.py). Serve mounts it at its route prefix, /v1/live, and
+    routes by the path below the prefix: the WebSocket is at the prefix itself ("", or "/" with a trailing slash),
+    and GET /v1/live/healthz answers once a live replica does (the local stack waits for it)."""
+    app = FastAPI(title="keyscope live", openapi_url=None, docs_url=None, redoc_url=None)
+    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
+    app.add_api_websocket_route("", live_socket)
+    app.add_api_websocket_route("/", live_socket)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "app": "live"}
+
     return app

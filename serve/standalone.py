@@ -1,5 +1,5 @@
-"""The same API without Ray: one uvicorn process running serve/routes.py with reads and predictions computed
-in-process (predictions one request at a time: no batching).
+"""The same API without Ray: one uvicorn process running serve/routes.py (the REST app and /v1/live) with reads and
+predictions computed in-process (predictions one request at a time: no batching).
 
 The upper bound `keyscope bench serve` compares the Serve application with; also handy for debugging:
 
@@ -15,9 +15,10 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from serve.gateway import Gateway
+from serve.live import GatewayLive
 from serve.predictions import LocalPredictions, open_service
 from serve.reads import UserReads
-from serve.routes import build_app, set_gateway
+from serve.routes import build_app, set_gateway, set_live_backend
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -30,13 +31,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         predictions.start()
         gateway = Gateway(settings, reads, predictions=predictions)
         set_gateway(gateway)
+        live = GatewayLive(gateway)
+        set_live_backend(live)
         try:
             yield
         finally:
+            await live.close()
             await gateway.close()
             await reads.close()
             await predictions.close()
 
-    app = build_app()
+    app = build_app(live=True)  # one process serves /v1/live too
     app.router.lifespan_context = lifespan
     return app

@@ -25,6 +25,9 @@ TEST_PORTS = {
     "KEYSCOPE_LM_DIR": os.environ.get(
         "KEYSCOPE_TEST_LM_DIR", str(Path(__file__).resolve().parents[1] / ".keyscope" / "lm" / "smollm2-135m-instruct")
     ),
+    # A /v1/live connection silent this long is closed (120 s by default): short, so tests/e2e/test_live.py sees it
+    # happen in seconds; every other live session in the tests sends its next message well within it.
+    "KEYSCOPE_LIVE_IDLE_S": "5",
 }
 
 

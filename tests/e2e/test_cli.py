@@ -31,7 +31,7 @@ def test_help_explains_every_command(stack_settings):
 def test_status_lists_every_service_as_up(stack, stack_settings):
     result = run(stack_settings, "status")
     assert result.returncode == 0, result.stdout + result.stderr
-    for name in ("kafka", "clickhouse", "redis", "ray", "serve"):
+    for name in ("kafka", "clickhouse", "redis", "ray", "serve", "serve/live"):
         assert any(line.split()[:2] == [name, "up"] for line in result.stdout.splitlines()), result.stdout
 
 

@@ -1,30 +1,39 @@
-"""/v1/live against the Serve app on the real stack: WebSocket sessions through the stack's HTTP port (HAProxy to
-the ingress replicas when Ray bundles it), credentials refused and accepted, hints from a typist's stored history,
-a session that ends in exactly one stored test (even when the platform POSTs it again), bad messages that change
-nothing (and reach no Kafka topic), a dropped connection resumed, and two users' sessions that never mix."""
+"""/v1/live against the Serve applications on the real stack: WebSocket sessions through the stack's HTTP port
+(HAProxy to the `live` application's replicas when Ray bundles it), served by that application and not the REST
+ingress, credentials refused and accepted, hints from a typist's stored history (the `keyscope` application's
+insights, reached across applications), a session that ends in exactly one stored test (even when the platform POSTs
+it again), bad messages that change nothing (and reach no Kafka topic), a dropped connection resumed, a silent one
+expired, and two users' sessions that never mix."""
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
+import yaml
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from app.auth import issue_token, settings_with_local_secrets
 from app.kafka import end_offsets
+from devstack.cluster_state import haproxy_servers, serve_details
+from devstack.stack import haproxy_binary
 from pipelines.ingest import run_ingest
-from serve.live import CLOSE_UNAUTHENTICATED
+from serve.deploy import CONFIG_PATH
+from serve.live import CLOSE_IDLE, CLOSE_UNAUTHENTICATED
 from tests.api import SERVICE_HEADERS, api_get, api_post
 from tests.typists import slow_q_history
 
 pytestmark = pytest.mark.stack
 
 TYPIST, NEWCOMER, THIRD = 8_100_001, 8_100_002, 8_100_003
+SILENT, ROUTED = 8_200_101, 8_200_102
 HISTORY_TESTS = 8
 TEXT = "the queen quit quickly and the aqua quilt was quiet"
 STEP_MS = 170
@@ -198,3 +207,52 @@ def test_two_users_sessions_never_mix(stack, api_url):
     finally:
         for ws in sockets.values():
             ws.close()
+
+
+def test_v1_live_is_served_by_the_live_application_not_the_rest_ingress(stack, api_url, stack_settings):
+    """Each WebSocket is an ongoing request for its whole life, so /v1/live is an application of its own
+    (serve/config.yaml): the REST ingress's autoscaling never sees the sessions."""
+    # The route table of the stack's HTTP port (HAProxy, or Serve's proxy): the longest matching prefix wins.
+    assert httpx.get(api_url + "/-/routes", timeout=10).json() == {"/v1/live": "live", "/": "keyscope"}
+    applications = serve_details(stack_settings)["applications"]
+    assert {name: app["status"] for name, app in applications.items()} == {"keyscope": "RUNNING", "live": "RUNNING"}
+    assert applications["live"]["route_prefix"] == "/v1/live"
+    assert set(applications["live"]["deployments"]) == {"live"}
+    assert "live" not in applications["keyscope"]["deployments"]
+    [config] = [app for app in yaml.safe_load(CONFIG_PATH.read_text())["applications"] if app["name"] == "live"]
+    min_replicas = config["deployments"][0]["autoscaling_config"]["min_replicas"]
+    replicas = applications["live"]["deployments"]["live"]["replicas"]
+    assert sum(r["state"] == "RUNNING" for r in replicas) >= min_replicas
+    assert httpx.get(api_url + "/v1/live/healthz", timeout=10).json() == {"status": "ok", "app": "live"}
+
+    def sessions(app: str) -> int:  # connections HAProxy has given the app's replicas so far
+        return sum(server.sessions for server in haproxy_servers(stack_settings, app))
+
+    proxied = haproxy_binary() is not None  # else the stack runs Serve's own proxy (devstack/stack.py)
+    before = {app: sessions(app) for app in applications} if proxied else {}
+    with live(api_url, f"?token={user_token(stack, ROUTED)}") as ws:
+        assert ask(ws, start(ROUTED))["type"] == "ready"
+        if proxied:
+            assert sessions("live") == before["live"] + 1, "the WebSocket went to a live replica"
+            assert sessions("keyscope") >= before["keyscope"]
+
+
+def test_a_silent_connection_is_closed_and_its_session_does_not_resume(stack, api_url, stack_settings):
+    idle_s = stack_settings.live_idle_s
+    assert idle_s <= 10, "the test stack shortens KEYSCOPE_LIVE_IDLE_S (tests/conftest.py)"
+    token = user_token(stack, SILENT)
+    with live(api_url, f"?token={token}") as ws:
+        ready = ask(ws, start(SILENT, test_id="live-e2e-idle"))
+        assert ask(ws, {"type": "keys", "keystrokes": strokes("the q")})["position"] == 5
+        silent = time.monotonic()
+        expired = json.loads(ws.recv(timeout=idle_s + 30))
+        waited = time.monotonic() - silent
+        assert expired["type"] == "error" and "expired" in expired["message"], expired
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=30)
+        assert closed.value.rcvd.code == CLOSE_IDLE
+    assert idle_s - 0.5 <= waited < idle_s + 10, waited
+    # Expired, not parked: no connection can resume it, its own user's included.
+    with live(api_url, f"?token={token}") as ws:
+        refused = ask(ws, {"type": "resume", "session_id": ready["session_id"]})
+        assert refused["type"] == "error" and refused["field"] == "session_id", refused

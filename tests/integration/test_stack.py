@@ -20,8 +20,8 @@ def test_second_up_starts_nothing_and_status_reports_every_service(stack, stack_
     statuses = LocalStack(stack_settings).up()
     assert stack._state() == before  # same processes: nothing restarted
     assert {s.name: s.running for s in statuses} == dict.fromkeys(
-        ["kafka", "clickhouse", "redis", "ray", "serve"], True
-    )
+        ["kafka", "clickhouse", "redis", "ray", "serve", "serve/live"], True
+    )  # serve: the `keyscope` Serve application at /; serve/live: the `live` one at /v1/live
     assert all(s.started_by_stack for s in statuses if s.name != "redis")
 
 

@@ -319,6 +319,28 @@ def test_serve_config_names_the_real_application(monkeypatch):
                 assert merged[options.name].deployment_config.autoscaling_config is not None
 
 
+def test_serve_config_gives_live_feedback_an_application_of_its_own():
+    """/v1/live's WebSockets are ongoing requests for their whole life: they must not count against the REST
+    ingress's autoscaling, so they are the `live` application, which calls the `keyscope` application's
+    deployments by name (serve/app.py): those must exist there, and deployment names must not repeat (the values
+    files and devstack/cluster_state.py address deployments by name alone)."""
+    import serve.app
+
+    config = _serve_config()
+    apps = {app["name"]: app for app in config["applications"]}
+    assert {name: app["route_prefix"] for name, app in apps.items()} == {"keyscope": "/", "live": "/v1/live"}
+    assert apps["live"]["import_path"] == "serve.app:live_app"
+    names = [d["name"] for app in config["applications"] for d in app["deployments"]]
+    assert len(names) == len(set(names)), names
+    called = {d["name"] for d in apps[serve.app.KEYSCOPE_APP]["deployments"]}
+    assert set(serve.app.LIVE_CALLS) <= called
+    [live] = apps["live"]["deployments"]
+    ingress = next(d for d in apps["keyscope"]["deployments"] if d["name"] == "ingress")
+    assert live["autoscaling_config"]["target_ongoing_requests"] > ingress["autoscaling_config"][
+        "target_ongoing_requests"]  # fmt: skip
+    assert live["autoscaling_config"]["target_ongoing_requests"] < live["max_ongoing_requests"]
+
+
 def _deployments(config: dict) -> dict[str, dict]:
     return {d["name"]: d for app in config["applications"] for d in app.get("deployments", [])}
 

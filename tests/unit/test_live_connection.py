@@ -243,3 +243,26 @@ def test_every_start_is_charged_to_the_rate_limit_and_a_spent_one_refuses_the_co
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
         assert closed.value.code == CLOSE_RATE_LIMITED
+
+
+def test_the_live_application_serves_the_socket_at_its_route_prefix(backend, monkeypatch):
+    """Serve mounts the `live` application at /v1/live (serve/config.yaml) as ASGI root_path; the REST app has no
+    WebSocket, so /v1/live cannot drift back into the ingress unnoticed (plain uvicorn adds it on request)."""
+    from starlette.routing import WebSocketRoute
+
+    from serve import routes
+
+    monkeypatch.setattr(routes, "_live", backend)
+    client = TestClient(routes.build_live_app(), root_path=routes.LIVE_PATH)
+    for path in (routes.LIVE_PATH, routes.LIVE_PATH + "/"):
+        with client.websocket_connect(path + "?token=user-token") as ws:
+            ws.send_json(start())
+            assert ws.receive_json()["type"] == "ready"
+    assert client.get(routes.LIVE_PATH + "/healthz").json() == {"status": "ok", "app": "live"}
+    assert client.get(routes.LIVE_PATH + "/nothing").json()["error"]["code"] == "http_error"
+
+    def sockets(app: FastAPI) -> list[str]:
+        return [r.path for r in app.routes if isinstance(r, WebSocketRoute)]
+
+    assert sockets(routes.build_app()) == []
+    assert sockets(routes.build_app(live=True)) == [routes.LIVE_PATH]
