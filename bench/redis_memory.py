@@ -1,13 +1,14 @@
 """`keyscope bench redis-memory`: Redis bytes per typist, key family by key family, on the running stack.
 
-    keyscope bench redis-memory [--sample 500] [--seed 1]
+    keyscope bench redis-memory [--sample 500] [--seed 1] [--min-tests 1]
 
 Samples `--sample` typists among those with a key under `keyscope:user:` (cached reads and their generation,
 written for every typist whose tests were stored or read) and asks Redis `MEMORY USAGE` (every element sampled)
 for each per-typist key keyscope keeps: the cached reads, their generation, the online features, the practice
 records, the rate-limit bucket and the live sessions' resume window. Per family it prints how many sampled
 typists hold one, its bytes where held (mean, p50, p95) and the mean per typist; and how many tests the sampled
-typists have stored (ClickHouse), since a read grows with the keys and pairs a typist has typed. Reads only.
+typists have stored (ClickHouse), since a read grows with the keys and pairs a typist has typed; `--min-tests`
+samples only typists with at least that many. Reads only.
 """
 
 from __future__ import annotations
@@ -32,9 +33,14 @@ FAMILIES = (  # (label, key pattern), as app/user_data.py and the modules that o
 USER_PATTERN = "keyscope:user:*"
 
 
-def sample_typists(client, size: int, seed: int) -> list[int]:
-    """Up to `size` typist ids drawn at random from every typist with a key under `keyscope:user:`."""
-    ids = sorted({int(key.split(b":")[2]) for key in client.scan_iter(USER_PATTERN, count=10_000)})
+def typists_in_cache(client) -> list[int]:
+    """Every typist with a key under `keyscope:user:`, in id order."""
+    return sorted({int(key.split(b":")[2]) for key in client.scan_iter(USER_PATTERN, count=10_000)})
+
+
+def sample_typists(ids: list[int], size: int, seed: int) -> list[int]:
+    """Up to `size` of these typist ids drawn at random, in id order."""
+    ids = list(ids)
     random.Random(seed).shuffle(ids)
     return sorted(ids[:size])
 
@@ -87,19 +93,25 @@ def report_rows(measured: dict[str, list[int]]) -> list[list[str]]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample", type=int, default=500, help="typists to sample (default 500)")
     parser.add_argument("--seed", type=int, default=1, help="sampling seed (default 1)")
+    parser.add_argument("--min-tests", type=int, default=1,
+                        help="sample only typists with at least this many stored tests (default 1: any)")
 
 
 def run_command(settings: Settings, args: argparse.Namespace) -> int:
     """`keyscope bench redis-memory`: reads the running stack's Redis and ClickHouse; starts nothing."""
     import redis
 
-    if args.sample < 1:
-        raise SystemExit("--sample must be at least 1")
+    if args.sample < 1 or args.min_tests < 1:
+        raise SystemExit("--sample and --min-tests must be at least 1")
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
     try:
-        typists = sample_typists(client, args.sample, args.seed)
+        candidates = typists_in_cache(client)
+        if args.min_tests > 1 and candidates:
+            counts = tests_per_typist(settings, candidates)
+            candidates = [u for u, n in zip(candidates, counts.tolist()) if n >= args.min_tests]
+        typists = sample_typists(candidates, args.sample, args.seed)
         if not typists:
-            raise SystemExit(f"no typist has a key in {settings.redis_url}: store some tests first")
+            raise SystemExit(f"no typist with {args.min_tests}+ stored tests has a key in {settings.redis_url}")
         measured = family_bytes(client, typists)
     finally:
         client.close()
