@@ -29,7 +29,9 @@ from typing import Any
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from app.clickhouse.client import clickhouse_client
 from app.config import Settings
+from app.experiments.runtime import ExperimentRuntime
 from serve.gateway import Gateway
 from serve.live import GatewayLive
 from serve.metrics import ServeMetrics
@@ -143,8 +145,11 @@ class LiveDeployment:
     def __init__(self) -> None:
         insights, predictor = (CrossAppHandle(name, KEYSCOPE_APP) for name in LIVE_CALLS)
         reader, predictions = HandleReader(insights), HandlePredictions(predictor)  # type: ignore[arg-type]
-        self.gateway = Gateway(Settings.from_env(), reader, ServeMetrics(), predictions)
-        self.live = GatewayLive(self.gateway)
+        settings = Settings.from_env()
+        self.gateway = Gateway(settings, reader, ServeMetrics(), predictions)
+        # Which hints a session gives while a `hint_style` experiment runs (its exposures are written in batches).
+        experiments = ExperimentRuntime(lambda: clickhouse_client(settings.clickhouse_url)).start()
+        self.live = GatewayLive(self.gateway, experiments)
         set_live_backend(self.live)
 
     async def __del__(self) -> None:

@@ -28,6 +28,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 
 from app.auth import AuthError, Principal, authorize_user
 from app.config import Settings
+from app.experiments.runtime import ExperimentRuntime
 from app.live.history import History
 from app.live.parking import SessionParking
 from app.live.protocol import Auth, End, Keys, ProtocolError, Resume, Start, decode, parse, token_of
@@ -40,9 +41,11 @@ log = logging.getLogger("keyscope.live")
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_RATE_LIMITED = 4429
 CLOSE_IDLE = 4408
+CLOSE_SERVICE_RESTART = 1012  # the replica is shutting down: the client reconnects and resumes elsewhere
 HISTORY_TIMEOUT_S = 3.0  # `ready` waits this long for the insights and the prediction, then starts without
 RESUME_WAIT_S = 2.0  # a reconnect can beat the old connection's drop being noticed and parked: look again this long
 RESUME_POLL_S = 0.05
+HINT_FACTOR = "hint_style"  # the experiment factor a session's hints follow (app/experiments/definition.py)
 MISSING_CREDENTIAL = (
     'send the credential first: {"type": "auth", "token": "…"}, or as ?token= or an Authorization header'
 )
@@ -59,6 +62,8 @@ class LiveBackend(Protocol):
 
     async def history(self, user_id: int, text: str, layout: str) -> History: ...
 
+    def hint_style(self, user_id: int) -> str: ...
+
     async def submit(self, principal: Principal, submission: dict[str, Any]) -> tuple[int, dict[str, Any]]: ...
 
     async def park(self, session: LiveSession) -> None: ...
@@ -69,10 +74,17 @@ class LiveBackend(Protocol):
 class GatewayLive:
     """The live backend of a Serve replica: the replica's Gateway (serve/gateway.py) and the resume window."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, experiments: ExperimentRuntime | None = None) -> None:
         self.gateway = gateway
         self.settings = gateway.settings
         self.parking = SessionParking(gateway.settings.redis_url, gateway.settings.live_resume_s)
+        self.experiments = experiments
+
+    def hint_style(self, user_id: int) -> str:
+        """The hints a new session of the user gives: the variant of a running `hint_style` experiment (recorded as
+        an exposure), else all of them. Memory only (app/experiments/runtime.py)."""
+        chosen = self.experiments.choose(user_id, HINT_FACTOR) if self.experiments is not None else None
+        return chosen.value if chosen is not None else "all"
 
     async def principal(self, credential: str) -> Principal:
         principal = await self.gateway.authenticated(f"Bearer {credential}")
@@ -120,11 +132,29 @@ class GatewayLive:
         return await self.parking.claim(user_id, session_id)
 
     async def close(self) -> None:
+        await hand_over_open_sessions()  # before the resume window's connection closes
         await self.parking.close()
+        if self.experiments is not None:
+            await asyncio.to_thread(self.experiments.close)
 
 
 def error(message: str, field: str | None = None) -> dict[str, Any]:
     return {"type": "error", "message": message, "field": field}
+
+
+# The connections this process serves (a replica is one process), so a replica being shut down (a downscale, a
+# redeploy) hands their sessions to the resume window instead of dropping them with the process.
+_OPEN: set[LiveConnection] = set()
+
+
+async def hand_over_open_sessions() -> int:
+    """Park every open connection's session and close the connection with 1012, so its client resumes on another
+    replica; the number of sessions parked. Serve calls it, through the deployment's shutdown, once the replica has
+    stopped taking new connections."""
+    parked = 0
+    for connection in list(_OPEN):
+        parked += await connection.hand_over()
+    return parked
 
 
 class LiveConnection:
@@ -202,6 +232,23 @@ class LiveConnection:
             except Exception as exc:
                 log.warning("live: parking session %s failed: %r", self.session.session_id, exc)
 
+    async def hand_over(self) -> int:
+        """The replica is going away: park the session (once: it is no longer this connection's) and close with
+        1012. 1 if a session was parked."""
+        session, self.session = self.session, None
+        if session is not None:
+            try:
+                await self.backend.park(session)
+            except Exception as exc:
+                log.warning("live: parking session %s at shutdown failed: %r", session.session_id, exc)
+                session = None
+        try:
+            await self.send(error("the server is restarting: reconnect and send `resume` with your session_id"))
+            await self.websocket.close(CLOSE_SERVICE_RESTART, "restart")
+        except Exception:  # the client went away meanwhile
+            pass
+        return int(session is not None)
+
     async def handle(self, raw: str | bytes) -> bool:
         """Answer one message; False when the connection was closed."""
         obj = decode(raw)
@@ -251,7 +298,10 @@ class LiveConnection:
         self.authorize(start.user_id)
         await self.charge()
         history = await self.backend.history(start.user_id, start.text, start.layout)
-        self.session = LiveSession.begin(start, history, int(time.time() * 1000), self.backend.settings.max_keystrokes)
+        self.session = LiveSession.begin(
+            start, history, int(time.time() * 1000), self.backend.settings.max_keystrokes,
+            hint_style=self.backend.hint_style(start.user_id),
+        )  # fmt: skip
         await self.send(self.session.ready())
 
     async def resume(self, resume: Resume) -> None:
@@ -292,4 +342,9 @@ class LiveConnection:
 
 async def live_session(backend: LiveBackend, websocket: WebSocket) -> None:
     """Serve one /v1/live connection until it closes."""
-    await LiveConnection(backend, websocket).run()
+    connection = LiveConnection(backend, websocket)
+    _OPEN.add(connection)
+    try:
+        await connection.run()
+    finally:
+        _OPEN.discard(connection)

@@ -16,7 +16,14 @@ from app.config import Settings
 from app.live.history import History
 from app.live.session import LiveSession
 from app.schemas import parse_submission
-from serve.live import CLOSE_IDLE, CLOSE_RATE_LIMITED, CLOSE_UNAUTHENTICATED, live_session
+from serve.live import (
+    CLOSE_IDLE,
+    CLOSE_RATE_LIMITED,
+    CLOSE_SERVICE_RESTART,
+    CLOSE_UNAUTHENTICATED,
+    hand_over_open_sessions,
+    live_session,
+)
 
 USER, OTHER = 8_100_101, 8_100_102
 TOKENS = {"user-token": Principal("user", USER, f"user:{USER}"), "service-key": Principal("service", None, "svc")}
@@ -29,6 +36,7 @@ class MemoryBackend:
         self.submitted: list[dict[str, Any]] = []
         self.parked: dict[tuple[int, str], LiveSession] = {}
         self.allowance = 1000  # requests the rate limit lets through
+        self.style = "all"  # what a hint_style experiment would give every user
 
     async def charge(self, principal: Principal) -> bool:
         self.allowance -= 1
@@ -43,6 +51,9 @@ class MemoryBackend:
 
     async def history(self, user_id: int, text: str, layout: str) -> History:
         return History()
+
+    def hint_style(self, user_id: int) -> str:
+        return self.style
 
     async def submit(self, principal: Principal, submission: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         test = parse_submission(submission)
@@ -69,6 +80,10 @@ def client(backend) -> TestClient:
     @app.websocket("/v1/live")
     async def live(websocket: WebSocket) -> None:
         await live_session(backend, websocket)
+
+    @app.post("/shutdown")  # what the live deployment's shutdown calls
+    async def shutdown() -> dict[str, int]:
+        return {"parked": await hand_over_open_sessions()}
 
     return TestClient(app)
 
@@ -266,3 +281,37 @@ def test_the_live_application_serves_the_socket_at_its_route_prefix(backend, mon
 
     assert sockets(routes.build_app()) == []
     assert sockets(routes.build_app(live=True)) == [routes.LIVE_PATH]
+
+
+def test_a_session_gives_the_hints_of_the_style_its_user_is_assigned(client, backend):
+    # Three wrong presses in a row call for a hint; a user in the `none` variant of a hint_style experiment sees none.
+    wrong = [{"key": "x", "down": 100 * i} for i in range(3)]
+    for style, expected in (("all", ["errors_in_a_row"]), ("none", [])):
+        backend.style = style
+        with client.websocket_connect("/v1/live", headers={"Authorization": "Bearer user-token"}) as ws:
+            ws.send_json(start())
+            assert ws.receive_json()["hint_style"] == style
+            ws.send_json({"type": "keys", "keystrokes": wrong})
+            assert [h["kind"] for h in ws.receive_json()["hints"]] == expected
+
+
+def test_a_replica_shutting_down_hands_its_open_sessions_to_the_resume_window(client, backend):
+    with client.websocket_connect("/v1/live?token=user-token") as ws:
+        ws.send_json(start(test_id="t-handed-over"))
+        session_id = ws.receive_json()["session_id"]
+        ws.send_json({"type": "keys", "keystrokes": keys("the ")})
+        ws.receive_json()
+        assert client.post("/shutdown").json() == {"parked": 1}
+        assert "resume" in ws.receive_json()["message"]
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+        assert closed.value.code == CLOSE_SERVICE_RESTART
+    assert list(backend.parked) == [(USER, session_id)]  # parked once, by the shutdown
+    with client.websocket_connect("/v1/live?token=user-token") as ws:
+        ws.send_json({"type": "resume", "session_id": session_id})
+        assert ws.receive_json()["position"] == 4
+        ws.send_json({"type": "keys", "keystrokes": keys("cat sat", 2000)})
+        assert ws.receive_json()["position"] == len(TEXT)
+        ws.send_json({"type": "end"})
+        assert ws.receive_json() == {"type": "done", "test_id": "t-handed-over"}
+    assert client.post("/shutdown").json() == {"parked": 0}  # nothing open any more
