@@ -1,6 +1,6 @@
 """`keyscope bench capacity`: the whole local stack under a realistic mixed load, the figure we steer by.
 
-    keyscope bench capacity [--rate 100] [--seconds 45] [--users 5000] [--find-knee]
+    keyscope bench capacity [--rate 100] [--seconds 45] [--users 5000] [--find-knee] [--memory]
 
 Returning typists: a pool of `--users` fresh user ids (a new pool each run), test i from typist i mod users, each a
 simulated test (the simulator's texts and typing) stamped with the time it is sent, POSTed at a steady offered rate
@@ -11,6 +11,8 @@ visible → insights fresh. After the load, the run waits for the backlog: every
 ClickHouse against the accepted ones; a shortfall after `--drain-timeout` is reported as lost or late).
 
 CPU: each stack process's CPU time over the load window (from /proc), as a share of one core, grouped by process.
+`--memory` also samples every stack process's memory every 10 s of the load and reports whether each stayed flat,
+as `keyscope bench soak` does.
 
 `--find-knee` runs rates from `--rate` up, ×1.5 each step, until visible p95 passes 2 s (or a test is lost), and
 reports the last rate that held.
@@ -35,7 +37,7 @@ from app.api_client import api_url, service_headers
 from app.config import Settings
 from app.text_table import print_table
 from bench import add_first_user_argument, first_user
-from bench.load import follower, stack_processes
+from bench.load import SAMPLE_EVERY_S, MemorySeries, follower, memory_bytes, print_soak, stack_processes
 
 POLL_S = 0.25
 POLL_LATE_S = 1.0
@@ -66,6 +68,7 @@ class CapacityResult:
     cpu: dict[str, float] = field(default_factory=dict)  # process group → share of one core over the load
     window_s: float = 0.0  # the load window the CPU shares are over
     clickhouse: dict[str, int] = field(default_factory=dict)  # ClickHouse's own counters over the load window
+    memory: dict[int, MemorySeries] | None = None  # with --memory: each stack process's memory over the load
 
     @property
     def achieved(self) -> float:
@@ -168,8 +171,21 @@ def group_of(name: str) -> str:
     return service if process else name
 
 
+async def sample_memory(settings: Settings, extra: dict[str, int], series: dict[int, MemorySeries],
+                        done: asyncio.Event) -> None:
+    """Every stack process's memory every SAMPLE_EVERY_S until `done` (as `keyscope bench soak` samples it)."""
+    while not done.is_set():
+        for pid, name in stack_processes(settings, extra).items():
+            if (memory := memory_bytes(pid)) is not None:
+                series.setdefault(pid, MemorySeries(name)).add(*memory)
+        try:
+            await asyncio.wait_for(done.wait(), SAMPLE_EVERY_S)
+        except TimeoutError:
+            pass
+
+
 async def offered_load(settings: Settings, tests: list[dict], rate: float, sample: int, insights_sample: int,
-                       result: CapacityResult) -> None:
+                       result: CapacityResult, extra: dict[str, int] | None = None) -> None:
     # aiohttp, not httpx: the load generator shares the stack's 2 cores, and httpx spends about ten times more CPU
     # per request than aiohttp does, CPU the stack would otherwise have.
     placeholder = STAMP_PLACEHOLDER.decode()
@@ -227,8 +243,14 @@ async def offered_load(settings: Settings, tests: list[dict], rate: float, sampl
             if i % sample == 0 and await visible(test, posted) and (i // sample) % insights_sample == 0:
                 await fresh(test["user_id"], count)
 
+        done = asyncio.Event()
+        sampler = (asyncio.create_task(sample_memory(settings, extra or {}, result.memory, done))
+                   if result.memory is not None else None)  # fmt: skip
         tasks = [asyncio.create_task(one(i, test)) for i, test in enumerate(tests)]
         await asyncio.gather(*tasks)
+        done.set()
+        if sampler is not None:
+            await sampler
         result.seconds = max(result.seconds, len(tests) / rate)
 
 
@@ -266,17 +288,17 @@ def stored_tests(settings: Settings, first_user_id: int, users: int) -> int:
 
 def run_rate(settings: Settings, rate: float, seconds: float, users: int, first_user_id: int, sample: int,
              insights_sample: int, drain_timeout_s: float, extra: dict[str, int],
-             progress=print) -> CapacityResult:
+             progress=print, memory: bool = False) -> CapacityResult:
     """One rate: load, then drain; the follower (ingest in follow mode) must be running."""
     count = max(1, int(rate * seconds))
     progress(f"simulating {count} tests of {min(users, count)} typists")
     tests = returning_typists(count, users, first_user_id, seed=first_user_id % 1_000_003)
-    result = CapacityResult(offered=rate)
+    result = CapacityResult(offered=rate, memory={} if memory else None)
     extra = {**extra, "load generator (this process)": os.getpid()}
     pids = stack_processes(settings, extra)
     events_before = clickhouse_events(settings)
     before, wall = cpu_seconds(pids), time.perf_counter()
-    asyncio.run(offered_load(settings, tests, rate, sample, insights_sample, result))
+    asyncio.run(offered_load(settings, tests, rate, sample, insights_sample, result, extra))
     pids.update(stack_processes(settings, extra))  # Ray workers started during the load count too
     result.window_s = time.perf_counter() - wall
     result.cpu = cpu_shares(pids, before, cpu_seconds(pids), result.window_s)
@@ -364,6 +386,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="of the visible sampled tests, follow one in N into the insights (default 5)")
     parser.add_argument("--drain-timeout", type=float, default=180.0,
                         help="seconds to wait after the load for every accepted test to be stored (default 180)")
+    parser.add_argument("--memory", action="store_true",
+                        help=f"sample every stack process's memory every {SAMPLE_EVERY_S:g} s of the load and report "
+                             "whether each stayed flat (as `keyscope bench soak` does)")
     parser.add_argument("--find-knee", action="store_true",
                         help=f"raise the rate x{KNEE_STEP:g} until visible p95 passes {KNEE_VISIBLE_P95_S:g} s")
     add_first_user_argument(parser)
@@ -387,13 +412,23 @@ def run_command(settings: Settings, args: argparse.Namespace) -> int:
         for step in range(KNEE_MAX_STEPS if args.find_knee else 1):
             pool = base + step * 10_000_000  # a fresh pool of typists per rate
             results.append(run_rate(settings, rate, args.seconds, args.users, pool, args.sample,
-                                    args.insights_sample, args.drain_timeout, {"ingest --follow": ingest.pid}))
+                                    args.insights_sample, args.drain_timeout, {"ingest --follow": ingest.pid},
+                                    memory=args.memory))
             if not results[-1].held():
                 break
             rate *= KNEE_STEP
     print(f"\ncapacity: {args.users} returning typists, {args.seconds:g} s per rate, ingest in follow mode, "
           f"one test in {args.sample} polled")
     print_results(results)
+    flat = True
+    for r in results:
+        if r.memory is not None:
+            print(f"\nMemory over the load at {r.offered:g}/s, every {SAMPLE_EVERY_S:g} s:")
+            expected = max((len(m.samples) for m in r.memory.values()), default=0)
+            steady = [m for m in r.memory.values() if len(m.samples) >= max(4, expected // 2)]
+            flat &= print_soak(sorted(steady, key=lambda m: -max(m.samples)))
+    if args.memory:
+        print("memory flat in every process" if flat else "memory NOT flat in every process")
     if args.find_knee:
         held = knee(results)
         print(f"\nknee: {held.offered:g} tests/s held (visible p95 ≤ {KNEE_VISIBLE_P95_S:g} s, nothing lost)"
