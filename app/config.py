@@ -151,8 +151,8 @@ class Settings:
     ingest_interval_s: float = 0.25
     # Follow mode under load: a pass starts at most this often, so a busy topic is stored in fewer, larger passes
     # (each pass costs a fixed set of ClickHouse inserts and parts to merge, whatever its size). A pass after an idle
-    # look starts at once, so a quiet topic's test still shows within the look interval. 1 s held 150 tests/s on
-    # 2 cores where back-to-back passes held 100 (docs/benchmarks.md, "Capacity").
+    # look starts at once, so a quiet topic's test still shows within the look interval. In 30-s steps on 2 cores,
+    # 1 s held 150 tests/s where back-to-back passes held 100 (docs/benchmarks.md, "Capacity").
     ingest_min_pass_s: float = 1.0
     ingest_readers: int = 2
     ingest_max_messages: int = 0  # per partition and pass; 0 = everything up to the end offsets
