@@ -45,3 +45,27 @@ def test_the_knee_is_the_last_rate_that_held_before_the_first_that_did_not():
     assert knee(runs).offered == 150
     assert knee([_result(100, 3.0)]) is None
     assert knee([_result(100, 0.5), _result(150, 0.5, lost=1)]).offered == 100  # a lost test does not hold
+
+
+def test_memory_is_sampled_for_every_stack_process_until_the_load_ends(monkeypatch):
+    import asyncio
+    import os
+
+    import bench.capacity as capacity
+
+    monkeypatch.setattr(capacity, "stack_processes", lambda settings, extra: {os.getpid(): "this test", **extra})
+    monkeypatch.setattr(capacity, "SAMPLE_EVERY_S", 0.01)
+    series: dict = {}
+
+    async def load_then_stop() -> None:
+        done = asyncio.Event()
+        sampler = asyncio.create_task(capacity.sample_memory(None, {"gone": 2**22 + 1}, series, done))
+        await asyncio.sleep(0.1)
+        done.set()
+        await sampler
+
+    asyncio.run(load_then_stop())
+    assert list(series) == [os.getpid()]  # a pid that is not running is left out
+    mine = series[os.getpid()]
+    assert mine.name == "this test" and len(mine.samples) >= 3
+    assert all(rss >= private > 0 for rss, private in zip(mine.samples, mine.private))
