@@ -63,6 +63,7 @@ class CapacityResult:
     fresh_s: list[float] = field(default_factory=list)
     not_visible: int = 0  # sampled tests not visible within VISIBLE_TIMEOUT_S
     not_fresh: int = 0
+    poll_errors: int = 0  # polls that timed out or lost their connection
     stored: int = 0  # accepted tests found stored after the drain
     drain_s: float | None = None  # load end → every accepted test stored (None: not within the timeout)
     cpu: dict[str, float] = field(default_factory=dict)  # process group → share of one core over the load
@@ -202,12 +203,23 @@ async def offered_load(settings: Settings, tests: list[dict], rate: float, sampl
                                      connector=connector, timeout=timeout) as client:
         started = time.perf_counter()
 
+        async def get(path: str, params: dict[str, str] | None = None) -> bytes | None:
+            """A poll's body on 200; None on any other answer, a timeout or a dropped connection (an overloaded
+            stack: the poll goes on until its own deadline)."""
+            try:
+                async with client.get(path, params=params) as answer:
+                    body = await answer.read()
+            except (TimeoutError, aiohttp.ClientError):
+                result.poll_errors += 1
+                return None
+            return body if answer.status == 200 else None
+
         async def visible(test: dict, posted: float) -> bool:
             path = f"/v1/users/{test['user_id']}/tests"
             while time.perf_counter() - posted < VISIBLE_TIMEOUT_S:
-                async with client.get(path, params={"limit": "5"}) as answer:
-                    body = await answer.read()
-                if answer.status == 200 and any(t["test_id"] == test["test_id"] for t in json.loads(body)["tests"]):
+                if (body := await get(path, {"limit": "5"})) is not None and any(
+                    t["test_id"] == test["test_id"] for t in json.loads(body)["tests"]
+                ):
                     result.visible_s.append(time.perf_counter() - posted)
                     return True
                 late = time.perf_counter() - posted > POLL_LATE_AFTER_S
@@ -218,9 +230,8 @@ async def offered_load(settings: Settings, tests: list[dict], rate: float, sampl
         async def fresh(user_id: int, count: int) -> None:
             shown = time.perf_counter()
             while time.perf_counter() - shown < FRESH_TIMEOUT_S:
-                async with client.get(f"/v1/users/{user_id}/insights") as answer:
-                    body = await answer.read()
-                if answer.status == 200 and json.loads(body).get("test_count", 0) >= count:
+                body = await get(f"/v1/users/{user_id}/insights")
+                if body is not None and json.loads(body).get("test_count", 0) >= count:
                     result.fresh_s.append(time.perf_counter() - shown)
                     return
                 await asyncio.sleep(POLL_S)
@@ -338,9 +349,9 @@ def print_results(results: list[CapacityResult]) -> None:
         ])
     print_table(rows, numeric_from=0)
     for r in results:
-        if r.not_visible or r.not_fresh or r.refused:
+        if r.not_visible or r.not_fresh or r.refused or r.poll_errors:
             print(f"  {r.offered:g}/s: {r.not_visible} sampled tests never visible, {r.not_fresh} never in the "
-                  f"insights, {r.refused} POSTs refused or failed")
+                  f"insights, {r.refused} POSTs refused or failed, {r.poll_errors} polls timed out or dropped")
     print("\nCPU over the load, share of one core (2 cores = 2.00):")
     groups = sorted({g for r in results for g in r.cpu}, key=lambda g: -max(r.cpu.get(g, 0) for r in results))
     rows = [["process", *(f"{r.offered:g}/s" for r in results)]]

@@ -238,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a CLI user wants the reason, not a traceback
         if args.verbose:
             raise
-        print(f"keyscope {args.command}: error: {exc}", file=sys.stderr)
+        print(f"keyscope {args.command}: error: {exc or type(exc).__name__}", file=sys.stderr)  # some carry no text
         return 1
 
 
