@@ -37,7 +37,7 @@ from app.api_client import api_url, service_headers
 from app.config import Settings
 from app.text_table import print_table
 from bench import add_first_user_argument, first_user
-from bench.load import SAMPLE_EVERY_S, MemorySeries, follower, memory_bytes, print_soak, stack_processes
+from bench.load import SAMPLE_EVERY_S, MemorySeries, follower, print_soak, sample_memory, stack_processes, steady_series
 
 POLL_S = 0.25
 POLL_LATE_S = 1.0
@@ -170,19 +170,6 @@ def group_of(name: str) -> str:
     if process.startswith("ray::"):
         return process.split("(")[0]
     return service if process else name
-
-
-async def sample_memory(settings: Settings, extra: dict[str, int], series: dict[int, MemorySeries],
-                        done: asyncio.Event) -> None:
-    """Every stack process's memory every SAMPLE_EVERY_S until `done` (as `keyscope bench soak` samples it)."""
-    while not done.is_set():
-        for pid, name in stack_processes(settings, extra).items():
-            if (memory := memory_bytes(pid)) is not None:
-                series.setdefault(pid, MemorySeries(name)).add(*memory)
-        try:
-            await asyncio.wait_for(done.wait(), SAMPLE_EVERY_S)
-        except TimeoutError:
-            pass
 
 
 async def offered_load(settings: Settings, tests: list[dict], rate: float, sample: int, insights_sample: int,
@@ -440,9 +427,7 @@ def run_command(settings: Settings, args: argparse.Namespace) -> int:
     for r in results:
         if r.memory is not None:
             print(f"\nMemory over the load at {r.offered:g}/s, every {SAMPLE_EVERY_S:g} s:")
-            expected = max((len(m.samples) for m in r.memory.values()), default=0)
-            steady = [m for m in r.memory.values() if len(m.samples) >= max(4, expected // 2)]
-            flat &= print_soak(sorted(steady, key=lambda m: -max(m.samples)))
+            flat &= print_soak(steady_series(r.memory))
     if args.memory:
         print("memory flat in every process" if flat else "memory NOT flat in every process")
     if args.find_knee:

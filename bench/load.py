@@ -231,30 +231,37 @@ def run_soak(
     with follower(settings) as proc:
         done = asyncio.Event()
 
-        async def sample() -> None:
-            while not done.is_set():
-                for pid, name in stack_processes(settings, {"ingest follower": proc.pid}).items():
-                    memory = memory_bytes(pid)
-                    if memory is not None:
-                        series.setdefault(pid, MemorySeries(name)).add(*memory)
-                try:
-                    await asyncio.wait_for(done.wait(), SAMPLE_EVERY_S)
-                except TimeoutError:
-                    pass
-
         async def main() -> LoadResult:
             await steady_load(settings, rate, warm_up_s, first_user_id + 50_000)  # warm-up, not sampled
-            sampler = asyncio.create_task(sample())
+            sampler = asyncio.create_task(sample_memory(settings, {"ingest follower": proc.pid}, series, done))
             result = await steady_load(settings, rate, seconds, first_user_id)
             done.set()
             await sampler
             return result
 
         result = asyncio.run(main())
+    return result, steady_series(series)
+
+
+async def sample_memory(settings: Settings, extra: dict[str, int], series: dict[int, MemorySeries],
+                        done: asyncio.Event) -> None:
+    """Every stack process's memory (and `extra`'s) every SAMPLE_EVERY_S until `done`."""
+    while not done.is_set():
+        for pid, name in stack_processes(settings, extra).items():
+            if (memory := memory_bytes(pid)) is not None:
+                series.setdefault(pid, MemorySeries(name)).add(*memory)
+        try:
+            await asyncio.wait_for(done.wait(), SAMPLE_EVERY_S)
+        except TimeoutError:
+            pass
+
+
+def steady_series(series: dict[int, MemorySeries]) -> list[MemorySeries]:
+    """The processes sampled for most of the run, largest first: those that came and went (Ray's short-lived
+    workers) have few samples."""
     expected = max((len(s.samples) for s in series.values()), default=0)
-    # Processes that came and went (Ray's short-lived workers) have few samples; report the steady ones.
     steady = [s for s in series.values() if len(s.samples) >= max(4, expected // 2)]
-    return result, sorted(steady, key=lambda s: -max(s.samples))
+    return sorted(steady, key=lambda s: -max(s.samples))
 
 
 def print_soak(series: list[MemorySeries]) -> bool:

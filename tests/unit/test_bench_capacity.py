@@ -52,9 +52,10 @@ def test_memory_is_sampled_for_every_stack_process_until_the_load_ends(monkeypat
     import os
 
     import bench.capacity as capacity
+    import bench.load as load  # where the sampler (shared with `bench soak`) lives
 
-    monkeypatch.setattr(capacity, "stack_processes", lambda settings, extra: {os.getpid(): "this test", **extra})
-    monkeypatch.setattr(capacity, "SAMPLE_EVERY_S", 0.01)
+    monkeypatch.setattr(load, "stack_processes", lambda settings, extra: {os.getpid(): "this test", **extra})
+    monkeypatch.setattr(load, "SAMPLE_EVERY_S", 0.01)
     series: dict = {}
 
     async def load_then_stop() -> None:
