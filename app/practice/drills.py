@@ -1,9 +1,9 @@
 """Practice drills: passages of common English words aimed at a typist's weak keys and letter pairs.
 
 A drill is a run of words from `practice_words.txt` (a few thousand common lowercase words, roughly most
-common first). Each word slot is, with probability TARGET_SHARE, a *target* word — one that exercises a
-target key or letter pair picked at random with the recommendations' priority as weight — and otherwise a
-filler word drawn by how common it is, so the passage still reads like ordinary text. How a target shapes a
+common first). A steady TARGET_SHARE of the word slots are *target* words — each exercising a target key or
+letter pair, the targets taking turns in proportion to the recommendations' priority — and the rest are
+filler words drawn by how common they are, so the passage still reads like ordinary text. How a target shapes a
 word:
 
 - a letter ('q') or a pair of letters ('ck'): words containing it, weighted by how often;
@@ -157,10 +157,23 @@ def build_drill(
     priority = [float(len(targets) - i) for i in range(len(targets))]
 
     rng = random.Random(seed)
+    # Slots are scheduled, not drawn: every 1 / TARGET_SHARE-th slot is a target, and targets take turns by
+    # weight (smooth weighted round robin), so a 30-word drill holds its first target as often as its weight
+    # says instead of anywhere from none to many times. The words themselves, and the phase, stay random.
+    credit = rng.random()
+    turns = [0.0] * len(targets)
+    total = sum(priority)
 
     def next_token() -> str:
-        if targets and rng.random() < TARGET_SHARE:
-            return rng.choices(targets, weights=priority)[0].draw(rng)
+        nonlocal credit
+        credit += TARGET_SHARE
+        if targets and credit >= 1.0:
+            credit -= 1.0
+            for i, weight in enumerate(priority):
+                turns[i] += weight
+            chosen = max(range(len(turns)), key=turns.__getitem__)
+            turns[chosen] -= total
+            return targets[chosen].draw(rng)
         return filler.draw(rng)
 
     tokens: list[str] = []
