@@ -108,13 +108,24 @@ def test_serve_replicas_read_tasks_and_readers_land_on_both_nodes(two_nodes, req
     assert len(both) == 2 and node.node_id in both
     assert {r.node_id for r in replicas(stack.settings, "ingress")} == both, "an ingress replica on each node"
 
+    # HAProxy (on the head) lists both ingress replicas: Serve updates its backends a moment after a replica starts.
+    ingress = {r.replica_id for r in replicas(stack.settings, "ingress")}
+    wait_until(
+        lambda: {s.replica_id for s in haproxy_servers(stack.settings) if s.status.startswith("UP")} == ingress,
+        "HAProxy to list both ingress replicas UP",
+        timeout=60,
+    )
+
     # A drain (no --follow) reads through Ray Data: one read task per partition, spread over the nodes.
     tests = simulate_tests(8, 3, seed=781, first_user_id=FIRST_USER)
     with httpx.Client(base_url=stack.serve_url(), headers=service_headers(stack.settings), timeout=30) as api:
         assert all(api.post("/v1/tests", json=t).status_code == 202 for t in tests)
-    # HAProxy (on the head) reaches both ingress replicas, and gave each some of those requests.
+        # ... and reaches both: each answers requests (liveness checks top up a balance the POSTs left uneven).
+        deadline = time.monotonic() + 30
+        while not all(s.sessions > 0 for s in haproxy_servers(stack.settings)) and time.monotonic() < deadline:
+            assert api.get("/healthz").status_code == 200
     proxied = {s.replica_id: s for s in haproxy_servers(stack.settings)}
-    assert set(proxied) == {r.replica_id for r in replicas(stack.settings, "ingress")}
+    assert set(proxied) == ingress
     assert all(s.status.startswith("UP") and s.sessions > 0 for s in proxied.values()), proxied
     drain, log_path = ingest(stack)
     assert drain.wait(timeout=120) == 0, tail(log_path)
