@@ -6,9 +6,7 @@ invalidates everything about a user with one DEL, and a TTL bounds staleness if 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,12 +19,6 @@ from app.config import Settings
 # Cached "no such data" (a user with no tests yet): clients poll for a first test, and each poll would otherwise
 # query ClickHouse. Safe to cache like any read: the ingest job drops it when the user's first test lands.
 NOT_FOUND = b"null"
-
-# A user handed to the insights refresher is marked for this long (a refresh takes about a second; a mark of a
-# refresh that never comes lapses). While marked, a miss of a precomputed read waits for the refresher's write
-# instead of computing the same reads from ClickHouse a second time (serve/reads.py).
-REFRESHING_TTL_S = 5
-REFRESH_POLL_S = 0.05
 
 
 def encode_read(value: Any) -> bytes:
@@ -42,10 +34,6 @@ def user_cache_key(user_id: int) -> str:
 def user_generation_key(user_id: int) -> str:
     # Bumped on every invalidation, so a read that began before new data landed cannot cache stale data.
     return f"keyscope:user:{user_id}:gen"
-
-
-def user_refreshing_key(user_id: int) -> str:
-    return f"keyscope:user:{user_id}:refreshing"
 
 
 class InsightsCache:
@@ -88,23 +76,6 @@ class InsightsCache:
             except aioredis.WatchError:
                 return False
 
-    async def refreshed(self, user_id: int, read: str, timeout_s: float) -> bytes | None:
-        """The read the insights refresher writes for a user it holds (`mark_refreshing`), waited for up to
-        `timeout_s`; None at once when the user is not marked, or when the mark lapses or the time runs out first."""
-        mark, key = user_refreshing_key(user_id), user_cache_key(user_id)
-        if not await self._redis.exists(mark):
-            return None
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            await asyncio.sleep(REFRESH_POLL_S)
-            async with self._redis.pipeline(transaction=False) as pipe:
-                body, marked = await pipe.hget(key, read).exists(mark).execute()
-            if body is not None:
-                return body
-            if not marked:
-                return None
-        return None
-
     async def ping(self) -> bool:
         return bool(await self._redis.ping())
 
@@ -134,21 +105,6 @@ def invalidate_users(settings: Settings, user_ids: Iterable[int], client: redis.
     finally:
         if own:
             client.close()
-
-
-def mark_refreshing(client: redis.Redis, user_ids: Iterable[int], ttl_s: int = REFRESHING_TTL_S) -> None:
-    """Mark users the insights refresher has taken on (sync, one pipelined round trip)."""
-    pipe = client.pipeline(transaction=False)
-    for user_id in user_ids:
-        pipe.set(user_refreshing_key(user_id), b"1", ex=ttl_s)
-    pipe.execute()
-
-
-def clear_refreshing(client: redis.Redis, user_ids: Iterable[int]) -> None:
-    """Drop the marks of users whose refresh is done (written or not: a waiting read then computes)."""
-    keys = [user_refreshing_key(u) for u in user_ids]
-    for start in range(0, len(keys), 1000):
-        client.delete(*keys[start : start + 1000])
 
 
 def generations(client: redis.Redis, user_ids: list[int]) -> list[bytes | None]:

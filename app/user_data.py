@@ -56,7 +56,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from clickhouse_connect.driver.client import Client
 
-from app.cache import user_cache_key, user_generation_key, user_refreshing_key
+from app.cache import user_cache_key, user_generation_key
 from app.clickhouse.client import clickhouse_client
 from app.config import Settings
 from app.identity import check_user_id
@@ -534,13 +534,12 @@ class KafkaPendingStore:
 
 def user_redis_keys(user_id: int) -> list[str]:
     """Every Redis key keyscope keeps for a user: cached reads, their invalidation generation, the rate-limit
-    bucket of the user's token (app/ratelimit.py names it after the principal, `user:{id}`), the mark of a refresh
-    in progress, the live sessions in
+    bucket of the user's token (app/ratelimit.py names it after the principal, `user:{id}`), the live sessions in
     their resume window (app/live/parking.py). A module that adds a per-user key adds it here."""
     check_user_id(user_id)
     return [
-        user_cache_key(user_id), user_generation_key(user_id), user_refreshing_key(user_id),
-        rate_limit_key(f"user:{user_id}"), live_sessions_key(user_id),
+        user_cache_key(user_id), user_generation_key(user_id), rate_limit_key(f"user:{user_id}"),
+        live_sessions_key(user_id),
     ]  # fmt: skip
 
 

@@ -32,7 +32,7 @@ import ray
 import redis
 from tqdm import tqdm
 
-from app.cache import clear_refreshing, encode_read, generations, mark_refreshing, put_many_reads, user_cache_key
+from app.cache import encode_read, generations, put_many_reads, user_cache_key
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.migrate import apply_migrations
 from app.clickhouse.store import load_job_progress, load_job_watermark, store_job_progress, store_job_watermark
@@ -207,7 +207,6 @@ class InsightsRefresher:
         self.refreshed = 0
         self.lock = threading.Lock()
         self.wake = threading.Event()
-        self.cache = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
         threading.Thread(target=self._work, daemon=True, name="insights-refresher").start()
 
     def _lower_priority(self) -> None:
@@ -218,31 +217,12 @@ class InsightsRefresher:
 
     def submit(self, user_ids: list[int]) -> int:
         with self.lock:
-            accepted = len(self.pending) + len(user_ids) <= MAX_PENDING
-            if accepted:
-                self.pending.update(user_ids)
-            else:
+            if len(self.pending) + len(user_ids) > MAX_PENDING:
                 self.skipped += len(user_ids)
+            else:
+                self.pending.update(user_ids)
             self.wake.set()
-            pending = len(self.pending)
-        if accepted:
-            self._mark(user_ids)
-        return pending
-
-    def _mark(self, user_ids: list[int]) -> None:
-        """Reads of these users wait for this refresh instead of computing it too (app/cache.py)."""
-        try:
-            mark_refreshing(self.cache, user_ids)
-        except redis.RedisError as exc:
-            log.warning("could not mark %d users as being refreshed: %s", len(user_ids), exc)
-
-    def _unmark(self, batch: list[int]) -> None:
-        with self.lock:
-            done = [u for u in batch if u not in self.pending]  # handed over again meanwhile: still marked
-        try:
-            clear_refreshing(self.cache, done)
-        except redis.RedisError as exc:
-            log.warning("could not clear the refresh marks of %d users: %s", len(done), exc)
+            return len(self.pending)
 
     def stats(self) -> dict[str, int]:
         with self.lock:
@@ -266,8 +246,6 @@ class InsightsRefresher:
                 log.warning("refreshing %d users failed: %s", len(batch), exc)
                 time.sleep(1.0)
                 continue
-            finally:
-                self._unmark(batch)
             with self.lock:
                 self.refreshed += done
             # A background job: at most CPU_SHARE of a core, so a steady stream of tests (about 10 ms of CPU per

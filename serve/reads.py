@@ -23,9 +23,6 @@ from serve.pagination import encode_cursor
 
 log = logging.getLogger("keyscope.reads")
 PRECOMPUTED = ("insights", "keys", "progress")  # columns of user_insights
-# A miss of a precomputed read waits this long at most for the refresher's write when the user is marked as being
-# refreshed: computing it here as well would double the ClickHouse reads of a typist who looks right after a test.
-REFRESH_WAIT_S = 3.0
 
 
 def started_ms(iso: str) -> int:
@@ -101,17 +98,8 @@ class UserReads:
         return None if value is None else encode_read(value)
 
     async def read(self, user_id: int, read: str, params: dict[str, Any]) -> bytes | None:
-        """Redis missed: the refresher's write if it holds the user, the precomputed row if fresh, else computed from
-        the aggregates; cached either way."""
+        """Redis missed: the precomputed row if fresh, else computed from the aggregates; cached either way."""
         field = read + "".join(f":{k}={v}" for k, v in sorted(params.items()))
-        if read in PRECOMPUTED:
-            try:
-                body = await self.cache.refreshed(user_id, field, REFRESH_WAIT_S)
-            except Exception as exc:
-                log.warning("cache unavailable: %s", exc)
-                body = None
-            if body is not None:
-                return body
         try:
             generation = await self.cache.generation(user_id)
         except Exception as exc:

@@ -5,7 +5,6 @@ stale one, and ingest passes hand their users to the background refresher."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -13,7 +12,7 @@ import pytest
 import redis
 
 import pipelines.insights as insights_job
-from app.cache import mark_refreshing, user_cache_key, user_refreshing_key
+from app.cache import user_cache_key
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.store import load_job_progress, load_job_watermark
 from app.faults import SimulatedCrash, armed
@@ -134,37 +133,6 @@ def test_ingest_passes_hand_their_users_to_the_background_refresher(stack, ray_d
         time.sleep(1)
     row = precomputed(stack_settings, user_id)
     assert row is not None and row[0] == 2
-    # The refresher marked the user while it held them, and drops the mark once done.
-    cache = redis.Redis.from_url(stack_settings.redis_url)
-    try:
-        while time.monotonic() < deadline and cache.exists(user_refreshing_key(user_id)):
-            time.sleep(0.2)
-        assert not cache.exists(user_refreshing_key(user_id))
-    finally:
-        cache.close()
-
-
-def test_a_miss_of_a_user_being_refreshed_is_answered_by_the_refreshers_write(refreshed, api_url):
-    """A typist reading their insights right after a test, while the refresher computes them: the insights
-    deployment waits for the refresher's write instead of reading ClickHouse for the same reads (without the wait it
-    would answer at once from the fresh precomputed row, which the body below is not)."""
-    cache = redis.Redis.from_url(refreshed.redis_url)
-    written = json.dumps({"user_id": Y, "written_by": "the refresher"}).encode()
-    try:
-        cache.delete(user_cache_key(Y))
-        mark_refreshing(cache, [Y])
-        answers: list = []
-        reader = threading.Thread(target=lambda: answers.append(api_get(f"{api_url}/v1/users/{Y}/insights")))
-        reader.start()
-        time.sleep(1.0)
-        assert reader.is_alive(), "the read did not wait for the refresher"
-        cache.hset(user_cache_key(Y), "insights", written)
-        reader.join(timeout=30)
-        assert answers and answers[0].status_code == 200, answers
-        assert answers[0].content == written
-    finally:
-        cache.delete(user_cache_key(Y), user_refreshing_key(Y))
-        cache.close()
 
 
 def test_a_user_deleted_while_the_refresh_computes_them_does_not_come_back(

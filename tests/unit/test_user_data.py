@@ -128,8 +128,7 @@ def test_part_names_and_records():
 
 def test_redis_keys_of_a_user_are_the_cache_its_generation_and_the_rate_limit_bucket():
     assert ud.user_redis_keys(42) == [
-        "keyscope:user:42", "keyscope:user:42:gen", "keyscope:user:42:refreshing", "keyscope:rl:user:42",
-        "keyscope:user:42:live",
+        "keyscope:user:42", "keyscope:user:42:gen", "keyscope:rl:user:42", "keyscope:user:42:live"
     ]
 
 
