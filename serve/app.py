@@ -29,7 +29,6 @@ from typing import Any
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from app.clickhouse.client import clickhouse_client
 from app.config import Settings
 from app.experiments.runtime import ExperimentRuntime
 from serve.gateway import Gateway
@@ -148,7 +147,7 @@ class LiveDeployment:
         settings = Settings.from_env()
         self.gateway = Gateway(settings, reader, ServeMetrics(), predictions)
         # Which hints a session gives while a `hint_style` experiment runs (its exposures are written in batches).
-        experiments = ExperimentRuntime(lambda: clickhouse_client(settings.clickhouse_url)).start()
+        experiments = ExperimentRuntime.started(settings)
         self.live = GatewayLive(self.gateway, experiments)
         set_live_backend(self.live)
 

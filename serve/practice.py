@@ -24,7 +24,6 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from app.cache import InsightsCache, encode_read
-from app.clickhouse.client import clickhouse_client
 from app.config import Settings
 from app.experiments.runtime import ExperimentRuntime
 from app.practice.served import ServedTexts
@@ -49,7 +48,7 @@ class PracticeDeployment:
         self.served = ServedTexts(settings)
         # Which generator a user gets while an experiment on it runs; its thread reads the experiments and writes
         # exposures, so the request path stays in memory.
-        self.experiments = ExperimentRuntime(lambda: clickhouse_client(settings.clickhouse_url)).start()
+        self.experiments = ExperimentRuntime.started(settings)
         self.practice = PracticeTexts(self.cache, self.served, self.experiments)
         self.insights_cache = InsightsCache(settings)
         self._writer_task: asyncio.Task[None] | None = None

@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.clickhouse.client import clickhouse_client
 from app.config import Settings
 from app.experiments.runtime import ExperimentRuntime
 from serve.gateway import Gateway
@@ -33,7 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         predictions.start()
         gateway = Gateway(settings, reads, predictions=predictions)
         set_gateway(gateway)
-        live = GatewayLive(gateway, ExperimentRuntime(lambda: clickhouse_client(settings.clickhouse_url)).start())
+        live = GatewayLive(gateway, ExperimentRuntime.started(settings))
         set_live_backend(live)
         try:
             yield

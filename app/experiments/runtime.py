@@ -18,6 +18,8 @@ from typing import TypeVar
 
 from clickhouse_connect.driver.client import Client
 
+from app.clickhouse.client import clickhouse_client
+from app.config import Settings
 from app.experiments.assignment import assign
 from app.experiments.definition import Experiment
 from app.experiments.exposures import ExposureRecorder
@@ -80,6 +82,11 @@ class ExperimentRuntime:
         self._thread = threading.Thread(target=self._run, name="keyscope-experiments", daemon=True)
         self._thread.start()
         return self
+
+    @classmethod
+    def started(cls, settings: Settings) -> ExperimentRuntime:
+        """A runtime on the configured ClickHouse, its background thread running: what a serving process holds."""
+        return cls(lambda: clickhouse_client(settings.clickhouse_url)).start()
 
     def refresh(self) -> None:
         """Re-read the experiments running or yet to start (`choose` checks each one's start and end itself, so an
