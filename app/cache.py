@@ -83,28 +83,97 @@ class InsightsCache:
         await self._redis.aclose()
 
 
-def invalidate_users(settings: Settings, user_ids: Iterable[int], client: redis.Redis | None = None) -> int:
+def invalidate_users(
+    settings: Settings,
+    user_ids: Iterable[int],
+    client: redis.Redis | None = None,
+    carried: dict[int, tuple[bytes, dict[str, bytes]]] | None = None,
+    ttl_s: int = 0,
+) -> int:
     """Drop the cached reads of these users (sync, for the ingest job); returns keys deleted. A caller that
-    invalidates often passes its own `client`; otherwise one is opened for this call."""
-    keys = [user_cache_key(int(u)) for u in set(user_ids)]
-    if not keys:
+    invalidates often passes its own `client`; otherwise one is opened for this call.
+
+    `carried`: for some of these users, (generation, {field: JSON}) of reads that stay valid after the change, from
+    `cached_first_pages` with the new tests merged in. They are written back with a TTL of `ttl_s` in the same
+    step as the drop, unless the user's generation moved since it was read (another writer was there first)."""
+    users = sorted({int(u) for u in user_ids})
+    if not users:
         return 0
+    carried = carried or {}
     own = client is None
     if client is None:
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     try:
+        script = client.register_script(_INVALIDATE_KEEPING) if carried else None
         deleted = 0
-        for start in range(0, len(keys), 1000):
-            chunk = keys[start : start + 1000]
+        for start in range(0, len(users), 1000):
+            chunk = users[start : start + 1000]
+            kept = [script is not None and bool(carried.get(user_id, (b"", {}))[1]) for user_id in chunk]
             pipe = client.pipeline(transaction=False)
-            for key in chunk:
-                pipe.incr(key + ":gen")
-            pipe.delete(*chunk)
-            deleted += int(pipe.execute()[-1])
+            for user_id, keeps in zip(chunk, kept):
+                key, gen_key = user_cache_key(user_id), user_generation_key(user_id)
+                if keeps:
+                    generation, bodies = carried[user_id]
+                    fields = [item for pair in bodies.items() for item in pair]
+                    script(keys=[key, gen_key], args=[generation, ttl_s, *fields], client=pipe)  # answers its DEL
+                else:
+                    pipe.incr(gen_key)
+            plain = [user_cache_key(user_id) for user_id, keeps in zip(chunk, kept) if not keeps]
+            if plain:
+                pipe.delete(*plain)
+            answers = pipe.execute()
+            deleted += sum(int(answer) for answer, keeps in zip(answers, kept) if keeps)
+            deleted += int(answers[-1]) if plain else 0
         return deleted
     finally:
         if own:
             client.close()
+
+
+# A user's cached first test pages (app/test_pages.py) and generation, in one round trip for many users: the fields
+# are few, and HKEYS spares reading the large ones (insights, keys).
+_FIRST_PAGES = """
+local fields = {}
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.match(field, '^tests:limit=%d+$') then fields[#fields + 1] = field end
+end
+local out = {redis.call('GET', KEYS[2]) or ''}
+if #fields > 0 then
+  local values = redis.call('HMGET', KEYS[1], unpack(fields))
+  for i, field in ipairs(fields) do out[#out + 1] = field; out[#out + 1] = values[i] end
+end
+return out
+"""
+
+# Invalidate (bump the generation, drop every read) and write back the carried reads, unless the generation is no
+# longer the one they were read at.
+_INVALIDATE_KEEPING = """
+local unchanged = (redis.call('GET', KEYS[2]) or '') == ARGV[1]
+redis.call('INCR', KEYS[2])
+local deleted = redis.call('DEL', KEYS[1])
+if unchanged then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return deleted
+"""
+
+
+def cached_first_pages(client: redis.Redis, user_ids: Iterable[int]) -> dict[int, tuple[bytes, dict[str, bytes]]]:
+    """For each of these users with a cached first test page: (generation, {field: cached JSON}), in one round trip
+    (pass them to `invalidate_users` as `carried` once the new tests are merged in)."""
+    users = sorted({int(u) for u in user_ids})
+    if not users:
+        return {}
+    script = client.register_script(_FIRST_PAGES)
+    pipe = client.pipeline(transaction=False)
+    for user_id in users:
+        script(keys=[user_cache_key(user_id), user_generation_key(user_id)], client=pipe)
+    pages = {}
+    for user_id, answer in zip(users, pipe.execute()):
+        if len(answer) > 1:
+            pages[user_id] = (answer[0], dict(zip(answer[1::2], answer[2::2])))
+    return pages
 
 
 def generations(client: redis.Redis, user_ids: list[int]) -> list[bytes | None]:

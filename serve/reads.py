@@ -19,7 +19,7 @@ from app.config import Settings
 from app.insights import build_insights, build_key_table, build_progress, load_history
 from app.models.forecast import ModelForecaster
 from app.practice import build_drill, drill_targets
-from serve.pagination import encode_cursor
+from app.test_pages import build_page
 
 log = logging.getLogger("keyscope.reads")
 PRECOMPUTED = ("insights", "keys", "progress")  # columns of user_insights
@@ -65,10 +65,7 @@ class UserReads:
         rows = user_tests(self.clickhouse(), user_id, limit + 1, position)  # one more says if a next page exists
         if not rows:
             return None if before is None else {"user_id": user_id, "tests": [], "next": None}
-        page = rows[:limit]
-        last = page[-1]
-        cursor = encode_cursor(last["started_at"], last["test_id"]) if len(rows) > limit else None
-        return {"user_id": user_id, "tests": page, "next": cursor}
+        return build_page(user_id, rows, limit)
 
     def _precomputed(self, user_id: int, read: str) -> bytes | None:
         """The read from `user_insights` (pipelines/insights.py) if it covers the user's newest test."""

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.schemas import MAX_USER_ID
+from app.test_pages import decode_cursor
 from serve.gateway import Gateway, error_response
 from serve.live import GatewayLive, live_session
 from serve.models import (
@@ -38,7 +39,6 @@ from serve.models import (
     Trajectory,
     TypingPrediction,
 )
-from serve.pagination import decode_cursor
 from serve.prediction_request import TRAJECTORY_DEFAULT_TESTS, TRAJECTORY_MAX_TESTS
 
 STATIC_DIR = FilePath(__file__).with_name("static")

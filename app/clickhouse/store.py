@@ -246,17 +246,12 @@ def _test_row(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_TEST_COLUMNS = ", ".join(
-    (
-        "test_id",
-        "toUnixTimestamp64Milli(started_at) AS started_ms",
-        "layout",
-        "language",
-        "keystroke_count",
-        "duration_ms",
-        *(_q(name) for name in (*METRIC_FIELDS, *COUNT_FIELDS, *ERROR_LOCATION_FIELDS, *SERIES_FIELDS)),
-    )
+# The test_results columns a page row is made of (besides its start time).
+_TEST_ROW_COLUMNS = (
+    "test_id", "layout", "language", "keystroke_count", "duration_ms",
+    *METRIC_FIELDS, *COUNT_FIELDS, *ERROR_LOCATION_FIELDS, *SERIES_FIELDS,
 )
+_TEST_COLUMNS = ", ".join(("toUnixTimestamp64Milli(started_at) AS started_ms", *map(_q, _TEST_ROW_COLUMNS)))
 
 
 def user_tests(
@@ -276,6 +271,19 @@ def user_tests(
         parameters=parameters,
     )
     return [_test_row(dict(zip(result.column_names, row))) for row in result.result_rows]
+
+
+def written_test_rows(results: pa.Table) -> dict[int, list[dict[str, Any]]]:
+    """Result rows just written (TEST_RESULT_SCHEMA), per user, as `user_tests` reads them back: the ingest job
+    carries cached first pages forward with them (app/test_pages.py). The columns have the stored types, so the
+    values are the ones a read would return."""
+    started_ms = pc.cast(results.column("started_at"), pa.int64())
+    columns = {name: results.column(name).to_pylist() for name in _TEST_ROW_COLUMNS}
+    columns["started_ms"] = started_ms.to_pylist()
+    by_user: dict[int, list[dict[str, Any]]] = {}
+    for i, user_id in enumerate(results.column("user_id").to_pylist()):
+        by_user.setdefault(int(user_id), []).append(_test_row({name: values[i] for name, values in columns.items()}))
+    return by_user
 
 
 # --- A typist's history, for many typists in one query each -------------------------------------------------

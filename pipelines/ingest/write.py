@@ -14,18 +14,20 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import redis
 from clickhouse_connect.driver.client import Client
 
-from app.cache import invalidate_users
+from app.cache import cached_first_pages, invalidate_users
 from app.clickhouse.client import clickhouse_client
-from app.clickhouse.store import pending_tests
+from app.clickhouse.store import pending_tests, written_test_rows
 from app.config import Settings
 from app.faults import failpoint
 from app.features import test_deltas
 from app.features.online import FeatureStore
 from app.kafka import DeadLetter, produce_dead_letters
 from app.tables import TestTables, test_keys
+from app.test_pages import carry_first_pages
 from pipelines.ingest.analyse import unpack
 from pipelines.ingest.drift import DriftMonitor
 from pipelines.ingest.report import IngestReport
@@ -164,10 +166,21 @@ class BatchWriter:
             return pending
 
         written = with_retry(attempt, "writing to ClickHouse", self._settings)
-        invalidate_users(self._settings, written.results.column("user_id").to_pylist(), self._redis)
+        self._invalidate(written.results)
         if self.drift is not None:
             self.drift.after_write(drift_sample, written)  # never raises: a failed check is logged and counted
         return written
+
+    def _invalidate(self, results: pa.Table) -> None:
+        """Drop the written users' cached reads, except their cached first test pages, which get the new tests
+        (app/test_pages.py): a typist polling for a test just stored then reads Redis, not ClickHouse."""
+        users = results.column("user_id").to_pylist()
+        pages = cached_first_pages(self._redis, users)
+        carried = {}
+        if pages:
+            paged = results.filter(pc.is_in(results.column("user_id"), pa.array(list(pages), pa.uint64())))
+            carried = carry_first_pages(pages, written_test_rows(paged))
+        invalidate_users(self._settings, users, self._redis, carried, self._settings.insights_ttl_s)
 
     def _fold_features(self, tables: TestTables) -> None:
         """Fold the tests into their typists' online features. Before the result rows: a pass that stops in

@@ -205,3 +205,44 @@ def test_a_users_absence_is_cached_until_their_first_test_lands(stack, ray_drive
     run_ingest(stack_settings)
     body = api_get(f"{api_url}/v1/users/{user_id}/tests").json()
     assert [t["test_id"] for t in body["tests"]] == [test["test_id"]]
+
+
+def test_cached_first_pages_get_the_new_tests_exactly_as_the_store_pages_them(
+    stack, ray_driver, api_url, stack_settings
+):
+    import redis
+
+    from app.cache import encode_read, user_cache_key
+    from serve.reads import UserReads
+
+    user_id = 31_600
+    tests = simulate_tests(1, 5, seed=316, first_user_id=user_id)  # test i starts on day i
+    with api_client(api_url) as client:
+        assert [client.post("/v1/tests", json=tests[i]).status_code for i in (0, 1, 3)] == [202] * 3
+        run_ingest(stack_settings)
+        for limit, shown in ((2, 2), (20, 3)):  # cached as a first page of each size
+            assert len(client.get(f"/v1/users/{user_id}/tests", params={"limit": limit}).json()["tests"]) == shown
+        assert client.get(f"/v1/users/{user_id}/insights").status_code == 200
+        # Day 2 arrives late (older than a stored test), day 4 is the newest.
+        assert [client.post("/v1/tests", json=tests[i]).status_code for i in (2, 4)] == [202] * 2
+        run_ingest(stack_settings)
+
+        cached = redis.Redis.from_url(stack_settings.redis_url).hgetall(user_cache_key(user_id))
+        assert set(cached) == {b"tests:limit=2", b"tests:limit=20"}  # the pages carried, the insights dropped
+        reads = UserReads(stack_settings)
+        try:
+            for limit in (2, 20):
+                from_store = encode_read(reads._tests_page(user_id, limit, None))
+                assert cached[f"tests:limit={limit}".encode()] == from_store
+                assert client.get(f"/v1/users/{user_id}/tests", params={"limit": limit}).content == from_store
+        finally:
+            asyncio.run(reads.close())
+        # Paging on from the carried page's cursor reaches every test once.
+        seen, cursor = [], None
+        while True:
+            params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+            body = client.get(f"/v1/users/{user_id}/tests", params=params).json()
+            seen += [t["test_id"] for t in body["tests"]]
+            if (cursor := body["next"]) is None:
+                break
+    assert seen == [tests[i]["test_id"] for i in (4, 3, 2, 1, 0)]
