@@ -48,6 +48,11 @@ KNEE_VISIBLE_P95_S = 2.0
 KNEE_STEP = 1.5
 KNEE_MAX_STEPS = 8
 TICKS = os.sysconf("SC_CLK_TCK")
+# Before the timed load, the machine must be this quiet (cores busy over a window, every process counted): a stack
+# just started still settles for a minute or so (Serve replicas, the first merges, Ray's agents), and a 30-s step
+# begun meanwhile measures that start-up rather than the load.
+SETTLE_BUSY_CORES = 0.45
+SETTLE_WINDOW_S = 5.0
 STAMP_PLACEHOLDER = b"0000-00-00T00:00:00.000Z"  # as long as a real stamp
 JSON = {"Content-Type": "application/json"}
 
@@ -276,6 +281,35 @@ async def warm_up(settings: Settings, user_id: int, timeout_s: float = VISIBLE_T
     raise SystemExit(f"the warm-up test was not visible within {timeout_s:g} s: is the ingest job running?")
 
 
+def busy_cores(window_s: float) -> float:
+    """Cores the whole machine kept busy over the next `window_s` (from /proc/stat)."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            ticks = [int(v) for v in stat.readline().split()[1:]]
+        return sum(ticks), ticks[3] + ticks[4]  # all, idle + iowait
+
+    total0, idle0 = sample()
+    time.sleep(window_s)
+    total1, idle1 = sample()
+    elapsed = total1 - total0
+    return 0.0 if elapsed <= 0 else (elapsed - (idle1 - idle0)) / elapsed * (os.cpu_count() or 1)
+
+
+def settle(timeout_s: float, progress=print, measure=busy_cores) -> bool:
+    """Wait until the machine is quiet (SETTLE_BUSY_CORES) or `timeout_s` has passed; says which. True if quiet."""
+    started = time.monotonic()
+    while True:
+        busy = measure(SETTLE_WINDOW_S)
+        waited = time.monotonic() - started
+        if busy <= SETTLE_BUSY_CORES:
+            progress(f"settled: {busy:.2f} cores busy after {waited:.0f} s")
+            return True
+        if waited >= timeout_s:
+            progress(f"not settled: {busy:.2f} cores still busy after {waited:.0f} s; loading anyway")
+            return False
+
+
 def stored_tests(settings: Settings, first_user_id: int, users: int) -> int:
     from app.clickhouse.client import clickhouse_client
 
@@ -389,6 +423,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="of the visible sampled tests, follow one in N into the insights (default 5)")
     parser.add_argument("--drain-timeout", type=float, default=180.0,
                         help="seconds to wait after the load for every accepted test to be stored (default 180)")
+    parser.add_argument("--settle", type=float, default=120.0,
+                        help=f"before the load, wait up to this many seconds for the machine to have at most "
+                             f"{SETTLE_BUSY_CORES:g} cores busy (a stack just started settles for a minute or so; "
+                             "0: no wait; default 120)")
     parser.add_argument("--memory", action="store_true",
                         help=f"sample every stack process's memory every {SAMPLE_EVERY_S:g} s of the load and report "
                              "whether each stayed flat (as `keyscope bench soak` does)")
@@ -411,6 +449,8 @@ def run_command(settings: Settings, args: argparse.Namespace) -> int:
     results: list[CapacityResult] = []
     with follower(settings) as ingest:
         print(f"warm-up: one test visible after {asyncio.run(warm_up(settings, base - 1)):.1f} s")
+        if args.settle > 0:
+            settle(args.settle)
         rate = args.rate
         for step in range(KNEE_MAX_STEPS if args.find_knee else 1):
             pool = base + step * 10_000_000  # a fresh pool of typists per rate

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bench.capacity import CapacityResult, cpu_shares, group_of, knee, returning_typists, stamp
+from bench.capacity import CapacityResult, busy_cores, cpu_shares, group_of, knee, returning_typists, settle, stamp
 
 
 def test_returning_typists_cycle_through_the_pool_each_in_their_own_order():
@@ -70,3 +70,16 @@ def test_memory_is_sampled_for_every_stack_process_until_the_load_ends(monkeypat
     mine = series[os.getpid()]
     assert mine.name == "this test" and len(mine.samples) >= 3
     assert all(rss >= private > 0 for rss, private in zip(mine.samples, mine.private))
+
+
+def test_settle_waits_for_a_quiet_machine_and_gives_up_after_its_timeout():
+    said: list[str] = []
+    readings = iter([1.8, 1.1, 0.4])
+    assert settle(60, said.append, measure=lambda window_s: next(readings))
+    assert said[-1].startswith("settled: 0.40 cores busy")
+    assert not settle(0, said.append, measure=lambda window_s: 1.5)
+    assert said[-1].startswith("not settled: 1.50 cores still busy")
+
+
+def test_busy_cores_reads_the_machine():
+    assert 0.0 <= busy_cores(0.2) <= 64
