@@ -130,7 +130,7 @@ def invalidate_users(
             client.close()
 
 
-# A user's cached first test pages (app/test_pages.py) and generation, in one round trip for many users: the fields
+# A user's cached first test pages (app/result_pages.py) and generation, in one round trip for many users: the fields
 # are few, and HKEYS spares reading the large ones (insights, keys).
 _FIRST_PAGES = """
 local fields = {}

@@ -19,7 +19,7 @@ from app.config import Settings
 from app.insights import build_insights, build_key_table, build_progress, load_history
 from app.models.forecast import ModelForecaster
 from app.practice import build_drill, drill_targets
-from app.test_pages import build_page
+from app.result_pages import build_page
 
 log = logging.getLogger("keyscope.reads")
 PRECOMPUTED = ("insights", "keys", "progress")  # columns of user_insights

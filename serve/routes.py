@@ -21,8 +21,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.result_pages import decode_cursor
 from app.schemas import MAX_USER_ID
-from app.test_pages import decode_cursor
 from serve.gateway import Gateway, error_response
 from serve.live import GatewayLive, live_session
 from serve.models import (

@@ -275,7 +275,7 @@ def user_tests(
 
 def written_test_rows(results: pa.Table) -> dict[int, list[dict[str, Any]]]:
     """Result rows just written (TEST_RESULT_SCHEMA), per user, as `user_tests` reads them back: the ingest job
-    carries cached first pages forward with them (app/test_pages.py). The columns have the stored types, so the
+    carries cached first pages forward with them (app/result_pages.py). The columns have the stored types, so the
     values are the ones a read would return."""
     started_ms = pc.cast(results.column("started_at"), pa.int64())
     columns = {name: results.column(name).to_pylist() for name in _TEST_ROW_COLUMNS}

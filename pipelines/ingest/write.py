@@ -26,8 +26,8 @@ from app.faults import failpoint
 from app.features import test_deltas
 from app.features.online import FeatureStore
 from app.kafka import DeadLetter, produce_dead_letters
+from app.result_pages import carry_first_pages
 from app.tables import TestTables, test_keys
-from app.test_pages import carry_first_pages
 from pipelines.ingest.analyse import unpack
 from pipelines.ingest.drift import DriftMonitor
 from pipelines.ingest.report import IngestReport
@@ -173,7 +173,7 @@ class BatchWriter:
 
     def _invalidate(self, results: pa.Table) -> None:
         """Drop the written users' cached reads, except their cached first test pages, which get the new tests
-        (app/test_pages.py): a typist polling for a test just stored then reads Redis, not ClickHouse."""
+        (app/result_pages.py): a typist polling for a test just stored then reads Redis, not ClickHouse."""
         users = results.column("user_id").to_pylist()
         pages = cached_first_pages(self._redis, users)
         carried = {}

@@ -19,7 +19,7 @@ import orjson
 
 from app.cache import encode_read
 
-log = logging.getLogger("keyscope.test_pages")
+log = logging.getLogger("keyscope.result_pages")
 
 # The cache field of a first page (serve/reads.py names a read's field `read:param=value...`, params sorted): a
 # page with a cursor is not carried forward, only dropped.

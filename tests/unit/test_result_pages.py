@@ -1,4 +1,4 @@
-"""A typist's test pages: cursors, and a cached first page carried forward when new tests land."""
+"""A typist's result pages: cursors, and a cached first page carried forward when new tests land."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from app.cache import NOT_FOUND, encode_read
-from app.test_pages import build_page, carry_first_page, carry_first_pages, decode_cursor, encode_cursor
+from app.result_pages import build_page, carry_first_page, carry_first_pages, decode_cursor, encode_cursor
 
 
 def row(day: int, test_id: str | None = None, wpm: float = 50.0) -> dict:
