@@ -26,10 +26,6 @@ log = logging.getLogger("keyscope.result_pages")
 FIRST_PAGE_FIELD = re.compile(r"tests:limit=(\d+)")
 
 
-def first_page_field(limit: int) -> str:
-    return f"tests:limit={limit}"
-
-
 def encode_cursor(started_at: str, test_id: str) -> str:
     return base64.urlsafe_b64encode(json.dumps([started_at, test_id]).encode()).decode().rstrip("=")
 
