@@ -56,12 +56,19 @@ def typing_version(versions: dict[str, str]) -> str:
     return f"pattern:{versions['pattern']},error:{versions['error']}"
 
 
-def wait_for_version(api_url: str, expected: str) -> dict:
-    """Predict until the predictor answers with `expected` model versions; returns that answer."""
-    deadline, last = time.monotonic() + PICKUP_S, None
+def wait_for_version(api_url: str, expected: str, trajectory: str | None = None) -> dict:
+    """Predict until the predictor answers with `expected` model versions (and, given `trajectory`, the trajectory
+    route with that version), three times in a row: a replica swaps in each kind's promotion at its next poll, so
+    kinds promoted one after another can arrive a poll apart. Returns the last typing answer."""
+    deadline, last, in_a_row = time.monotonic() + PICKUP_S, None, 0
     while time.monotonic() < deadline:
         last = api_post(f"{api_url}/v1/predict/typing", json={"user_id": NEWCOMER, "text": "abc"})
-        if last.status_code == 200 and last.json()["model_version"] == expected:
+        served = last.status_code == 200 and last.json()["model_version"] == expected
+        if served and trajectory is not None:
+            cold = api_get(f"{api_url}/v1/users/{NEWCOMER}/trajectory")
+            served = cold.status_code == 200 and cold.json()["model_version"] == trajectory
+        in_a_row = in_a_row + 1 if served else 0
+        if in_a_row == 3:
             return last.json()
         time.sleep(0.5)
     raise AssertionError(f"the predictor did not serve {expected} within {PICKUP_S} s; last: {last and last.text}")
@@ -94,7 +101,7 @@ def typist(stack, ray_driver, api_url, stack_settings):
 def promoted(registry, api_url, tmp_path_factory) -> dict[str, str]:
     folder = tmp_path_factory.mktemp("artifacts")
     versions = {kind: promote_untrained(registry, folder, kind, seed=1) for kind in ("pattern", "error", "trajectory")}
-    wait_for_version(api_url, typing_version(versions))
+    wait_for_version(api_url, typing_version(versions), versions["trajectory"])
     return versions
 
 
