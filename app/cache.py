@@ -27,6 +27,12 @@ def encode_read(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 
 
+def read_field(read: str, params: dict[str, Any]) -> str:
+    """The field of a user's cache hash a read is kept under: `read:param=value...`, params sorted (a first test
+    page is `tests:limit=20`; app/result_pages.py carries those forward)."""
+    return read + "".join(f":{k}={v}" for k, v in sorted(params.items()))
+
+
 def user_cache_key(user_id: int) -> str:
     return f"keyscope:user:{user_id}"
 
@@ -104,26 +110,16 @@ def invalidate_users(
     if client is None:
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     try:
-        script = client.register_script(_INVALIDATE_KEEPING) if carried else None
+        script = client.register_script(_INVALIDATE_KEEPING)
         deleted = 0
         for start in range(0, len(users), 1000):
-            chunk = users[start : start + 1000]
-            kept = [script is not None and bool(carried.get(user_id, (b"", {}))[1]) for user_id in chunk]
             pipe = client.pipeline(transaction=False)
-            for user_id, keeps in zip(chunk, kept):
-                key, gen_key = user_cache_key(user_id), user_generation_key(user_id)
-                if keeps:
-                    generation, bodies = carried[user_id]
-                    fields = [item for pair in bodies.items() for item in pair]
-                    script(keys=[key, gen_key], args=[generation, ttl_s, *fields], client=pipe)  # answers its DEL
-                else:
-                    pipe.incr(gen_key)
-            plain = [user_cache_key(user_id) for user_id, keeps in zip(chunk, kept) if not keeps]
-            if plain:
-                pipe.delete(*plain)
-            answers = pipe.execute()
-            deleted += sum(int(answer) for answer, keeps in zip(answers, kept) if keeps)
-            deleted += int(answers[-1]) if plain else 0
+            for user_id in users[start : start + 1000]:
+                generation, bodies = carried.get(user_id, (b"", {}))
+                fields = [item for pair in bodies.items() for item in pair]
+                script(keys=[user_cache_key(user_id), user_generation_key(user_id)],
+                       args=[generation, ttl_s, *fields], client=pipe)
+            deleted += sum(int(answer) for answer in pipe.execute())
         return deleted
     finally:
         if own:
@@ -145,13 +141,13 @@ end
 return out
 """
 
-# Invalidate (bump the generation, drop every read) and write back the carried reads, unless the generation is no
-# longer the one they were read at.
+# Invalidate one user (bump the generation, drop every read; answers the DEL) and write back the carried reads, if
+# any, unless the generation is no longer the one they were read at.
 _INVALIDATE_KEEPING = """
 local unchanged = (redis.call('GET', KEYS[2]) or '') == ARGV[1]
 redis.call('INCR', KEYS[2])
 local deleted = redis.call('DEL', KEYS[1])
-if unchanged then
+if unchanged and #ARGV > 2 then
   redis.call('HSET', KEYS[1], unpack(ARGV, 3))
   redis.call('EXPIRE', KEYS[1], ARGV[2])
 end

@@ -21,8 +21,8 @@ from app.cache import encode_read
 
 log = logging.getLogger("keyscope.result_pages")
 
-# The cache field of a first page (serve/reads.py names a read's field `read:param=value...`, params sorted): a
-# page with a cursor is not carried forward, only dropped.
+# The cache field of a first page (app/cache.py `read_field` of the `tests` read with only a limit): a page with a
+# cursor is not carried forward, only dropped.
 FIRST_PAGE_FIELD = re.compile(r"tests:limit=(\d+)")
 
 

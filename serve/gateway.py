@@ -25,7 +25,7 @@ from starlette.background import BackgroundTask
 
 from app import user_data
 from app.auth import ADMIN_SCOPES, AuthConfig, AuthError, Principal, Scope, authenticate, authorize_user, require_scope
-from app.cache import NOT_FOUND, InsightsCache
+from app.cache import NOT_FOUND, InsightsCache, read_field
 from app.codec import encode_test
 from app.config import Settings
 from app.kafka import BrokerUnavailable, TestProducer
@@ -229,7 +229,7 @@ class Gateway:
         return self.json_bytes(request, body)
 
     async def cached_read(self, user_id: int, read: str, params: dict[str, Any]) -> bytes | None:
-        field = read + "".join(f":{k}={v}" for k, v in sorted(params.items()))
+        field = read_field(read, params)
         try:
             body = await self.cache.get_raw(user_id, field)
         except Exception as exc:  # a cache outage must not take reads down

@@ -12,7 +12,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from app.cache import NOT_FOUND, InsightsCache, encode_read
+from app.cache import NOT_FOUND, InsightsCache, encode_read, read_field
 from app.clickhouse.client import clickhouse_client
 from app.clickhouse.store import user_test_history, user_tests
 from app.config import Settings
@@ -96,7 +96,7 @@ class UserReads:
 
     async def read(self, user_id: int, read: str, params: dict[str, Any]) -> bytes | None:
         """Redis missed: the precomputed row if fresh, else computed from the aggregates; cached either way."""
-        field = read + "".join(f":{k}={v}" for k, v in sorted(params.items()))
+        field = read_field(read, params)
         try:
             generation = await self.cache.generation(user_id)
         except Exception as exc:
